@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// dphiant: the command line. Each command loads the one validated configuration; a bad value exits 2 with its key.
+import dimse from 'dcmjs-dimse';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { ConfigError, configLines, loadConfig, type Config } from '../config/index.js';
+import { createLogger } from '../log.js';
+import { startMiddleman, pacsTarget } from '../middleman.js';
+import { Journal, journalPath, JOB_STATES } from '../pipeline/journal.js';
+import { hex } from '../pipeline/ingest.js';
+import { echo } from '../scu/echo.js';
+import { synthCommand } from './synth.js';
+import { existsSync } from 'node:fs';
+
+dimse.log.setLevel('silent'); // its INFO lines name UIDs; we log what matters ourselves
+
+function config(argv: { config?: string }): Config {
+  try {
+    return loadConfig({ file: argv.config });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`dphiant: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+const withConfig = <T>(y: Argv<T>) => y.option('config', { type: 'string', describe: 'JSON configuration file (else $DPHIANT_CONFIG)' });
+
+await yargs(hideBin(process.argv))
+  .scriptName('dphiant')
+  .command(
+    'serve',
+    'run the middleman: DICOM SCP, forwarding to PACS',
+    withConfig,
+    async (argv) => {
+      const cfg = config(argv);
+      const log = createLogger(cfg.logLevel);
+      // last line of defence: a bug in one association must not end the others (invariant 8)
+      process.on('uncaughtException', (err) => log.error({ err: err.message, stack: err.stack }, 'uncaught exception'));
+      process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
+      let mm;
+      try {
+        mm = await startMiddleman(cfg, log);
+      } catch (e) {
+        log.fatal({ err: (e as Error).message }, 'cannot start');
+        process.exit(1);
+      }
+      const stop = async (signal: string) => {
+        log.info({ signal }, 'stopping');
+        await mm.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', () => void stop('SIGINT'));
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+    },
+  )
+  .command('config <action>', 'configuration', (y) =>
+    withConfig(y).positional('action', { choices: ['show'] as const, describe: 'show: print the effective configuration, secrets masked' }),
+    (argv) => {
+      for (const line of configLines(config(argv))) console.log(line);
+    },
+  )
+  .command('status', 'journal: jobs per state', withConfig, (argv) => {
+    const cfg = config(argv);
+    const file = journalPath(cfg.dataDir);
+    if (!existsSync(file)) {
+      console.log(`no journal yet at ${file}`);
+      return;
+    }
+    const journal = new Journal(file);
+    const counts = journal.counts();
+    journal.close();
+    for (const s of JOB_STATES) console.log(`${s.padEnd(13)} ${counts[s]}`);
+  })
+  .command('echo', 'C-ECHO the PACS with the configured AE titles', withConfig, async (argv) => {
+    const cfg = config(argv);
+    try {
+      const status = await echo(pacsTarget(cfg));
+      console.log(`C-ECHO ${cfg.pacs.aet}@${cfg.pacs.host}:${cfg.pacs.port}: status ${hex(status)}`);
+      process.exitCode = status === 0 ? 0 : 1;
+    } catch (e) {
+      console.error(`C-ECHO ${cfg.pacs.aet}@${cfg.pacs.host}:${cfg.pacs.port} failed: ${(e as Error).message}`);
+      process.exitCode = 1;
+    }
+  })
+  .command(synthCommand)
+  .demandCommand(1)
+  .strict()
+  .help()
+  .parseAsync();

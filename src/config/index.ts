@@ -1,0 +1,269 @@
+// The one home of DPHIANT's configuration: defaults (the dev stack of DESIGN.md), a JSON file, then
+// DPHIANT_* environment variables, validated once at start-up. Every setting is documented where it is defined.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface Caller {
+  /** Calling AE title the SCP accepts. */
+  aet: string;
+  /** IP address the association must come from; '*' accepts any host. */
+  host: string;
+}
+
+export interface Config {
+  /** Holds the journal, the embedded crosswalk, the development key, the spool and the quarantine. */
+  dataDir: string;
+  /** pino level: fatal, error, warn, info, debug, trace, silent. */
+  logLevel: string;
+  /** True only in the dev stack: allows default credentials. */
+  devStack: boolean;
+  scp: {
+    aet: string;
+    host: string;
+    port: number;
+    /** Calling AEs (with their hosts) allowed to associate. */
+    callers: Caller[];
+    /** Associations served at once; more are rejected (transient, local limit exceeded). */
+    maxAssociations: number;
+    /** Larger instances are refused with status 0xA700 after their bytes are discarded. */
+    maxInstanceBytes: number;
+    /** Accept SOP classes that are not storage classes of the standard (vendor-private storage). */
+    acceptUnknownSopClasses: boolean;
+    /** Time allowed between connect and A-ASSOCIATE-RQ. */
+    associationTimeoutMs: number;
+    /** Time allowed between two PDUs of an association. */
+    pduTimeoutMs: number;
+  };
+  pacs: {
+    aet: string;
+    host: string;
+    port: number;
+    /** Our AE title when we call the PACS. */
+    callingAet: string;
+    connectTimeoutMs: number;
+    /** Time allowed for the PACS to answer one forwarded C-STORE. */
+    storeTimeoutMs: number;
+    /** Orthanc REST base URL. */
+    url: string;
+    username: string;
+    password: string;
+  };
+  web: {
+    host: string;
+    port: number;
+  };
+}
+
+export const DEFAULT_CONFIG: Config = {
+  dataDir: './data',
+  logLevel: 'info',
+  devStack: true,
+  scp: {
+    aet: 'DPHIANT',
+    host: '127.0.0.1',
+    port: 11112,
+    callers: [{ aet: 'MODALITY', host: '127.0.0.1' }],
+    maxAssociations: 32,
+    maxInstanceBytes: 2 * 1024 ** 3,
+    acceptUnknownSopClasses: false,
+    associationTimeoutMs: 30_000,
+    pduTimeoutMs: 60_000,
+  },
+  pacs: {
+    aet: 'PACS',
+    host: '127.0.0.1',
+    port: 4242,
+    callingAet: 'DPHIANT',
+    connectTimeoutMs: 10_000,
+    storeTimeoutMs: 120_000,
+    url: 'http://127.0.0.1:8042',
+    username: 'demo',
+    password: 'demo',
+  },
+  web: { host: '127.0.0.1', port: 8043 },
+};
+
+/** Keys whose values are masked by `config show`. */
+const SECRET_KEYS = new Set(['pacs.password']);
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(`invalid configuration: ${key}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Check = (value: unknown, key: string) => void;
+
+const AET = /^[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$/; // PS3.5 AE: ≤16, no backslash
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+const isString: Check = (v, k) => {
+  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(k, 'must be a non-empty string');
+};
+const isBoolean: Check = (v, k) => {
+  if (typeof v !== 'boolean') throw new ConfigError(k, 'must be true or false');
+};
+const intIn =
+  (min: number, max: number): Check =>
+  (v, k) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      throw new ConfigError(k, `must be an integer from ${min} to ${max}`);
+  };
+const isPort = intIn(1, 65535);
+const isAet: Check = (v, k) => {
+  if (typeof v !== 'string' || !AET.test(v))
+    throw new ConfigError(k, 'must be an AE title of 1-16 printable characters without backslash');
+};
+const isHost: Check = (v, k) => {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9.:\-\[\]]+$/.test(v)) throw new ConfigError(k, 'must be a host name or IP address');
+};
+const isUrl: Check = (v, k) => {
+  isString(v, k);
+  let u: URL;
+  try {
+    u = new URL(v as string);
+  } catch {
+    throw new ConfigError(k, 'must be an absolute http(s) URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(k, 'must be an http(s) URL');
+};
+const oneOf =
+  (choices: string[]): Check =>
+  (v, k) => {
+    if (typeof v !== 'string' || !choices.includes(v)) throw new ConfigError(k, `must be one of ${choices.join(', ')}`);
+  };
+const isCallers: Check = (v, k) => {
+  if (!Array.isArray(v) || v.length === 0) throw new ConfigError(k, 'must list at least one {aet, host}');
+  v.forEach((c, i) => {
+    if (typeof c !== 'object' || c === null) throw new ConfigError(`${k}[${i}]`, 'must be an object {aet, host}');
+    isAet((c as Caller).aet, `${k}[${i}].aet`);
+    if ((c as Caller).host !== '*') isHost((c as Caller).host, `${k}[${i}].host`);
+  });
+};
+
+/** Every setting: its validator. Its environment variable is derived from the path (scp.maxAssociations → DPHIANT_SCP_MAX_ASSOCIATIONS). */
+const SCHEMA: Record<string, Check> = {
+  dataDir: isString,
+  logLevel: oneOf(LOG_LEVELS),
+  devStack: isBoolean,
+  'scp.aet': isAet,
+  'scp.host': isHost,
+  'scp.port': isPort,
+  'scp.callers': isCallers,
+  'scp.maxAssociations': intIn(1, 1000),
+  'scp.maxInstanceBytes': intIn(1024, 64 * 1024 ** 3),
+  'scp.acceptUnknownSopClasses': isBoolean,
+  'scp.associationTimeoutMs': intIn(100, 3_600_000),
+  'scp.pduTimeoutMs': intIn(100, 3_600_000),
+  'pacs.aet': isAet,
+  'pacs.host': isHost,
+  'pacs.port': isPort,
+  'pacs.callingAet': isAet,
+  'pacs.connectTimeoutMs': intIn(100, 600_000),
+  'pacs.storeTimeoutMs': intIn(100, 3_600_000),
+  'pacs.url': isUrl,
+  'pacs.username': isString,
+  'pacs.password': isString,
+  'web.host': isHost,
+  'web.port': isPort,
+};
+
+export function envName(key: string): string {
+  return 'DPHIANT_' + key.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+function getPath(obj: unknown, key: string): unknown {
+  return key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+}
+
+function setPath(obj: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let o = obj;
+  for (const p of parts.slice(0, -1)) o = (o[p] ??= {}) as Record<string, unknown>;
+  o[parts[parts.length - 1]!] = value;
+}
+
+/** Parses an environment value by the type of the default it replaces. */
+function parseEnv(key: string, raw: string): unknown {
+  const def = getPath(DEFAULT_CONFIG, key);
+  if (typeof def === 'number') {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(key, `${envName(key)}=${JSON.stringify(raw)} is not an integer`);
+    return Number(raw);
+  }
+  if (typeof def === 'boolean') {
+    if (!['true', 'false', '1', '0'].includes(raw)) throw new ConfigError(key, `${envName(key)} must be true or false`);
+    return raw === 'true' || raw === '1';
+  }
+  if (key === 'scp.callers') {
+    // "MODALITY@127.0.0.1,CT1@10.1.2.3"
+    return raw
+      .split(',')
+      .filter((s) => s.trim())
+      .map((s) => {
+        const [aet, host] = s.trim().split('@');
+        return { aet, host: host ?? '*' };
+      });
+  }
+  return raw;
+}
+
+function mergeFile(target: Record<string, unknown>, file: Record<string, unknown>, prefix = ''): void {
+  for (const [k, v] of Object.entries(file)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (key in SCHEMA) setPath(target, key, v);
+    else if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(SCHEMA).some((s) => s.startsWith(key + '.')))
+      mergeFile(target, v as Record<string, unknown>, key);
+    else throw new ConfigError(key, 'unknown setting');
+  }
+}
+
+export interface LoadOptions {
+  /** JSON file; when absent, DPHIANT_CONFIG names it; when that is absent too, defaults + environment only. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Builds and validates the effective configuration. Throws ConfigError naming the key and the reason. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const cfg = structuredClone(DEFAULT_CONFIG) as unknown as Record<string, unknown>;
+  const file = opts.file ?? env.DPHIANT_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new ConfigError('config file', `${file}: ${(e as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ConfigError('config file', `${file}: must hold a JSON object`);
+    mergeFile(cfg, parsed as Record<string, unknown>);
+  }
+  for (const key of Object.keys(SCHEMA)) {
+    const raw = env[envName(key)];
+    if (raw !== undefined && raw !== '') setPath(cfg, key, parseEnv(key, raw));
+  }
+  for (const [key, check] of Object.entries(SCHEMA)) check(getPath(cfg, key), key);
+  const config = cfg as unknown as Config;
+  config.dataDir = path.resolve(config.dataDir);
+  if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
+    throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
+  return config;
+}
+
+/** The effective configuration with secrets masked, for `dphiant config show`. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const copy = structuredClone(config) as unknown as Record<string, unknown>;
+  for (const key of SECRET_KEYS) setPath(copy, key, '********');
+  return copy;
+}
+
+/** Lines "key = value  (ENV_NAME)" for every setting. */
+export function configLines(config: Config): string[] {
+  const shown = describeConfig(config);
+  return Object.keys(SCHEMA).map((key) => `${key} = ${JSON.stringify(getPath(shown, key))}  (${envName(key)})`);
+}

@@ -1,0 +1,253 @@
+// The DIMSE server the modalities call: dcmjs-dimse's Scp on a net.Server of our own (its Server cannot bind a
+// host and leaves Nagle on). Accepts C-ECHO and C-STORE, spools each data set to a file, and answers a C-STORE
+// only when the pipeline says what became of the instance.
+import dimse from 'dcmjs-dimse';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { rmSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { Config } from '../config/index.js';
+import type { Logger } from '../log.js';
+import { fingerprint } from '../log.js';
+import { Status, type ReceivedInstance, type StoreReply } from '../pipeline/types.js';
+import { checkCaller, decideContext, plainAddress } from './negotiation.js';
+import { PduGuard } from './pdu-guard.js';
+import { SpoolFile } from './spool.js';
+
+const { Scp, Dataset, Implementation } = dimse;
+const { CEchoResponse, CStoreResponse } = dimse.responses;
+const { PresentationContextResult, RejectResult, RejectSource, RejectReason } = dimse.constants;
+
+type Association = InstanceType<typeof dimse.association.Association>;
+type PresentationContext = InstanceType<typeof dimse.association.PresentationContext>;
+type CStoreRequest = InstanceType<typeof dimse.requests.CStoreRequest>;
+type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
+type CStoreResponseT = InstanceType<typeof dimse.responses.CStoreResponse>;
+type CEchoResponseT = InstanceType<typeof dimse.responses.CEchoResponse>;
+
+export interface ScpOptions {
+  scp: Config['scp'];
+  spoolDir: string;
+  ingest: (inst: ReceivedInstance) => Promise<StoreReply>;
+  log: Logger;
+}
+
+Implementation.setImplementationVersion('DPHIANT_0_1');
+
+/** The data set handed to cStoreRequest: a reference to its spool file, never parsed. */
+class SpoolReference extends Dataset {
+  constructor(
+    readonly spool: SpoolFile,
+    readonly transferSyntaxUid: string,
+  ) {
+    super({}, transferSyntaxUid);
+  }
+}
+
+/** One association. */
+class StoreScp extends Scp {
+  opts!: ScpOptions;
+  server!: DicomServer;
+  id = 0;
+  accepted = false;
+  private spool: SpoolFile | undefined;
+
+  override associationRequested(association: Association): void {
+    const { scp, log } = this.opts;
+    const calling = association.getCallingAeTitle();
+    const called = association.getCalledAeTitle();
+    const from = plainAddress(this.socket.remoteAddress);
+    const who = checkCaller(scp.callers, scp.aet, calling, called, from);
+    if (!who.ok) {
+      const reason = who.why === 'called-aet' ? RejectReason.CalledAeNotRecognized : RejectReason.CallingAeNotRecognized;
+      log.warn({ assoc: this.id, calling, called, from, why: who.why }, 'association rejected: caller not allowed');
+      this.reject(RejectResult.Permanent, RejectSource.ServiceUser, reason);
+      return;
+    }
+    if (this.server.acceptedAssociations >= scp.maxAssociations) {
+      log.warn({ assoc: this.id, calling, limit: scp.maxAssociations }, 'association rejected: too many associations');
+      this.reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded);
+      return;
+    }
+    let acceptedContexts = 0;
+    for (const { id } of association.getPresentationContexts()) {
+      const pc = association.getPresentationContext(id);
+      const d = decideContext(pc.getAbstractSyntaxUid(), pc.getTransferSyntaxUids(), scp.acceptUnknownSopClasses);
+      if (d.accept) {
+        pc.setResult(PresentationContextResult.Accept, d.transferSyntaxUid);
+        acceptedContexts++;
+      } else {
+        pc.setResult(
+          d.reason === 'abstract-syntax'
+            ? PresentationContextResult.RejectAbstractSyntaxNotSupported
+            : PresentationContextResult.RejectTransferSyntaxesNotSupported,
+        );
+      }
+    }
+    this.accepted = true;
+    this.server.acceptedAssociations++;
+    log.info({ assoc: this.id, calling, from, contexts: acceptedContexts }, 'association accepted');
+    this.sendAssociationAccept();
+  }
+
+  private reject(result: number, source: number, reason: number): void {
+    this.sendAssociationReject(result, source, reason);
+    // the caller should close; do not wait for it forever
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  override associationReleaseRequested(): void {
+    this.sendAssociationReleaseResponse();
+  }
+
+  override cEchoRequest(request: CEchoRequest, callback: (response: CEchoResponseT) => void): void {
+    const response = CEchoResponse.fromRequest(request);
+    response.setStatus(Status.Success);
+    callback(response);
+  }
+
+  override createStoreWritableStream(): Writable {
+    this.spool = new SpoolFile(this.opts.spoolDir, this.opts.scp.maxInstanceBytes);
+    return this.spool as unknown as Writable;
+  }
+
+  override createDatasetFromStoreWritableStream(
+    _writable: Writable,
+    pc: PresentationContext,
+    callback: (dataset: InstanceType<typeof Dataset>) => void,
+  ): void {
+    const spool = this.spool!;
+    this.spool = undefined;
+    callback(new SpoolReference(spool, pc.getAcceptedTransferSyntaxUid() ?? ''));
+  }
+
+  override cStoreRequest(request: CStoreRequest, callback: (response: CStoreResponseT) => void): void {
+    const answer = (reply: StoreReply) => {
+      const response = CStoreResponse.fromRequest(request);
+      response.setStatus(reply.status);
+      if (reply.comment) response.setErrorComment(reply.comment);
+      callback(response);
+    };
+    try {
+      this.store(request).then(answer, (e: Error) => {
+        this.opts.log.error({ assoc: this.id, err: e.message }, 'C-STORE failed');
+        answer({ status: Status.ProcessingFailure, comment: 'DPHIANT internal error' });
+      });
+    } catch (e) {
+      this.opts.log.error({ assoc: this.id, err: (e as Error).message }, 'C-STORE failed');
+      answer({ status: Status.ProcessingFailure, comment: 'DPHIANT internal error' });
+    }
+  }
+
+  private async store(request: CStoreRequest): Promise<StoreReply> {
+    const { log, scp } = this.opts;
+    const ref = request.getDataset() as SpoolReference;
+    const spool = ref.spool;
+    const sopInstanceUid = request.getAffectedSopInstanceUid() ?? '';
+    const uid = fingerprint(sopInstanceUid);
+    if (spool.oversized) {
+      spool.drop();
+      log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');
+      return { status: Status.OutOfResources, comment: `instance over the size limit (${scp.maxInstanceBytes} bytes)` };
+    }
+    if (spool.writeError) {
+      spool.drop();
+      log.error({ assoc: this.id, uid, err: spool.writeError }, 'instance refused: spool write failed');
+      return { status: Status.OutOfResources, comment: `DPHIANT spool: ${spool.writeError}` };
+    }
+    if (spool.bytes === 0 || !sopInstanceUid) {
+      spool.drop();
+      return { status: Status.CannotUnderstand, comment: 'empty data set or no SOP Instance UID' };
+    }
+    return this.opts.ingest({
+      sopClassUid: request.getAffectedSopClassUid() ?? '',
+      sopInstanceUid,
+      transferSyntaxUid: ref.transferSyntaxUid,
+      callingAet: this.association?.getCallingAeTitle() ?? '',
+      spoolPath: spool.path,
+      bytes: spool.bytes,
+    });
+  }
+
+  override abort(): void {
+    this.opts.log.warn({ assoc: this.id }, 'association aborted by the caller');
+  }
+
+  /** Connection gone: a half-received data set is discarded. */
+  closed(): void {
+    this.spool?.drop();
+    this.spool = undefined;
+    if (this.accepted) {
+      this.accepted = false;
+      this.server.acceptedAssociations--;
+    }
+  }
+}
+
+interface ScpInternals {
+  association?: Association;
+  socket: Socket;
+  connected: boolean;
+}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+interface StoreScp extends ScpInternals {}
+
+export class DicomServer {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<Socket>();
+  private nextId = 1;
+  /** Associations accepted and not yet closed. */
+  acceptedAssociations = 0;
+
+  constructor(private readonly opts: ScpOptions) {
+    // spool files left by a previous run belong to instances nobody was told were stored
+    rmSync(opts.spoolDir, { recursive: true, force: true });
+    this.server = net.createServer((socket) => this.connection(socket));
+  }
+
+  private connection(socket: Socket): void {
+    const { scp, log } = this.opts;
+    socket.setNoDelay(true);
+    this.sockets.add(socket);
+    const id = this.nextId++;
+    new PduGuard(socket, 2 * 1024 * 1024, (why) => {
+      log.warn({ assoc: id, why }, 'connection dropped: protocol violation');
+      socket.destroy();
+    });
+    const assoc = new StoreScp(socket, {
+      associationTimeout: scp.associationTimeoutMs,
+      pduTimeout: scp.pduTimeoutMs,
+      connectTimeout: scp.pduTimeoutMs,
+    });
+    assoc.opts = this.opts;
+    assoc.server = this;
+    assoc.id = id;
+    assoc.connected = true; // what the library's Server does; starts its association/PDU timers
+    assoc.on('networkError', (e: Error) => {
+      log.warn({ assoc: id, err: e.message }, 'association network error');
+      socket.destroy();
+    });
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      assoc.closed();
+    });
+  }
+
+  listen(): Promise<AddressInfo> {
+    const { host, port } = this.opts.scp;
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting, then cuts open associations. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+}

@@ -1,0 +1,179 @@
+// C-STORE SCU to the PACS. Sends a spooled data set byte for byte in the transfer syntax it arrived in:
+// dcmjs-dimse's own send path would parse and re-encode it (lossy) and hold it whole in memory, so the data set
+// is streamed from its spool file in P-DATA-TF PDUs, and any attempt of the library to transcode it fails
+// loudly instead of silently storing a placeholder (field notes §0.2, §8.5).
+import dimse from 'dcmjs-dimse';
+import { open } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import type { ReceivedInstance } from '../pipeline/types.js';
+
+const { Client, Dataset } = dimse;
+const { CStoreRequest } = dimse.requests;
+const { PresentationContext } = dimse.association;
+
+export interface PacsTarget {
+  host: string;
+  port: number;
+  aet: string;
+  callingAet: string;
+  connectTimeoutMs: number;
+  storeTimeoutMs: number;
+}
+
+export type StoreOutcome =
+  /** The PACS answered; `status` is its C-STORE status (success, warning or failure). */
+  | { kind: 'answered'; status: number; comment?: string }
+  /** The PACS accepted neither the SOP class nor the exact transfer syntax. */
+  | { kind: 'not-accepted' }
+  /** No answer: connection refused, association rejected or aborted, timeout. `reason` holds no PHI. */
+  | { kind: 'unavailable'; reason: string };
+
+/** A data set that exists only as bytes in a file, in one transfer syntax, and refuses every other use. */
+class SpooledDataset extends Dataset {
+  constructor(readonly instance: ReceivedInstance) {
+    super({ SOPClassUID: instance.sopClassUid, SOPInstanceUID: instance.sopInstanceUid }, instance.transferSyntaxUid);
+  }
+  override setTransferSyntaxUid(ts: string): void {
+    // the library calls this to transcode when the exact syntax was not accepted: never
+    if (ts !== this.instance.transferSyntaxUid) throw new Error('spooled data set cannot be transcoded');
+    super.setTransferSyntaxUid(ts);
+  }
+  override getElements(): Record<string, unknown> {
+    throw new Error('spooled data set cannot be parsed');
+  }
+  override getDenaturalizedDataset(): Buffer {
+    throw new Error('spooled data set is streamed, not encoded');
+  }
+}
+
+/** Internals of dcmjs-dimse's Network that the streaming send replaces (not in its .d.ts). */
+interface NetworkInternals {
+  socket: Socket;
+  emit(event: string, ...args: unknown[]): boolean;
+  _sendPDataTF(command: CommandInternals, pcId: number, maxPduLength: number): void;
+}
+interface CommandInternals {
+  dataset?: unknown;
+  getDataset(): unknown;
+}
+
+const MAX_PDU = 4 * 1024 * 1024; // the library's own cap
+const READ_BLOCK = 1024 * 1024;
+
+/** Replaces the network's P-DATA sender: the command as the library encodes it, the data set streamed from disk. */
+function streamDatasetsFromFiles(network: NetworkInternals): void {
+  const original = network._sendPDataTF.bind(network);
+  network._sendPDataTF = (command, pcId, maxPduLength) => {
+    const dataset = command.getDataset();
+    if (!(dataset instanceof SpooledDataset)) return original(command, pcId, maxPduLength);
+    command.dataset = undefined; // send the command PDU alone
+    try {
+      original(command, pcId, maxPduLength);
+    } finally {
+      command.dataset = dataset;
+    }
+    const pdu = maxPduLength === 0 ? MAX_PDU : Math.min(maxPduLength, MAX_PDU);
+    sendFile(network.socket, dataset.instance, pcId, pdu).catch((err: Error) => {
+      network.socket.destroy();
+      network.emit('networkError', err);
+    });
+  };
+}
+
+/** Writes the spool file as P-DATA-TF PDUs of at most `maxPduLength`, waiting for the socket to drain. */
+async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, maxPduLength: number): Promise<void> {
+  const chunk = maxPduLength - 6; // PDV item: 4-byte length, context id, control header
+  const block = Math.max(chunk, Math.floor(READ_BLOCK / chunk) * chunk);
+  const file = await open(inst.spoolPath, 'r');
+  try {
+    let sent = 0;
+    while (sent < inst.bytes) {
+      if (socket.destroyed) throw new Error('PACS connection closed while sending');
+      const buf = Buffer.allocUnsafe(Math.min(block, inst.bytes - sent));
+      const { bytesRead } = await file.read(buf, 0, buf.length, sent);
+      if (bytesRead !== buf.length) throw new Error('spool file shorter than recorded');
+      socket.cork();
+      for (let off = 0; off < buf.length; off += chunk) {
+        const data = buf.subarray(off, Math.min(off + chunk, buf.length));
+        const last = sent + off + data.length === inst.bytes;
+        const header = Buffer.allocUnsafe(12);
+        header.writeUInt8(0x04, 0); // P-DATA-TF
+        header.writeUInt8(0, 1);
+        header.writeUInt32BE(data.length + 6, 2);
+        header.writeUInt32BE(data.length + 2, 6);
+        header.writeUInt8(pcId, 10);
+        header.writeUInt8(last ? 0x02 : 0x00, 11); // data set fragment, last or not
+        socket.write(header);
+        socket.write(data);
+      }
+      sent += buf.length;
+      socket.uncork();
+      if (socket.writableNeedDrain) await drained(socket);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+/** Stores one spooled instance in the PACS in one association. Never throws; the outcome says what happened. */
+export function storeInstance(target: PacsTarget, inst: ReceivedInstance): Promise<StoreOutcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const client = new Client();
+    const finish = (outcome: StoreOutcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (outcome.kind !== 'answered') (client as unknown as { network?: NetworkInternals }).network?.socket.destroy();
+      resolve(outcome);
+    };
+    const timer = setTimeout(() => finish({ kind: 'unavailable', reason: 'PACS timeout' }), target.storeTimeoutMs);
+
+    const request = new CStoreRequest(new SpooledDataset(inst));
+    // a context with exactly the received transfer syntax; the library adds implicit/explicit LE ones itself
+    client.addAdditionalPresentationContext(new PresentationContext(0, inst.sopClassUid, inst.transferSyntaxUid), true);
+    request.on('response', (rsp) => {
+      const comment = (rsp as unknown as { getErrorComment?: () => string | undefined }).getErrorComment?.();
+      finish({ kind: 'answered', status: rsp.getStatus(), ...(comment ? { comment } : {}) });
+    });
+    request.on('done', () => finish({ kind: 'not-accepted' })); // done without a response: no usable context
+    client.on('associationRejected', (rj: { result: number; source: number; reason: number }) =>
+      finish({ kind: 'unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
+    );
+    client.on('networkError', (e: Error) => finish({ kind: 'unavailable', reason: networkReason(e) }));
+    client.on('closed', () => finish({ kind: 'unavailable', reason: 'connection closed before response' }));
+    client.addRequest(request);
+    try {
+      client.send(target.host, target.port, target.callingAet, target.aet, {
+        connectTimeout: target.connectTimeoutMs,
+        associationTimeout: target.connectTimeoutMs,
+        pduTimeout: target.storeTimeoutMs,
+      });
+      const network = (client as unknown as { network: NetworkInternals }).network;
+      network.socket.setNoDelay(true); // else every round trip waits for a delayed ACK (field notes §0.3)
+      streamDatasetsFromFiles(network);
+    } catch (e) {
+      finish({ kind: 'unavailable', reason: networkReason(e as Error) });
+    }
+  });
+}
+
+/** A short reason from a network error: its code when it has one (ECONNREFUSED…), never a data value. */
+function networkReason(e: Error): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code) return code;
+  const m = /(ECONN\w+|EPIPE|ETIMEDOUT|EHOSTUNREACH|timeout|closed)/i.exec(e.message);
+  return m ? m[1]! : 'network error';
+}
