@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // dphiant: the command line. Each command loads the one validated configuration; a bad value exits 2 with its key.
-import dimse from 'dcmjs-dimse';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, configLines, loadConfig, type Config } from '../config/index.js';
@@ -11,8 +10,6 @@ import { hex } from '../pipeline/ingest.js';
 import { echo } from '../scu/echo.js';
 import { synthCommand } from './synth.js';
 import { existsSync } from 'node:fs';
-
-dimse.log.setLevel('silent'); // its INFO lines name UIDs; we log what matters ourselves
 
 function config(argv: { config?: string }): Config {
   try {

@@ -1,7 +1,7 @@
 // The DIMSE server the modalities call: dcmjs-dimse's Scp on a net.Server of our own (its Server cannot bind a
 // host and leaves Nagle on). Accepts C-ECHO and C-STORE, spools each data set to a file, and answers a C-STORE
 // only when the pipeline says what became of the instance.
-import dimse from 'dcmjs-dimse';
+import dimse from '../dicom/dimse.js';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
 import type { Writable } from 'node:stream';

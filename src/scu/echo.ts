@@ -1,5 +1,5 @@
 // C-ECHO SCU: is the PACS there and does it accept us?
-import dimse from 'dcmjs-dimse';
+import dimse from '../dicom/dimse.js';
 import type { PacsTarget } from './store.js';
 
 const { Client } = dimse;

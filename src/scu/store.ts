@@ -2,7 +2,7 @@
 // dcmjs-dimse's own send path would parse and re-encode it (lossy) and hold it whole in memory, so the data set
 // is streamed from its spool file in P-DATA-TF PDUs, and any attempt of the library to transcode it fails
 // loudly instead of silently storing a placeholder (field notes §0.2, §8.5).
-import dimse from 'dcmjs-dimse';
+import dimse from '../dicom/dimse.js';
 import { open } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { ReceivedInstance } from '../pipeline/types.js';

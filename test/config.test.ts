@@ -1,0 +1,91 @@
+import { expect } from 'chai';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, DEFAULT_CONFIG, envName, loadConfig } from '../src/config/index.js';
+import { run } from './support/dcmtk.js';
+
+const CLI = path.resolve('dist/src/cli/main.js');
+
+describe('configuration', () => {
+  it('defaults to the dev stack of DESIGN.md', () => {
+    const c = loadConfig({ env: {} });
+    expect(c.scp).to.include({ aet: 'DPHIANT', host: '127.0.0.1', port: 11112 });
+    expect(c.scp.callers).to.deep.equal([{ aet: 'MODALITY', host: '127.0.0.1' }]);
+    expect(c.pacs).to.include({ aet: 'PACS', port: 4242, url: 'http://127.0.0.1:8042' });
+    expect(c.dataDir).to.equal(path.resolve('./data'));
+  });
+
+  it('derives environment variable names from setting paths', () => {
+    expect(envName('dataDir')).to.equal('DPHIANT_DATA_DIR');
+    expect(envName('scp.maxInstanceBytes')).to.equal('DPHIANT_SCP_MAX_INSTANCE_BYTES');
+  });
+
+  it('lets environment variables override the file, which overrides the defaults', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ scp: { port: 12000, maxAssociations: 4 }, pacs: { aet: 'ARCHIVE' } }));
+    const c = loadConfig({ file, env: { DPHIANT_SCP_PORT: '13000', DPHIANT_SCP_CALLERS: 'CT1@10.0.0.5,MR1@*' } });
+    expect(c.scp.port).to.equal(13000);
+    expect(c.scp.maxAssociations).to.equal(4);
+    expect(c.pacs.aet).to.equal('ARCHIVE');
+    expect(c.scp.callers).to.deep.equal([
+      { aet: 'CT1', host: '10.0.0.5' },
+      { aet: 'MR1', host: '*' },
+    ]);
+  });
+
+  const bad: [string, Record<string, string>, string][] = [
+    ['scp.port', { DPHIANT_SCP_PORT: '70000' }, 'integer from 1 to 65535'],
+    ['scp.port', { DPHIANT_SCP_PORT: 'abc' }, 'not an integer'],
+    ['scp.aet', { DPHIANT_SCP_AET: 'A_TITLE_THAT_IS_TOO_LONG' }, 'AE title'],
+    ['scp.acceptUnknownSopClasses', { DPHIANT_SCP_ACCEPT_UNKNOWN_SOP_CLASSES: 'maybe' }, 'true or false'],
+    ['pacs.url', { DPHIANT_PACS_URL: 'ftp://x' }, 'http(s) URL'],
+    ['logLevel', { DPHIANT_LOG_LEVEL: 'loud' }, 'one of'],
+    ['pacs.password', { DPHIANT_DEV_STACK: 'false' }, 'only in the dev stack'],
+  ];
+  for (const [key, env, reason] of bad) {
+    it(`rejects a bad ${key} (${Object.values(env)[0]}) naming the key and the reason`, () => {
+      try {
+        loadConfig({ env });
+        expect.fail('accepted');
+      } catch (e) {
+        expect(e).to.be.instanceOf(ConfigError);
+        expect((e as ConfigError).key).to.equal(key);
+        expect((e as Error).message).to.contain(reason);
+      }
+    });
+  }
+
+  it('rejects an unknown setting in the file', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ scp: { prot: 1 } }));
+    expect(() => loadConfig({ file, env: {} })).to.throw(ConfigError, 'scp.prot: unknown setting');
+  });
+
+  it('`dphiant config show` prints every setting with its variable and masks the password', async () => {
+    const r = await run('node', [CLI, 'config', 'show'], { env: { DPHIANT_PACS_PASSWORD: 's3cret-value' } });
+    expect(r.code).to.equal(0);
+    expect(r.stdout).to.contain('scp.port = 11112  (DPHIANT_SCP_PORT)');
+    expect(r.stdout).to.contain('pacs.password = "********"');
+    expect(r.stdout).not.to.contain('s3cret-value');
+    expect(r.stdout.trim().split('\n')).to.have.length(Object.keys(flatten(DEFAULT_CONFIG)).length);
+  });
+
+  it('a bad value makes the middleman exit non-zero with the key and the reason', async () => {
+    const r = await run('node', [CLI, 'serve'], { env: { DPHIANT_SCP_MAX_ASSOCIATIONS: '0' }, timeoutMs: 20_000 });
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.contain('scp.maxAssociations: must be an integer from 1 to 1000');
+  });
+});
+
+function flatten(o: object, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v, key));
+    else out[key] = v;
+  }
+  return out;
+}

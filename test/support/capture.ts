@@ -1,0 +1,46 @@
+// A bit-preserving DCMTK storescp: records exactly the data set bytes a sender puts on the wire.
+// DCMTK senders re-encode while sending (storescu drops Data Set Trailing Padding and gives sequences explicit
+// lengths; Orthanc re-deflates), so "the original" a forwarder must preserve is what this capture receives
+// from the same sender, not the file the sender read.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { datasetBytes } from './files.js';
+import { freePort } from './ports.js';
+import { echoscu } from './dcmtk.js';
+
+export interface Capture {
+  aet: string;
+  port: number;
+  /** Data set bytes received for this SOP Instance UID (deflated ones inflated). */
+  received(sopInstanceUid: string): { ts: string; bytes: Buffer };
+  stop(): Promise<void>;
+}
+
+export async function startCapture(dir: string, aet = 'CAPTURE'): Promise<Capture> {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const child: ChildProcess = spawn('storescp', ['-aet', aet, '+B', '+xa', '-od', dir, String(port)], {
+    env: { ...process.env, TCP_NODELAY: '1' },
+    stdio: 'ignore',
+  });
+  for (let i = 0; i < 100; i++) {
+    if ((await echoscu({ port, callingAet: 'PROBE', calledAet: aet })).code === 0) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    aet,
+    port,
+    received(uid) {
+      const name = readdirSync(dir).find((f) => f.endsWith('.' + uid));
+      if (!name) throw new Error(`capture has no instance ${uid}`);
+      return datasetBytes(readFileSync(path.join(dir, name)));
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
