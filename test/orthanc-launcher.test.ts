@@ -1,11 +1,12 @@
 // Starts a PACS and a modality with the dev-stack launcher on free ports in a temp dir, checks how
 // they are bound and who they let in, and exercises the Orthanc REST client against them.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
 import { OrthancClient, OrthancHttpError, orthancInstanceId } from '../src/pacs/orthanc.js';
@@ -246,7 +247,7 @@ describe('dev-stack Orthanc launcher', function () {
   });
 });
 
-describe('dev-stack Orthanc launcher start-up failures', function () {
+describe('dev-stack Orthanc launcher: failures and orphans', function () {
   this.timeout(30_000);
   let workDir: string;
 
@@ -283,5 +284,22 @@ describe('dev-stack Orthanc launcher start-up failures', function () {
     }).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(Error);
     expect((err as Error).message).to.include('exited during start-up').and.include('String value expected in field: Host');
+  });
+
+  it('an Orthanc whose launcher is killed with SIGKILL stops too (no orphan holding the ports)', async function () {
+    const [httpPort, dicomPort] = await freePorts(2);
+    const launcher = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/devstack/orthanc.js');
+    const script =
+      `const m = await import(${JSON.stringify(launcher)});` +
+      `const o = await m.startOrthanc({ role: 'pacs', workDir: ${JSON.stringify(workDir)}, httpPort: ${httpPort}, dicomPort: ${dicomPort} });` +
+      `console.log(o.pid); setInterval(() => {}, 1000);`;
+    const node = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const [line] = (await once(node.stdout!, 'data')) as [Buffer];
+    const pid = Number(line.toString().trim());
+    expect(alive(pid)).to.equal(true);
+    node.kill('SIGKILL');
+    const deadline = Date.now() + 15_000;
+    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(pid), `orphan Orthanc pid ${pid}`).to.equal(false);
   });
 });

@@ -1,5 +1,6 @@
 // What the middleman refuses, and that a refusal never disturbs the other associations.
 import { expect } from 'chai';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { generateStudies } from '../src/synth/generate.js';
 import { echoscu, storescu } from './support/dcmtk.js';
@@ -39,8 +40,8 @@ describe('refusals: callers, size limit and a stopped PACS', function () {
       storescu(large, { port: stack.mm.port }),
       storescu(small, { port: stack.mm.port }),
     ]);
-    expect(big.code, 'storescu reports the failure').not.to.equal(0);
-    expect(big.stdout + big.stderr).to.match(/0xa700/i);
+    expect(big.code, 'storescu exits with the status high byte').to.equal(0xa7);
+    expect(big.stdout + big.stderr).to.contain('Received Store Response (Refused: OutOfResources)');
     expect(parallel.code, parallel.stderr).to.equal(0);
     expect((await stack.pacsRest.statistics()).CountInstances - before).to.equal(small.length);
     const counts = stack.mm.journal.counts();
@@ -53,8 +54,9 @@ describe('refusals: callers, size limit and a stopped PACS', function () {
     const file = small.slice(0, 1);
     await stack.pacs.stop();
     const refused = await storescu(file, { port: stack.mm.port });
-    expect(refused.code).not.to.equal(0);
-    expect(refused.stdout + refused.stderr).to.match(/0xa700/i);
+    expect(refused.code, 'storescu exits with the status high byte').to.equal(0xa7);
+    expect(refused.stdout + refused.stderr).to.contain('Received Store Response (Refused: OutOfResources)');
+    expect(readdirSync(path.join(stack.mm.config.dataDir, 'spool')), 'the middleman keeps nothing').to.deep.equal([]);
     expect(stack.mm.journal.counts().IN_PACS).to.equal(inPacsBefore);
     const rejected = stack.mm.journal.byState('REJECTED');
     expect(rejected.at(-1)?.reason).to.match(/^PACS unavailable: ECONNREFUSED/);

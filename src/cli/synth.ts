@@ -3,7 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { TS } from '../dicom/transfer-syntax.js';
+import { TS, encodingOf } from '../dicom/transfer-syntax.js';
 import { generateLarge, generateStudies, type Sex } from '../synth/generate.js';
 
 interface SynthArgs {
@@ -41,6 +41,13 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
           if (!Number.isInteger(a[k]) || a[k] < 0) throw new Error(`--${k} must be a non-negative integer`);
         }
         if (a.rows < 1 || a.cols < 1 || a.rows > 65535 || a.cols > 65535) throw new Error('--rows and --cols must be in 1..65535');
+        let encapsulated: boolean;
+        try {
+          encapsulated = encodingOf(a.ts).encapsulated;
+        } catch {
+          throw new Error(`--ts ${a.ts} is not a transfer syntax DPHIANT knows`);
+        }
+        if (encapsulated && a.ts !== TS.RLELossless) throw new Error(`--ts: the generator writes native syntaxes and RLE only, not ${a.ts}`);
         if (a['large-bytes'] !== undefined && !(a['large-bytes'] > 0)) throw new Error('--large-bytes must be positive');
         return true;
       }) as unknown as Argv<SynthArgs>,

@@ -235,7 +235,8 @@ function track(child: ChildProcess): void {
   child.once('error', () => children.delete(child));
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    // 'exit' handlers must be synchronous: signal the children and let them shut down on their own
+    // 'exit' handlers must be synchronous: signal the children and let them shut down on their own.
+    // Death by signal skips 'exit'; the shim's BINDLO_PARENT_PID (PR_SET_PDEATHSIG) covers that case.
     process.once('exit', () => {
       for (const c of children) c.kill('SIGTERM');
     });

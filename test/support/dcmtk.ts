@@ -57,7 +57,9 @@ export interface StoreScuOptions {
 }
 
 export function storescu(files: string[], o: StoreScuOptions): Promise<RunResult> {
-  const args = ['-aet', o.callingAet ?? 'MODALITY', '-aec', o.calledAet ?? 'DPHIANT', '-nh'];
+  // -v prints each response's status; without -nh storescu halts at the first failure and exits with its
+  // status's high byte (0xA700 → 167)
+  const args = ['-v', '-aet', o.callingAet ?? 'MODALITY', '-aec', o.calledAet ?? 'DPHIANT'];
   if (o.transferSyntax) {
     const flag = PROPOSE[o.transferSyntax];
     if (!flag) throw new Error(`storescu cannot propose ${o.transferSyntax}`);
@@ -69,9 +71,4 @@ export function storescu(files: string[], o: StoreScuOptions): Promise<RunResult
 
 export function echoscu(o: { port: number; callingAet?: string; calledAet?: string }): Promise<RunResult> {
   return run('echoscu', ['-aet', o.callingAet ?? 'MODALITY', '-aec', o.calledAet ?? 'DPHIANT', '127.0.0.1', String(o.port)]);
-}
-
-/** DIMSE statuses storescu printed for its C-STORE responses (hex strings like "0xa700"). */
-export function storeStatuses(r: RunResult): string[] {
-  return [...(r.stdout + r.stderr).matchAll(/DIMSE Status\s*[:=]?\s*(?:\(?)(0x[0-9a-fA-F]{4})/g)].map((m) => m[1]!.toLowerCase());
 }
