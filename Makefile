@@ -18,7 +18,7 @@ test: build
 	@npx mocha
 
 bench: build
-	@node dist/bench/forwarding.js
+	@node dist/bench/run.js
 
 clean:
 	rm -rf dist .stack

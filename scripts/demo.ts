@@ -1,0 +1,117 @@
+// `make demo`: the dev stack of DESIGN.md on this machine, without Docker. Starts the PACS and the modality
+// (Orthanc), the middleman (`dphiant serve`), generates synthetic studies, uploads them to the modality, sends
+// them through the middleman, prints where to look, and runs until Ctrl-C, which stops everything it started.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { devStackDefaults, middlemanEnv, repoRoot, startOrthanc, stopAll, type OrthancProcess } from '../src/devstack/orthanc.js';
+import { OrthancClient } from '../src/pacs/orthanc.js';
+import { echo } from '../src/scu/echo.js';
+import { generateStudies } from '../src/synth/generate.js';
+
+const d = devStackDefaults;
+const work = path.join(repoRoot, '.stack');
+const say = (msg: string) => console.log(`==> ${msg}`);
+
+let middleman: ChildProcess | undefined;
+const orthancs: OrthancProcess[] = [];
+
+async function shutdown(code: number): Promise<never> {
+  say('stopping the middleman and both Orthanc servers');
+  if (middleman && middleman.exitCode === null) {
+    const exited = new Promise((r) => middleman!.once('exit', r));
+    middleman.kill('SIGTERM');
+    await exited;
+  }
+  await Promise.all(orthancs.map((o) => o.stop()));
+  await stopAll();
+  process.exit(code);
+}
+
+async function waitForMiddleman(): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (middleman?.exitCode !== null) throw new Error(`the middleman exited (${middleman?.exitCode}); see .stack/middleman.log`);
+    try {
+      const modalityAet = d.middleman.callers.split('@')[0]!;
+      if ((await echo({ host: d.middleman.host, port: d.middleman.dicomPort, aet: d.middleman.aet, callingAet: modalityAet, connectTimeoutMs: 1000 })) === 0) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the middleman did not answer C-ECHO within 10 s; see .stack/middleman.log');
+}
+
+async function main(): Promise<void> {
+  process.once('SIGINT', () => void shutdown(0));
+  process.once('SIGTERM', () => void shutdown(0));
+
+  say(`fresh dev stack in ${path.relative(process.cwd(), work) || work} (previous demo data removed)`);
+  for (const entry of ['pacs', 'modality', 'data', 'samples', 'middleman.log']) rmSync(path.join(work, entry), { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+
+  say(`starting the PACS (Orthanc, HTTP ${d.pacs.httpPort}, DICOM ${d.pacs.aet}:${d.pacs.dicomPort})`);
+  const pacs = await startOrthanc({ role: 'pacs', workDir: path.join(work, 'pacs') });
+  orthancs.push(pacs);
+  say(`starting the modality (Orthanc, HTTP ${d.modality.httpPort}, DICOM ${d.modality.aet}:${d.modality.dicomPort})`);
+  const modality = await startOrthanc({ role: 'modality', workDir: path.join(work, 'modality') });
+  orthancs.push(modality);
+
+  say(`starting the middleman (DICOM ${d.middleman.aet}:${d.middleman.dicomPort}; log in .stack/middleman.log)`);
+  const log = openSync(path.join(work, 'middleman.log'), 'a');
+  middleman = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve'], {
+    env: { ...process.env, ...middlemanEnv({ dataDir: path.join(work, 'data') }) },
+    stdio: ['ignore', log, log],
+  });
+  middleman.once('exit', (code) => {
+    if (code !== 0 && code !== null) console.error(`middleman exited with ${code}; see .stack/middleman.log`);
+  });
+  await waitForMiddleman();
+
+  say('generating synthetic studies (fake PHI: several patients of each sex, CT and MR, private tags, nested sequences)');
+  const manifest = await generateStudies({ outDir: path.join(work, 'samples'), patients: 6, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: 4, rows: 256, cols: 256, seed: 2026 });
+  const bySex = manifest.patients.reduce<Record<string, number>>((m, p) => ((m[p.sex] = (m[p.sex] ?? 0) + 1), m), {});
+
+  const auth = { username: d.credentials.username, password: d.credentials.password };
+  const modalityRest = new OrthancClient({ url: modality.httpUrl, ...auth });
+  const pacsRest = new OrthancClient({ url: pacs.httpUrl, ...auth });
+  say(`uploading ${manifest.instances.length} instances of ${manifest.patients.length} patients (${Object.entries(bySex).map(([s, n]) => `${n} ${s}`).join(', ')}) to the modality`);
+  const { readFile } = await import('node:fs/promises');
+  for (const inst of manifest.instances) await modalityRest.upload(await readFile(inst.path));
+
+  const studies = await modalityRest.findStudies({});
+  say(`the modality sends ${studies.length} studies to the middleman (POST /modalities/${d.middleman.modalityEntry}/store)`);
+  const started = Date.now();
+  const result = await modalityRest.storeToModality(d.middleman.modalityEntry, studies);
+  const seconds = (Date.now() - started) / 1000;
+  const inPacs = (await pacsRest.statistics()).CountInstances;
+  say(`${result.InstancesCount ?? manifest.instances.length} sent in ${seconds.toFixed(1)} s, failed ${result.FailedInstancesCount}; the PACS holds ${inPacs} instances`);
+
+  const status = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'status'], {
+    env: { ...process.env, ...middlemanEnv({ dataDir: path.join(work, 'data') }) },
+    stdio: 'inherit',
+  });
+  await new Promise((r) => status.once('exit', r));
+
+  const spool = readdirSync(path.join(work, 'data', 'spool'));
+  console.log(`
+The dev stack is running (login demo/demo everywhere):
+
+  modality  Orthanc Explorer  ${modality.httpUrl}/app/explorer.html
+  PACS      Orthanc Explorer  ${pacs.httpUrl}/app/explorer.html
+  middleman DICOM             ${d.middleman.aet}@${d.middleman.host}:${d.middleman.dicomPort}   (web UI on ${d.middleman.webUrl}: a later issue)
+
+What to click:
+  1. In the modality's explorer, open a patient, then a study, and press "Send to DICOM modality" → "middleman".
+  2. In the PACS's explorer the same study appears, forwarded byte for byte by the middleman.
+     (De-identification in the PACS comes with the next issues: for now the PACS shows the raw instances.)
+  3. \`DPHIANT_DATA_DIR=.stack/data npx dphiant status\` shows the journal; .stack/middleman.log is the
+     middleman's log (hashes of UIDs, no PHI values).
+${spool.length ? `\nwarning: ${spool.length} spool file(s) left in .stack/data/spool` : ''}
+Press Ctrl-C to stop everything.`);
+}
+
+main().catch(async (e: Error) => {
+  console.error(`demo failed: ${e.message}`);
+  await shutdown(1);
+});
