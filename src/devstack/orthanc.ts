@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from '../paths.js';
 
 export type OrthancRole = 'modality' | 'pacs';
 
@@ -38,15 +38,7 @@ export interface Credentials {
 // ---------------------------------------------------------------------------------------------
 // Repository layout and dev-stack defaults
 
-function findRepoRoot(start: string): string {
-  // dist/src/devstack → ../../.. when compiled; walk up so running from src/ works too
-  for (let dir = start; ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'orthanc', 'pacs.json')) && existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) return path.resolve(start, '../../..');
-  }
-}
-
-export const repoRoot = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
+export { repoRoot };
 
 export function orthancConfigPath(role: OrthancRole): string {
   return path.join(repoRoot, 'orthanc', `${role}.json`);
