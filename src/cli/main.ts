@@ -9,6 +9,7 @@ import { Journal, journalPath, JOB_STATES } from '../pipeline/journal.js';
 import { hex } from '../pipeline/ingest.js';
 import { echo } from '../scu/echo.js';
 import { synthCommand } from './synth.js';
+import { anonymizeCommands } from './anonymize.js';
 import { existsSync } from 'node:fs';
 
 function config(argv: { config?: string }): Config {
@@ -83,6 +84,7 @@ await yargs(hideBin(process.argv))
     }
   })
   .command(synthCommand)
+  .command(anonymizeCommands(config))
   .demandCommand(1)
   .strict()
   .help()

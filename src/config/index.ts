@@ -2,6 +2,7 @@
 // DPHIANT_* environment variables, validated once at start-up. Every setting is documented where it is defined.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
 
 export interface Caller {
   /** Calling AE title the SCP accepts. */
@@ -52,6 +53,12 @@ export interface Config {
     host: string;
     port: number;
   };
+  /** Site key file (64 hex characters) behind UID remapping and keyed hashes; '' = the data directory's development key. */
+  keyFile: string;
+  /** De-identification: the PS3.15 options (all off = the basic profile) and an optional site profile file. */
+  anonymize: {
+    profile: string;
+  } & Record<OptionKey, boolean>;
 }
 
 export const DEFAULT_CONFIG: Config = {
@@ -81,6 +88,8 @@ export const DEFAULT_CONFIG: Config = {
     password: 'demo',
   },
   web: { host: '127.0.0.1', port: 8043 },
+  keyFile: '',
+  anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
 
 /** Keys whose values are masked by `config show`. */
@@ -103,6 +112,9 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 const isString: Check = (v, k) => {
   if (typeof v !== 'string' || v.length === 0) throw new ConfigError(k, 'must be a non-empty string');
+};
+const isOptionalString: Check = (v, k) => {
+  if (typeof v !== 'string') throw new ConfigError(k, 'must be a string (empty for none)');
 };
 const isBoolean: Check = (v, k) => {
   if (typeof v !== 'boolean') throw new ConfigError(k, 'must be true or false');
@@ -170,6 +182,9 @@ const SCHEMA: Record<string, Check> = {
   'pacs.password': isString,
   'web.host': isHost,
   'web.port': isPort,
+  keyFile: isOptionalString,
+  'anonymize.profile': isOptionalString,
+  ...Object.fromEntries(OPTION_KEYS.map((k) => [`anonymize.${k}`, isBoolean])),
 };
 
 export function envName(key: string): string {
@@ -250,6 +265,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [key, check] of Object.entries(SCHEMA)) check(getPath(cfg, key), key);
   const config = cfg as unknown as Config;
   config.dataDir = path.resolve(config.dataDir);
+  if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
+    throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
     throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
   return config;

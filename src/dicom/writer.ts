@@ -376,3 +376,23 @@ export async function writeLargeMultiframeFile(path: string, opts: LargeFileOpti
   }
   return head.length + padded;
 }
+
+/** How an element is written (the de-identification engine writes each new element in its neighbours' encoding). */
+export interface ElementEncoding {
+  explicitVR: boolean;
+  littleEndian: boolean;
+}
+
+function editContext(e: ElementEncoding): Ctx {
+  return { explicitVR: e.explicitVR, littleEndian: e.littleEndian, deflated: false, encapsulated: false, charset: 'latin1' };
+}
+
+/** The encoded bytes of these elements (sorted by tag), as chunks to hand to a vectored write. Text given as bytes is written as is. */
+export function encodeElementChunks(elements: Element[], encoding: ElementEncoding): Uint8Array[] {
+  return encodeElements(elements, editContext(encoding)).parts;
+}
+
+/** An element, item or delimiter header. */
+export function encodeHeader(tag: number, vr: string, length: number, encoding: ElementEncoding): Buffer {
+  return elementHeader(tag, vr, length, editContext(encoding));
+}

@@ -1,0 +1,129 @@
+// `dphiant anonymize` on files and folders: a pool of worker threads, the crosswalk (alias source) in this
+// thread, a progress line on a terminal, a summary, and the old→new mapping CSVs the MIDI-B validation script
+// reads (uid_mapping.csv and patid_mapping.csv, columns id_old,id_new).
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { AliasSource } from '../crosswalk/types.js';
+import type { Options, SiteProfile } from './profile.js';
+import type { FileOutcome, FileTask, MainMessage, WorkerMessage, WorkerSetup } from './worker.js';
+
+export interface BatchOptions {
+  inputs: string[];
+  out: string;
+  /** Where the mapping CSVs go (they hold original IDs and UIDs): default `<out>.mappings`. */
+  mappings?: string;
+  layout: 'mirror' | 'alias';
+  jobs: number;
+  key: Buffer;
+  options: Partial<Options>;
+  site: SiteProfile;
+  aliases: AliasSource;
+  progress?: (done: number, total: number, perSecond: number) => void;
+}
+
+export interface BatchSummary {
+  files: number;
+  deidentified: number;
+  rejected: { input: string; reason: string }[];
+  failed: { input: string; reason: string }[];
+  skipped: { input: string; reason: string }[];
+  seconds: number;
+  perSecond: number;
+  mappings: string;
+}
+
+/** Every file under the inputs, with its path relative to the input it was found under. */
+export function listFiles(inputs: string[]): { file: string; relative: string }[] {
+  const out: { file: string; relative: string }[] = [];
+  for (const input of inputs) {
+    const st = statSync(input);
+    if (st.isFile()) {
+      out.push({ file: input, relative: path.basename(input) });
+      continue;
+    }
+    const walkDir = (dir: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        const p = path.join(dir, entry.name);
+        if (entry.isDirectory()) walkDir(p);
+        else if (entry.isFile()) out.push({ file: p, relative: path.join(path.basename(input), path.relative(input, p)) });
+      }
+    };
+    walkDir(input);
+  }
+  return out;
+}
+
+function csv(rows: Iterable<[string, string]>): string {
+  const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  let text = 'id_old,id_new\n';
+  for (const [a, b] of rows) text += `${q(a)},${q(b)}\n`;
+  return text;
+}
+
+export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
+  const files = listFiles(o.inputs);
+  const started = process.hrtime.bigint();
+  const summary: BatchSummary = { files: files.length, deidentified: 0, rejected: [], failed: [], skipped: [], seconds: 0, perSecond: 0, mappings: o.mappings ?? `${o.out.replace(/\/+$/, '')}.mappings` };
+  const uids = new Map<string, string>();
+  const patients = new Map<string, string>();
+  mkdirSync(o.out, { recursive: true });
+
+  const setup: WorkerSetup = { key: o.key.toString('hex'), options: o.options, site: o.site };
+  const workerCount = Math.max(1, Math.min(o.jobs, files.length || 1));
+  const workers = Array.from({ length: workerCount }, () => new Worker(new URL('./worker.js', import.meta.url), { workerData: setup }));
+  let next = 0;
+  let done = 0;
+
+  await new Promise<void>((resolve, reject) => {
+    if (files.length === 0) return resolve();
+    const dispatch = (w: Worker) => {
+      if (next >= files.length) return;
+      const id = next++;
+      const f = files[id]!;
+      const task: FileTask = { id, input: f.file, output: o.layout === 'mirror' ? path.join(o.out, f.relative) : o.out, layout: o.layout };
+      w.postMessage({ kind: 'task', task } satisfies MainMessage);
+    };
+    const record = (m: FileOutcome) => {
+      const input = files[m.id]!.file;
+      if (m.status === 'done') {
+        summary.deidentified++;
+        for (const [a, b] of m.uids) uids.set(a, b);
+        if (m.patient[0]) patients.set(m.patient[0], m.patient[1]);
+      } else summary[m.status].push({ input, reason: m.reason });
+      done++;
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      o.progress?.(done, files.length, done / seconds);
+    };
+    for (const w of workers) {
+      w.on('message', (m: WorkerMessage) => {
+        if (m.kind === 'ask') {
+          const answer: Promise<unknown> = m.what === 'patient' ? o.aliases.patient(m.identity) : o.aliases.study(m.patient, m.study);
+          answer.then(
+            (value) => w.postMessage({ kind: 'answer', ask: m.ask, value } satisfies MainMessage),
+            (e: Error) => w.postMessage({ kind: 'answer', ask: m.ask, value: null, error: e.message } satisfies MainMessage),
+          );
+          return;
+        }
+        record(m);
+        if (done === files.length) resolve();
+        else dispatch(w);
+      });
+      w.on('error', reject);
+      // two tasks in flight per worker: one computing while the other waits for its alias
+      dispatch(w);
+      dispatch(w);
+    }
+  }).finally(() => Promise.all(workers.map((w) => w.terminate())));
+
+  summary.seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  summary.perSecond = summary.deidentified / summary.seconds;
+  mkdirSync(summary.mappings, { recursive: true, mode: 0o700 });
+  chmodSync(summary.mappings, 0o700);
+  writeFileSync(path.join(summary.mappings, 'uid_mapping.csv'), csv(uids), { mode: 0o600 });
+  writeFileSync(path.join(summary.mappings, 'patid_mapping.csv'), csv(patients), { mode: 0o600 });
+  return summary;
+}
+
+export const defaultJobs = () => Math.max(1, os.availableParallelism());

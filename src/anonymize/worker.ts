@@ -1,0 +1,92 @@
+// A worker thread of `dphiant anonymize`: reads, de-identifies, verifies and writes files. Patient and study
+// aliases are asked of the main thread, which owns the crosswalk, so every worker sees the same aliases.
+import { mkdir, open, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { AliasSource, PatientAlias, PatientIdentity } from '../crosswalk/types.js';
+import { DicomParseError } from '../dicom/walker.js';
+import { deidentify } from './deidentify.js';
+import { VerificationError } from './gate.js';
+import { Profile, type Options, type SiteProfile } from './profile.js';
+
+export interface WorkerSetup {
+  key: string; // hex
+  options: Partial<Options>;
+  site: SiteProfile;
+}
+
+export interface FileTask {
+  id: number;
+  input: string;
+  /** Mirror layout: the output path; alias layout: the output folder (the file goes to alias/study/series/sop.dcm). */
+  output: string;
+  layout: 'mirror' | 'alias';
+}
+
+export type FileOutcome =
+  | { id: number; status: 'done'; output: string; uids: [string, string][]; patient: [string, string] }
+  | { id: number; status: 'rejected' | 'skipped' | 'failed'; reason: string };
+
+export type WorkerRequest = { what: 'patient'; id: number; identity: PatientIdentity } | { what: 'study'; id: number; patient: PatientAlias; study: { studyInstanceUid: string; accessionNumber: string } };
+export type WorkerMessage = ({ kind: 'outcome' } & FileOutcome) | ({ kind: 'ask'; ask: number } & WorkerRequest);
+export type MainMessage = { kind: 'task'; task: FileTask } | { kind: 'answer'; ask: number; value: unknown; error?: string };
+
+const setup = workerData as WorkerSetup;
+const profile = new Profile(setup.options, setup.site);
+const key = Buffer.from(setup.key, 'hex');
+const port = parentPort!;
+
+let nextAsk = 1;
+const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+function ask<T>(req: WorkerRequest): Promise<T> {
+  const n = nextAsk++;
+  return new Promise<T>((resolve, reject) => {
+    waiting.set(n, { resolve: resolve as (v: unknown) => void, reject });
+    port.postMessage({ kind: 'ask', ask: n, ...req } satisfies WorkerMessage);
+  });
+}
+
+function aliasesFor(id: number): AliasSource {
+  return {
+    patient: (identity) => ask<PatientAlias>({ what: 'patient', id, identity }),
+    study: (patient, study) => ask<string>({ what: 'study', id, patient, study }),
+  };
+}
+
+async function handle(task: FileTask): Promise<FileOutcome> {
+  const file = await readFile(task.input);
+  if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') return { id: task.id, status: 'skipped', reason: 'not a DICOM PS3.10 file' };
+  try {
+    const d = await deidentify(file, profile, key, aliasesFor(task.id));
+    const output =
+      task.layout === 'alias'
+        ? path.join(task.output, d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, `${d.report.sopInstanceUid}.dcm`)
+        : task.output;
+    await mkdir(path.dirname(output), { recursive: true });
+    const fh = await open(output, 'w');
+    try {
+      await fh.writev(d.chunks); // the unchanged slices of the input and the new elements, in one vectored write
+    } finally {
+      await fh.close();
+    }
+    return { id: task.id, status: 'done', output, uids: [...d.report.uids], patient: [d.identity.patientId, d.alias.aliasId] };
+  } catch (e) {
+    if (e instanceof VerificationError) return { id: task.id, status: 'rejected', reason: e.message };
+    if (e instanceof DicomParseError) return { id: task.id, status: 'failed', reason: `unreadable DICOM: ${e.message}` };
+    return { id: task.id, status: 'failed', reason: (e as Error).message };
+  }
+}
+
+port.on('message', (m: MainMessage) => {
+  if (m.kind === 'answer') {
+    const w = waiting.get(m.ask);
+    waiting.delete(m.ask);
+    if (m.error) w?.reject(new Error(m.error));
+    else w?.resolve(m.value);
+    return;
+  }
+  handle(m.task).then(
+    (outcome) => port.postMessage({ kind: 'outcome', ...outcome } satisfies WorkerMessage),
+    (e: Error) => port.postMessage({ kind: 'outcome', id: m.task.id, status: 'failed', reason: e.message } satisfies WorkerMessage),
+  );
+});

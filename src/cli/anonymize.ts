@@ -1,0 +1,136 @@
+// `dphiant anonymize`, `dphiant verify` and `dphiant profile show`.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import type { Config } from '../config/index.js';
+import { defaultJobs, listFiles, runBatch } from '../anonymize/batch.js';
+import { scanForPhi } from '../anonymize/gate.js';
+import { phiNeedles, type Needle } from '../anonymize/phi.js';
+import { loadSiteProfile, Profile, type Options, type SiteProfile } from '../anonymize/profile.js';
+import { siteKey } from '../anonymize/site-key.js';
+import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
+import { KeyedStandIn } from '../crosswalk/standin.js';
+import { parseFile } from '../dicom/walker.js';
+import { stringValue, specificCharacterSet } from '../dicom/values.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type LoadConfig = (argv: any) => Config;
+
+const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function withProfileOptions(y: Argv<any>): Argv<any> {
+  let out: Argv<any> = y.option('profile', { type: 'string', describe: 'site profile JSON (overrides anonymize.profile)' });
+  for (const k of OPTION_KEYS) out = out.option(kebab(k), { type: 'boolean', describe: `PS3.15 option ${k} (overrides anonymize.${k})` });
+  return out;
+}
+
+/** The profile of config + flags: flags win over the configuration, which wins over the site profile file's options. */
+export function profileFrom(cfg: Config, argv: Record<string, unknown>): { options: Partial<Options>; site: SiteProfile; profile: Profile } {
+  const file = (argv.profile as string | undefined) ?? cfg.anonymize.profile;
+  const site = file ? loadSiteProfile(file) : {};
+  const options: Partial<Options> = { ...site.options };
+  for (const k of OPTION_KEYS) {
+    if (cfg.anonymize[k]) options[k] = true;
+    const flag = argv[kebab(k)];
+    if (typeof flag === 'boolean') options[k] = flag;
+  }
+  return { options, site, profile: new Profile(options, site) };
+}
+
+function bar(done: number, total: number, perSecond: number): void {
+  const width = 30;
+  const filled = Math.round((done / Math.max(total, 1)) * width);
+  process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${done}/${total} ${perSecond.toFixed(0)} files/s`);
+}
+
+export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object, any>[] {
+  const anonymize: CommandModule<object, any> = {
+    command: 'anonymize <inputs..>',
+    describe: 'de-identify DICOM files and folders into --out',
+    builder: (y) =>
+      withProfileOptions(y)
+        .positional('inputs', { type: 'string', array: true, demandOption: true })
+        .option('out', { type: 'string', demandOption: true, describe: 'output folder' })
+        .option('key', { type: 'string', describe: 'site key file (else keyFile, else the data directory development key)' })
+        .option('jobs', { type: 'number', default: defaultJobs(), describe: 'worker threads' })
+        .option('layout', { choices: ['mirror', 'alias'] as const, default: 'mirror', describe: 'mirror the input layout, or alias/study/series/instance.dcm' })
+        .option('mappings', { type: 'string', describe: 'folder of the old→new mapping CSVs (default <out>.mappings; they hold original IDs)' })
+        .option('config', { type: 'string' }),
+    handler: async (argv) => {
+      const cfg = loadConfig(argv);
+      const { options, site } = profileFrom(cfg, argv);
+      const key = siteKey(argv.key ?? (cfg.keyFile || undefined), cfg.dataDir, (msg) => console.error(`warning: ${msg}`));
+      const progress = process.stderr.isTTY ? bar : undefined;
+      const s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key, options, site, aliases: new KeyedStandIn(key), progress });
+      if (progress) process.stderr.write('\n');
+      console.log(`files ${s.files}, de-identified ${s.deidentified}, rejected ${s.rejected.length}, failed ${s.failed.length}, skipped (not DICOM) ${s.skipped.length}; ${s.perSecond.toFixed(1)} instances/s over ${s.seconds.toFixed(1)} s`);
+      for (const r of s.rejected) console.log(`rejected ${r.input}: ${r.reason}`);
+      for (const r of s.failed) console.log(`failed   ${r.input}: ${r.reason}`);
+      for (const r of s.skipped) console.log(`skipped  ${r.input}: ${r.reason}`);
+      console.log(`mapping CSVs (they hold original IDs and UIDs: keep them as PHI): ${path.resolve(s.mappings)}`);
+      process.exitCode = s.rejected.length || s.failed.length ? 1 : 0;
+    },
+  };
+
+  const verify: CommandModule<object, any> = {
+    command: 'verify <folder>',
+    describe: 'run the verification gate on de-identified files (with --originals: search them for the originals\' identifying values)',
+    builder: (y) =>
+      withProfileOptions(y)
+        .positional('folder', { type: 'string', demandOption: true })
+        .option('originals', { type: 'string', describe: 'folder of the original files' })
+        .option('config', { type: 'string' }),
+    handler: (argv) => {
+      const cfg = loadConfig(argv);
+      const { profile } = profileFrom(cfg, argv);
+      const needles: Needle[] = [];
+      if (argv.originals) {
+        const seen = new Set<string>();
+        for (const { file } of listFiles([argv.originals])) {
+          try {
+            for (const n of phiNeedles(parseFile(readFileSync(file)).dataset, profile)) if (!seen.has(n.text)) (seen.add(n.text), needles.push(n));
+          } catch {
+            /* not DICOM: nothing to look for */
+          }
+        }
+      }
+      let checked = 0;
+      let bad = 0;
+      for (const { file } of listFiles([argv.folder])) {
+        let problems: string[] = [];
+        try {
+          const { dataset } = parseFile(readFileSync(file));
+          checked++;
+          const removed = dataset.elements.find((e) => e.tag === 0x00120062);
+          if (!removed || stringValue(dataset, removed, specificCharacterSet(dataset)) !== 'YES') problems.push('PatientIdentityRemoved is not YES');
+          problems.push(...scanForPhi(dataset, needles, profile).map((h) => `${h.kind} in ${h.path}`));
+        } catch (e) {
+          problems = [`unreadable: ${(e as Error).message}`];
+        }
+        if (problems.length) {
+          bad++;
+          console.log(`${file}: ${problems.join('; ')}`);
+        }
+      }
+      console.log(`verified ${checked} files against ${needles.length} identifying values: ${bad} with findings`);
+      process.exitCode = bad ? 1 : 0;
+    },
+  };
+
+  const profileShow: CommandModule<object, any> = {
+    command: 'profile <action>',
+    describe: 'show: the effective rule of every attribute',
+    builder: (y) => withProfileOptions(y).positional('action', { choices: ['show'] as const }).option('config', { type: 'string' }),
+    handler: (argv) => {
+      const cfg = loadConfig(argv);
+      const { profile } = profileFrom(cfg, argv);
+      const active = profile.activeOptions();
+      console.log(`# ${profile.name}; options: ${active.length ? active.join(', ') : 'none'}`);
+      for (const r of profile.describe()) console.log(`${r.tag}\t${r.keyword}\t${r.action}\t[${r.source}]`);
+    },
+  };
+  return [anonymize, verify, profileShow];
+}
+
+export type { OptionKey };

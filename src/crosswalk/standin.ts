@@ -1,0 +1,36 @@
+// A deterministic keyed stand-in for the crosswalk, for `dphiant anonymize` until the crosswalk store lands:
+// aliases derived from HMAC-SHA-256(site key, match key), so the same patient gets the same alias in every run
+// and process, without storing anything (and so without re-identification).
+import { createHmac } from 'node:crypto';
+import type { AliasSource, PatientAlias, PatientIdentity } from './types.js';
+
+const GIVEN: Record<'M' | 'F' | 'O', string[]> = {
+  M: ['ADAM', 'BRUNO', 'CARL', 'DAVID', 'EMIL', 'FELIX', 'GUSTAV', 'HUGO', 'IVAN', 'JONAS', 'KARL', 'LUDWIG', 'MARTIN', 'NIKOLAI', 'OSKAR', 'PAUL'],
+  F: ['ALMA', 'BERTA', 'CLARA', 'DORA', 'EMMA', 'FRIDA', 'GRETA', 'HANNA', 'IDA', 'JULIA', 'KLARA', 'LENA', 'MARTHA', 'NORA', 'OLGA', 'PAULA'],
+  O: ['ALEX', 'CHARLIE', 'EDEN', 'JORDAN', 'KIM', 'MORGAN', 'NOA', 'ROBIN', 'SAM', 'TAYLOR'],
+};
+const FAMILY = ['ALDER', 'BIRCH', 'CEDAR', 'ELM', 'FIR', 'HAZEL', 'LARCH', 'MAPLE', 'OAK', 'PINE', 'ROWAN', 'SPRUCE', 'WILLOW', 'YEW', 'ASPEN', 'LINDEN'];
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+export class KeyedStandIn implements AliasSource {
+  constructor(private readonly key: Buffer) {}
+
+  private mac(what: string): Buffer {
+    return createHmac('sha256', this.key).update(what).digest();
+  }
+
+  async patient(p: PatientIdentity): Promise<PatientAlias> {
+    const h = this.mac(`patient\0${p.patientId}\0${p.issuerOfPatientId}`);
+    const sex = p.sex === 'M' || p.sex === 'F' ? p.sex : 'O';
+    const aliasId = 'DPH' + Array.from(h.subarray(0, 8), (b) => BASE32[b & 31]).join('');
+    let aliasName = `${FAMILY[h[8]! % FAMILY.length]}^${GIVEN[sex][h[9]! % GIVEN[sex].length]}`;
+    if (aliasName.toUpperCase() === p.name.toUpperCase()) aliasName = `${FAMILY[(h[8]! + 1) % FAMILY.length]}^${GIVEN[sex][h[9]! % GIVEN[sex].length]}`;
+    const dateOffsetDays = -(365 + (h.readUInt32BE(10) % (3650 - 365 + 1)));
+    return { aliasId, aliasName, dateOffsetDays, created: false };
+  }
+
+  async study(patient: PatientAlias, study: { studyInstanceUid: string; accessionNumber: string }): Promise<string> {
+    const h = this.mac(`study\0${patient.aliasId}\0${study.studyInstanceUid}`);
+    return 'ACC' + Array.from(h.subarray(0, 10), (b) => BASE32[b & 31]).join('');
+  }
+}
