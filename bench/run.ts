@@ -1,7 +1,13 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
+// BENCH=anonymize or BENCH=forwarding runs one of them.
+import { benchAnonymize } from './anonymize.js';
 import { benchForwarding } from './forwarding.js';
 
-const instances = Number(process.env.BENCH_INSTANCES ?? 1000);
-for (const senders of [1, 4]) {
-  for (const line of await benchForwarding({ instances, senders })) console.log(line);
+const only = process.env.BENCH;
+if (!only || only === 'anonymize') {
+  for (const line of await benchAnonymize(Number(process.env.BENCH_ANON_INSTANCES ?? 2000))) console.log(line);
+}
+if (!only || only === 'forwarding') {
+  const instances = Number(process.env.BENCH_INSTANCES ?? 1000);
+  for (const senders of [1, 4]) for (const line of await benchForwarding({ instances, senders })) console.log(line);
 }

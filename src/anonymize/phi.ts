@@ -105,7 +105,11 @@ const WORD = /[\p{L}\p{N}]/u;
 
 /** Where a needle occurs in `text` as whole tokens (not inside a longer word or number). */
 export function findNeedle(text: string, needle: string, from = 0): number {
-  const hay = text.toLowerCase();
+  return findInLowerCase(text.toLowerCase(), needle, from);
+}
+
+/** findNeedle on text already lower-cased (the gate lower-cases each value once for all needles). */
+export function findInLowerCase(hay: string, needle: string, from = 0): number {
   for (let i = hay.indexOf(needle, from); i >= 0; i = hay.indexOf(needle, i + 1)) {
     const before = i === 0 ? '' : hay[i - 1]!;
     const after = hay[i + needle.length] ?? '';

@@ -36,6 +36,9 @@ const profile = new Profile(setup.options, setup.site);
 const key = Buffer.from(setup.key, 'hex');
 const port = parentPort!;
 
+/** Output folders this worker already created (one mkdir per folder, not per file). */
+const madeDirs = new Set<string>();
+
 let nextAsk = 1;
 const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 function ask<T>(req: WorkerRequest): Promise<T> {
@@ -62,7 +65,11 @@ async function handle(task: FileTask): Promise<FileOutcome> {
       task.layout === 'alias'
         ? path.join(task.output, d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, `${d.report.sopInstanceUid}.dcm`)
         : task.output;
-    await mkdir(path.dirname(output), { recursive: true });
+    const dir = path.dirname(output);
+    if (!madeDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      madeDirs.add(dir);
+    }
     const fh = await open(output, 'w');
     try {
       await fh.writev(d.chunks); // the unchanged slices of the input and the new elements, in one vectored write

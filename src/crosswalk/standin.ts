@@ -23,8 +23,18 @@ export class KeyedStandIn implements AliasSource {
     const h = this.mac(`patient\0${p.patientId}\0${p.issuerOfPatientId}`);
     const sex = p.sex === 'M' || p.sex === 'F' ? p.sex : 'O';
     const aliasId = 'DPH' + Array.from(h.subarray(0, 8), (b) => BASE32[b & 31]).join('');
-    let aliasName = `${FAMILY[h[8]! % FAMILY.length]}^${GIVEN[sex][h[9]! % GIVEN[sex].length]}`;
-    if (aliasName.toUpperCase() === p.name.toUpperCase()) aliasName = `${FAMILY[(h[8]! + 1) % FAMILY.length]}^${GIVEN[sex][h[9]! % GIVEN[sex].length]}`;
+    // an alias shares no name component with the real name (the verification gate would reject it)
+    const real = new Set(p.name.toUpperCase().split(/[\^=\s]+/));
+    const given = GIVEN[sex];
+    let aliasName = '';
+    for (let k = 0; k < FAMILY.length * given.length; k++) {
+      const family = FAMILY[(h[8]! + k) % FAMILY.length]!;
+      const first = given[(h[9]! + Math.floor(k / FAMILY.length)) % given.length]!;
+      if (!real.has(family) && !real.has(first)) {
+        aliasName = `${family}^${first}`;
+        break;
+      }
+    }
     const dateOffsetDays = -(365 + (h.readUInt32BE(10) % (3650 - 365 + 1)));
     return { aliasId, aliasName, dateOffsetDays, created: false };
   }

@@ -83,6 +83,12 @@ function tagHex(t: number): string {
   return `(${h.slice(0, 4)},${h.slice(4)})`;
 }
 
+/** The two VR characters (a string write is a slow path for two bytes, and headers are written per element). */
+function writeVr(b: Buffer, vr: string): void {
+  b[4] = vr.charCodeAt(0);
+  b[5] = vr.charCodeAt(1);
+}
+
 function elementHeader(t: number, vr: string, length: number, ctx: Ctx): Buffer {
   const explicit = ctx.explicitVR && (t >>> 16) !== 0xfffe;
   const long = !explicit || LONG_HEADER_VRS.has(vr);
@@ -99,12 +105,12 @@ function elementHeader(t: number, vr: string, length: number, ctx: Ctx): Buffer 
     if (le) b.writeUInt32LE(length, 4);
     else b.writeUInt32BE(length, 4);
   } else if (long) {
-    b.write(vr, 4, 'latin1');
+    writeVr(b, vr);
     if (le) b.writeUInt32LE(length, 8);
     else b.writeUInt32BE(length, 8);
   } else {
     if (length > 0xffff) throw new Error(`${tagHex(t)} ${vr}: value of ${length} bytes does not fit a 16-bit length`);
-    b.write(vr, 4, 'latin1');
+    writeVr(b, vr);
     if (le) b.writeUInt16LE(length, 6);
     else b.writeUInt16BE(length, 6);
   }

@@ -1,0 +1,60 @@
+// De-identification throughput, measured in one run (not asserted anywhere):
+//  1. the engine alone in memory on one core (parse, match the patient with the keyed stand-in, de-identify, verify);
+//  2. `dphiant anonymize --jobs 1` and `--jobs 2` on a folder against `cp -r` of the same folder (the physical limit).
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { deidentify } from '../src/anonymize/deidentify.js';
+import { Profile } from '../src/anonymize/profile.js';
+import { KeyedStandIn } from '../src/crosswalk/standin.js';
+import { findUp } from '../src/paths.js';
+import { generateStudies } from '../src/synth/generate.js';
+
+export async function benchAnonymize(instances: number): Promise<string[]> {
+  const work = mkdtempSync(path.join(tmpdir(), 'dphiant-bench-anon-'));
+  const lines: string[] = [];
+  try {
+    const input = path.join(work, 'in');
+    const manifest = await generateStudies({ outDir: input, patients: 10, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: Math.ceil(instances / 40), rows: 512, cols: 512, seed: 2000, modalities: ['CT'] });
+    const files = manifest.instances.slice(0, instances).map((i) => i.path);
+    const mb = manifest.instances.slice(0, instances).reduce((s, i) => s + i.bytes, 0) / 1e6;
+    // the folder holds exactly the files measured
+    for (const extra of manifest.instances.slice(instances)) rmSync(extra.path);
+    rmSync(path.join(input, 'manifest.json'), { force: true });
+
+    const key = Buffer.alloc(32, 9);
+    const profile = new Profile();
+    const aliases = new KeyedStandIn(key);
+    const buffers = files.map((f) => readFileSync(f));
+    for (const b of buffers.slice(0, 50)) await deidentify(b, profile, key, aliases); // warm-up
+    let t = process.hrtime.bigint();
+    for (const b of buffers) await deidentify(b, profile, key, aliases);
+    const engine = buffers.length / (Number(process.hrtime.bigint() - t) / 1e9);
+
+    const keyFile = path.join(work, 'site.key');
+    writeFileSync(keyFile, key.toString('hex') + '\n');
+    chmodSync(keyFile, 0o600);
+    const timed = (cmd: string, args: string[]) => {
+      const start = process.hrtime.bigint();
+      const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DPHIANT_DATA_DIR: work } });
+      if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr.toString().slice(-300)}${r.stdout.toString().slice(-300)}`);
+      return files.length / (Number(process.hrtime.bigint() - start) / 1e9);
+    };
+    const cp = timed('cp', ['-r', input, path.join(work, 'copy')]);
+    const cli = findUp('dist/src/cli/main.js');
+    const jobs1 = timed(process.execPath, [cli, 'anonymize', input, '--out', path.join(work, 'out1'), '--key', keyFile, '--jobs', '1']);
+    const jobs2 = timed(process.execPath, [cli, 'anonymize', input, '--out', path.join(work, 'out2'), '--key', keyFile, '--jobs', '2']);
+    t = process.hrtime.bigint();
+    lines.push(
+      `de-identification, ${files.length} CT instances 512×512 16-bit (${mb.toFixed(0)} MB), basic profile, verification gate on:`,
+      `  engine alone, in memory, one core     ${engine.toFixed(0)} inst/s`,
+      `  cp -r (the physical limit)             ${cp.toFixed(0)} inst/s`,
+      `  dphiant anonymize --jobs 1             ${jobs1.toFixed(0)} inst/s  (${(jobs1 / cp).toFixed(2)} × cp)`,
+      `  dphiant anonymize --jobs 2             ${jobs2.toFixed(0)} inst/s  (${(jobs2 / cp).toFixed(2)} × cp)`,
+    );
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return lines;
+}
