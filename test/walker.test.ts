@@ -642,6 +642,11 @@ describe('element values and character sets', () => {
     expect(encodeString('DOE^JOHN', ['', 'ISO 2022 IR 87'])).to.deep.equal(Buffer.from('DOE^JOHN'));
     expect(encodeString('Люби', ['ISO_IR 144'])).to.deep.equal(Buffer.from('bbeed1d8', 'hex'));
     expect(() => encodeString('やまだ', ['', 'ISO 2022 IR 87'])).to.throw(/cannot encode .*ISO 2022 IR 87/);
+    try {
+      encodeString('やまだ', ['', 'ISO 2022 IR 87']);
+    } catch (e) {
+      expect((e as Error).message, 'the value stays out of the message').not.to.contain('やまだ');
+    }
     expect(() => encodeString('Jérôme', [])).to.throw(/only ASCII/);
     expect(() => encodeString('王', ['ISO_IR 100'])).to.throw(/cannot encode/);
   });

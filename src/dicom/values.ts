@@ -230,7 +230,8 @@ export function encodeString(text: string, charset: string[]): Buffer {
   if (charset.length <= 1 && term === 'ISO_IR 192') return Buffer.from(text, 'utf8');
   if (/^[\x00-\x7f]*$/.test(text)) return Buffer.from(text, 'latin1');
   const fail = (): never => {
-    throw new Error(`cannot encode ${JSON.stringify(text)} in Specific Character Set ${name}: only ${term === '' || term === 'ISO_IR 6' ? 'ASCII' : 'its single-byte repertoire'} can be written`);
+    // the text itself stays out of the message: it may be a name
+    throw new Error(`cannot encode a value of ${[...text].length} characters in Specific Character Set ${name}: only ${term === '' || term === 'ISO_IR 6' ? 'ASCII' : 'its single-byte repertoire'} can be written`);
   };
   if (term === 'ISO_IR 100') {
     if (/[^\x00-\xff]/.test(text)) fail();
