@@ -301,7 +301,7 @@ function headerElements(c: InstanceContext & { k: Keying }, o: InstanceOptions):
               tag: 0x00080121, vr: 'SQ', value: [[
                 { tag: 0x00080100, vr: 'SH', value: 'LOC' },
                 { tag: 0x00080102, vr: 'SH', value: '99DPHIANT' },
-                { tag: 0x00080104, vr: 'LO', value: `Localizer of ${pt.given} ${pt.family}` },
+                { tag: 0x00080104, vr: 'LO', value: 'Localizer' },
                 { tag: 0x00100010, vr: 'PN', value: pt.name },
                 { tag: 0x00100020, vr: 'LO', value: pt.id },
               ]],

@@ -1,0 +1,300 @@
+// `dphiant anonymize` and `dphiant verify` as a user runs them, on a folder that holds what real folders hold:
+// good instances, a truncated file, a text file and an instance the verification gate must reject. The batch
+// finishes, says what happened to every file without repeating any identifying value, writes the outputs in the
+// layout asked for, and leaves the old→new mapping CSVs (readable by the owner only) beside them.
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { splitPart10 } from '../src/dicom/part10.js';
+import { stringValue } from '../src/dicom/values.js';
+import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
+import { part10, type Element } from '../src/dicom/writer.js';
+import { findUp } from '../src/paths.js';
+import { generateElements, generateStudies, type InstanceOptions, type Manifest } from '../src/synth/generate.js';
+
+const CLI = findUp('dist/src/cli/main.js');
+const SEED = 11;
+const ROWS = 16;
+/** The environment without any DPHIANT_* setting of the developer's shell (the CLI reads them). */
+const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_'))) as NodeJS.ProcessEnv;
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the compiled CLI with exactly `env` added to a DPHIANT_-free environment. */
+function dphiant(args: string[], opts: { cwd: string; env: Record<string, string> }): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...baseEnv, ...opts.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Every file under `dir`, relative to it, sorted. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  const visit = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) visit(p);
+      else out.push(path.relative(dir, p));
+    }
+  };
+  if (existsSync(dir)) visit(dir);
+  return out.sort();
+}
+
+function top(ds: ParsedDataset, tag: number): string {
+  const el = ds.elements.find((e) => e.tag === tag);
+  return el ? stringValue(ds, el) : '';
+}
+
+function datasetOfFile(file: string): ParsedDataset {
+  return parseFile(readFileSync(file)).dataset;
+}
+
+/** Rows of a mapping CSV (header checked by the caller). */
+function csvRows(file: string): { header: string; rows: [string, string][] } {
+  const [header = '', ...lines] = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+  return { header, rows: lines.map((l) => l.split(',') as [string, string]) };
+}
+
+/** The identifying values of a generated instance: name components, IDs, birth date (DA and YYYY-MM-DD), accession. */
+function phiValues(els: Element[]): string[] {
+  const v = (tag: number) => String(els.find((e) => e.tag === tag)?.value ?? '');
+  const birth = v(0x00100030);
+  return [
+    ...v(0x00100010).split('^').filter((s) => s.length >= 3),
+    v(0x00100020),
+    v(0x00101000),
+    birth,
+    `${birth.slice(0, 4)}-${birth.slice(4, 6)}-${birth.slice(6, 8)}`,
+    v(0x00080050),
+  ].filter((s) => s !== '');
+}
+
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The planted values found in `text` (case-insensitive). */
+function phiIn(text: string, values: string[]): string[] {
+  const t = text.toLowerCase();
+  return values.filter((s) => t.includes(s.toLowerCase()));
+}
+
+describe('dphiant anonymize and dphiant verify on a folder of files', function () {
+  this.timeout(300_000);
+  let root: string;
+  let input: string;
+  let keyFile: string;
+  let profileFile: string;
+  let manifest: Manifest;
+  /** DPHIANT_DATA_DIR of the runs that are given --key: never written to. */
+  let unusedDataDir: string;
+  let phi: string[];
+  let mirror: Result;
+  const out = () => path.join(root, 'out');
+
+  const anonymize = (args: string[], env: Record<string, string> = { DPHIANT_DATA_DIR: unusedDataDir }) =>
+    dphiant(['anonymize', input, ...args], { cwd: root, env });
+  /** Strips the temporary folder (random characters) so only what the program wrote is searched for PHI. */
+  const scrub = (text: string) => text.split(root).join('<tmp>');
+
+  before(async () => {
+    root = mkdtempSync(path.join(tmpdir(), 'dphiant-anonymize-cli-'));
+    input = path.join(root, 'in');
+    unusedDataDir = path.join(root, 'data-unused');
+    manifest = await generateStudies({ outDir: input, patients: 3, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 2, rows: ROWS, cols: ROWS, seed: SEED });
+    rmSync(path.join(input, 'manifest.json')); // the folder holds instances only (plus the three odd files below)
+    phi = [];
+    for (const i of manifest.instances) {
+      const [, , , n] = i.file.split('/');
+      const patientIndex = manifest.patients.findIndex((p) => p.patientId === i.patientId);
+      phi.push(...phiValues(generateElements({ seed: SEED, patientIndex, instanceIndex: Number(n!.replace('.dcm', '')) - 1, rows: ROWS, cols: ROWS })));
+    }
+
+    // a valid instance of another patient, truncated in the middle of the value of PatientComments
+    const corruptOptions: InstanceOptions = { seed: SEED, patientIndex: 8, rows: ROWS, cols: ROWS };
+    const corruptEls = generateElements(corruptOptions);
+    phi.push(...phiValues(corruptEls));
+    const whole = part10(corruptEls, '1.2.840.10008.1.2.1');
+    const metaLength = splitPart10(whole).meta.length;
+    const comments = parseFile(whole).dataset.elements.find((e) => e.tag === 0x00104000)!;
+    const cut = metaLength + comments.valueStart + Math.floor(comments.length / 2);
+    writeFileSync(path.join(input, 'corrupt.dcm'), whole.subarray(0, cut));
+
+    // a text file (a note about the first patient: must be neither copied nor echoed)
+    writeFileSync(path.join(input, 'notes.txt'), `Referral note for ${manifest.patients[0]!.name.replace('^', ' ')}, ID ${manifest.patients[0]!.patientId}\n`);
+
+    // an instance whose StudyDescription holds its patient's name, de-identified with a profile that keeps it
+    const plantedEls = generateElements({ seed: SEED, patientIndex: 7, rows: ROWS, cols: ROWS });
+    phi.push(...phiValues(plantedEls));
+    const [family, given] = String(plantedEls.find((e) => e.tag === 0x00100010)!.value).split('^');
+    plantedEls.find((e) => e.tag === 0x00081030)!.value = `CT Thorax for ${given} ${family}`;
+    writeFileSync(path.join(input, 'planted.dcm'), part10(plantedEls, '1.2.840.10008.1.2.1'));
+
+    profileFile = path.join(root, 'keep-study-description.json');
+    writeFileSync(profileFile, JSON.stringify({ attributes: { StudyDescription: 'keep' } }));
+    keyFile = path.join(root, 'site.key');
+    writeFileSync(keyFile, '5c'.repeat(32) + '\n', { mode: 0o600 });
+
+    mirror = await anonymize(['--out', out(), '--key', keyFile, '--profile', profileFile, '--jobs', '2']);
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('exits 1 and counts 9 files: 6 de-identified, 1 rejected, 1 failed, 1 skipped', () => {
+    expect(mirror.code, `stderr: ${scrub(mirror.stderr)}`).to.equal(1);
+    expect(mirror.stdout).to.match(/^files 9, de-identified 6, rejected 1, failed 1, skipped \(not DICOM\) 1;/m);
+  });
+
+  it('lists the gate-rejected instance with the attribute, the truncated file as failed with a reason and the text file as skipped', () => {
+    const lines = mirror.stdout.split('\n');
+    const listed = (kind: string) => lines.filter((l) => l.startsWith(`${kind} `));
+    expect(listed('rejected')).to.have.length(1);
+    expect(listed('rejected')[0]).to.match(new RegExp(`^rejected\\s+${esc(path.join(input, 'planted.dcm'))}: .*\\bname in StudyDescription\\b`));
+    expect(listed('failed')).to.have.length(1);
+    expect(listed('failed')[0]).to.match(new RegExp(`^failed\\s+${esc(path.join(input, 'corrupt.dcm'))}: unreadable DICOM: .*\\(0010,4000\\)`));
+    expect(listed('skipped')).to.have.length(1);
+    expect(listed('skipped')[0]).to.match(new RegExp(`^skipped\\s+${esc(path.join(input, 'notes.txt'))}: \\S+`));
+  });
+
+  it('does not crash on the bad files: the good ones are all written and the run ends with the mapping line', () => {
+    expect(mirror.stderr, 'stderr').to.not.match(/\b(TypeError|RangeError|Error:|Unhandled|uncaught)\b|^\s+at /m);
+    expect(mirror.stdout).to.match(/^mapping CSVs .*: .+\.mappings$/m);
+    expect(filesUnder(out())).to.have.length(6);
+  });
+
+  it("mirrors the input's relative paths and writes nothing for the rejected, failed and skipped files", () => {
+    const expected = manifest.instances.map((i) => path.join(path.basename(input), i.file)).sort();
+    expect(filesUnder(out())).to.deep.equal(expected);
+    for (const i of manifest.instances) {
+      const a = datasetOfFile(i.path);
+      const b = datasetOfFile(path.join(out(), path.basename(input), i.file));
+      expect(top(b, 0x00120062), `${i.file}: PatientIdentityRemoved`).to.equal('YES');
+      expect(top(b, 0x00200013), `${i.file}: the output at this path is the same instance (InstanceNumber)`).to.equal(top(a, 0x00200013));
+      expect(top(b, 0x00080018)).to.not.equal(i.sopInstanceUid);
+    }
+  });
+
+  it('writes uid_mapping.csv and patid_mapping.csv with header id_old,id_new, the right rows and mode 0600 into <out>.mappings', () => {
+    const dir = `${out()}.mappings`;
+    expect(existsSync(dir), `${dir} exists`).to.equal(true);
+    expect(statSync(dir).mode & 0o777, 'mappings folder mode').to.equal(0o700);
+    for (const f of ['uid_mapping.csv', 'patid_mapping.csv']) expect(statSync(path.join(dir, f)).mode & 0o777, `${f} mode`).to.equal(0o600);
+    const uids = csvRows(path.join(dir, 'uid_mapping.csv'));
+    const pats = csvRows(path.join(dir, 'patid_mapping.csv'));
+    expect(uids.header).to.equal('id_old,id_new');
+    expect(pats.header).to.equal('id_old,id_new');
+    const uidMap = new Map(uids.rows);
+    expect(uidMap.size, 'one row per original UID').to.equal(uids.rows.length);
+
+    const expectedPatients = new Map<string, string>();
+    for (const i of manifest.instances) {
+      const a = datasetOfFile(i.path);
+      const b = datasetOfFile(path.join(out(), path.basename(input), i.file));
+      for (const [tag, name] of [[0x0020000d, 'StudyInstanceUID'], [0x0020000e, 'SeriesInstanceUID'], [0x00080018, 'SOPInstanceUID']] as const) {
+        expect(uidMap.get(top(a, tag)), `${i.file}: ${name} old → new`).to.equal(top(b, tag));
+      }
+      expectedPatients.set(top(a, 0x00100020), top(b, 0x00100020));
+    }
+    expect(new Map(pats.rows), 'patid_mapping.csv: old patient ID → alias ID of the de-identified instances').to.deep.equal(expectedPatients);
+    expect(pats.rows).to.have.length(3);
+  });
+
+  it('with --layout alias writes <aliasId>/<study>/<series>/<sop>.dcm named by the new IDs and UIDs', async () => {
+    const aliasOut = path.join(root, 'out-alias');
+    const r = await anonymize(['--out', aliasOut, '--key', keyFile, '--profile', profileFile, '--layout', 'alias', '--jobs', '2']);
+    expect(r.code, scrub(r.stderr)).to.equal(1);
+    const files = filesUnder(aliasOut);
+    expect(files).to.have.length(6);
+    const patids = new Map(csvRows(path.join(`${aliasOut}.mappings`, 'patid_mapping.csv')).rows);
+    for (const f of files) {
+      const parts = f.split(path.sep);
+      expect(parts, f).to.have.length(4);
+      const ds = datasetOfFile(path.join(aliasOut, f));
+      expect(parts).to.deep.equal([top(ds, 0x00100020), top(ds, 0x0020000d), top(ds, 0x0020000e), `${top(ds, 0x00080018)}.dcm`]);
+      expect([...patids.values()], 'the folder is an alias ID of the mapping').to.include(parts[0]);
+    }
+  });
+
+  it('gives byte-identical outputs with --jobs 1 and --jobs 2', async () => {
+    const one = path.join(root, 'out-jobs1');
+    const r = await anonymize(['--out', one, '--key', keyFile, '--profile', profileFile, '--jobs', '1']);
+    expect(r.code).to.equal(1);
+    expect(filesUnder(one)).to.deep.equal(filesUnder(out()));
+    for (const f of filesUnder(one)) expect(readFileSync(path.join(one, f)).equals(readFileSync(path.join(out(), f))), f).to.equal(true);
+    const sorted = (f: string) => readFileSync(f, 'utf8').split('\n').sort().join('\n');
+    for (const f of ['uid_mapping.csv', 'patid_mapping.csv']) expect(sorted(path.join(`${one}.mappings`, f)), f).to.equal(sorted(path.join(`${out()}.mappings`, f)));
+  });
+
+  it('without --key creates the development key in DPHIANT_DATA_DIR with mode 0600, says so on stderr, and uses it', async () => {
+    const dataDir = path.join(root, 'data');
+    const keyPath = path.join(dataDir, 'site.key');
+    expect(existsSync(keyPath)).to.equal(false);
+    const first = await anonymize(['--out', path.join(root, 'out-nokey'), '--profile', profileFile, '--jobs', '2'], { DPHIANT_DATA_DIR: dataDir });
+    expect(first.stdout).to.match(/^files 9, /m);
+    expect(existsSync(keyPath), `${keyPath} created`).to.equal(true);
+    expect(statSync(keyPath).mode & 0o777, 'key file mode').to.equal(0o600);
+    expect(readFileSync(keyPath, 'utf8')).to.match(/^[0-9a-f]{64}\n?$/);
+    expect(first.stderr).to.match(/warning/i);
+    expect(first.stderr).to.include(keyPath);
+    expect(first.stderr).to.match(/created/);
+
+    // the created key is the one used: --key on it gives the same files, and a second run reuses it without a warning
+    const withKey = await anonymize(['--out', path.join(root, 'out-nokey-key'), '--key', keyPath, '--profile', profileFile, '--jobs', '2']);
+    const again = await anonymize(['--out', path.join(root, 'out-nokey-again'), '--profile', profileFile, '--jobs', '2'], { DPHIANT_DATA_DIR: dataDir });
+    expect(again.stderr).to.not.match(/created/);
+    const a = filesUnder(path.join(root, 'out-nokey'));
+    expect(a.length).to.be.at.least(1);
+    for (const other of ['out-nokey-key', 'out-nokey-again']) {
+      expect(filesUnder(path.join(root, other)), other).to.deep.equal(a);
+      for (const f of a) expect(readFileSync(path.join(root, other, f)).equals(readFileSync(path.join(root, 'out-nokey', f))), `${other}/${f}`).to.equal(true);
+    }
+    expect(withKey.code).to.equal(first.code);
+    // the runs given --key never touched their data directory
+    expect(existsSync(unusedDataDir), 'runs with --key create no development key').to.equal(false);
+  });
+
+  it('prints no planted identifying value in the summary or on stderr', () => {
+    expect(phi.length).to.be.at.least(30);
+    expect(phiIn(scrub(mirror.stdout), phi), 'stdout').to.deep.equal([]);
+    expect(phiIn(scrub(mirror.stderr), phi), 'stderr').to.deep.equal([]);
+  });
+
+  describe('dphiant verify', () => {
+    it('exits 0 on the de-identified folder checked against the originals', async () => {
+      const r = await dphiant(['verify', out(), '--originals', input], { cwd: root, env: { DPHIANT_DATA_DIR: unusedDataDir } });
+      expect(r.code, scrub(r.stdout + r.stderr)).to.equal(0);
+      expect(r.stdout).to.match(/^verified 6 files against \d+ identifying values: 0 with findings$/m);
+    });
+
+    it('exits 1 on the originals folder itself, naming files and attribute paths but no value', async () => {
+      const r = await dphiant(['verify', input, '--originals', input], { cwd: root, env: { DPHIANT_DATA_DIR: unusedDataDir } });
+      expect(r.code).to.equal(1);
+      expect(r.stdout).to.match(/verified 7 files against \d+ identifying values: 9 with findings/);
+      const first = manifest.instances[0]!.path;
+      const line = r.stdout.split('\n').find((l) => l.startsWith(`${first}: `));
+      expect(line, `a line for ${first}`).to.be.a('string');
+      expect(line).to.include('PatientIdentityRemoved is not YES');
+      expect(line).to.match(/\bname in PatientName\b/);
+      expect(line).to.match(/\bid in PatientID\b/);
+      expect(line).to.match(/\bbirth date in PatientBirthDate\b/);
+      // file paths are the user's own (generateStudies names folders by PatientID): remove them, then search
+      let text = r.stdout + r.stderr;
+      for (const i of manifest.instances) text = text.split(i.path).join('<file>');
+      expect(phiIn(scrub(text), phi), 'identifying values in verify output').to.deep.equal([]);
+    });
+  });
+});
