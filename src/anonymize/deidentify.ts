@@ -17,20 +17,37 @@ export interface Deidentified extends AnonymizeResult {
 let scratch = Buffer.alloc(0);
 
 /**
- * The data set chunks in one buffer for the gate to parse. The buffer is reused from call to call: allocating half
- * a megabyte per instance costs more than the whole de-identification (mmap, page faults, GC pressure). Its
- * contents are valid until the next call, and the gate runs synchronously.
+ * The output data set in one buffer for the gate to parse, without the value of native Pixel Data (the gate does not
+ * search pixels, and copying half a megabyte of cold memory cost more than the de-identification itself): where a
+ * chunk is a slice of the input holding that value, the value is left out and its header's length set to 0.
+ * The buffer is reused from call to call; it is valid until the next call, and the gate runs synchronously.
  */
-function gatherOutput(chunks: Uint8Array[]): Buffer {
+function gatherForGate(chunks: Uint8Array[], input: ParsedDataset): Buffer {
+  const pixels = input.elements.find((e) => e.tag === 0x7fe00010 && !e.fragments && e.length !== 0xffffffff);
+  const src = input.buffer;
   let length = 0;
   for (let i = 1; i < chunks.length; i++) length += chunks[i]!.length;
   if (scratch.length < length) scratch = Buffer.allocUnsafe(Math.max(length, scratch.length * 2));
   let at = 0;
   for (let i = 1; i < chunks.length; i++) {
-    scratch.set(chunks[i]!, at);
-    at += chunks[i]!.length;
+    const c = chunks[i]!;
+    const from = c.buffer === src.buffer ? c.byteOffset - src.byteOffset : -1; // offset of this slice in the input
+    if (pixels && from >= 0 && from <= pixels.start && from + c.length >= pixels.valueEnd) {
+      const head = pixels.valueStart - from;
+      scratch.set(c.subarray(0, head), at);
+      const lengthAt = at + head - 4; // the 32-bit length ends the header
+      if (pixels.encoding.littleEndian) scratch.writeUInt32LE(0, lengthAt);
+      else scratch.writeUInt32BE(0, lengthAt);
+      at += head;
+      const tail = c.subarray(pixels.valueEnd - from);
+      scratch.set(tail, at);
+      at += tail.length;
+    } else {
+      scratch.set(c, at);
+      at += c.length;
+    }
   }
-  return scratch.subarray(0, length);
+  return scratch.subarray(0, at);
 }
 
 function topString(ds: ParsedDataset, tag: number): string {
@@ -62,7 +79,7 @@ export async function deidentify(file: Buffer, profile: Profile, key: Buffer, al
   });
   if (!profile.keepsEverything) {
     // the gate reads the output as written, not the engine's intentions
-    const hits = scanForPhi(parseDataset(gatherOutput(result.chunks), dataset.transferSyntaxUid), needles, profile, new Set([alias.aliasName, alias.aliasId, accessionAlias]));
+    const hits = scanForPhi(parseDataset(gatherForGate(result.chunks, dataset), dataset.transferSyntaxUid), needles, profile, new Set([alias.aliasName, alias.aliasId, accessionAlias]));
     if (hits.length) throw new VerificationError(hits);
   }
   return { ...result, identity, alias, accessionAlias };
