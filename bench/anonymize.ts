@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deidentify } from '../src/anonymize/deidentify.js';
 import { Profile } from '../src/anonymize/profile.js';
-import { KeyedStandIn } from '../src/crosswalk/standin.js';
+import { KeyedStandIn } from '../test/support/standin.js';
 import { findUp } from '../src/paths.js';
 import { generateStudies } from '../src/synth/generate.js';
 

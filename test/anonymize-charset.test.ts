@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { deidentify } from '../src/anonymize/deidentify.js';
 import { Profile } from '../src/anonymize/profile.js';
-import { KeyedStandIn } from '../src/crosswalk/standin.js';
+import { KeyedStandIn } from './support/standin.js';
 import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { rawValue, specificCharacterSet, stringValue } from '../src/dicom/values.js';
 import { part10, type Element } from '../src/dicom/writer.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deidentify, type Deidentified } from '../src/anonymize/deidentify.js';
 import { Profile } from '../src/anonymize/profile.js';
-import { KeyedStandIn } from '../src/crosswalk/standin.js';
+import { KeyedStandIn } from './support/standin.js';
 import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { stringValue } from '../src/dicom/values.js';

@@ -11,7 +11,7 @@ import { deidentify, type Deidentified } from '../src/anonymize/deidentify.js';
 import { VerificationError } from '../src/anonymize/gate.js';
 import { identityOf } from '../src/anonymize/phi.js';
 import { Profile, loadSiteProfile } from '../src/anonymize/profile.js';
-import { KeyedStandIn } from '../src/crosswalk/standin.js';
+import { KeyedStandIn } from './support/standin.js';
 import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { stringValue } from '../src/dicom/values.js';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deidentify } from '../src/anonymize/deidentify.js';
 import { Profile, loadSiteProfile } from '../src/anonymize/profile.js';
-import { KeyedStandIn } from '../src/crosswalk/standin.js';
+import { KeyedStandIn } from './support/standin.js';
 import { parseFile, walk, type ParsedDataset } from '../src/dicom/walker.js';
 import { stringValue } from '../src/dicom/values.js';
 import { findUp } from '../src/paths.js';

@@ -7,9 +7,8 @@ import { defaultJobs, listFiles, runBatch } from '../anonymize/batch.js';
 import { scanForPhi } from '../anonymize/gate.js';
 import { phiNeedles, type Needle } from '../anonymize/phi.js';
 import { loadSiteProfile, Profile, type Options, type SiteProfile } from '../anonymize/profile.js';
-import { siteKey } from '../anonymize/site-key.js';
 import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
-import { KeyedStandIn } from '../crosswalk/standin.js';
+import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
 import { parseFile } from '../dicom/walker.js';
 import { stringValue, specificCharacterSet } from '../dicom/values.js';
 
@@ -53,7 +52,7 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
       withProfileOptions(y)
         .positional('inputs', { type: 'string', array: true, demandOption: true })
         .option('out', { type: 'string', demandOption: true, describe: 'output folder' })
-        .option('key', { type: 'string', describe: 'site key file (else keyFile, else the data directory development key)' })
+        .option('key', { type: 'string', describe: 'site key file (else keyFile, else the data directory development key); aliases come from the configured crosswalk' })
         .option('jobs', { type: 'number', default: defaultJobs(), describe: 'worker threads' })
         .option('layout', { choices: ['mirror', 'alias'] as const, default: 'mirror', describe: 'mirror the input layout, or alias/study/series/instance.dcm' })
         .option('mappings', { type: 'string', describe: 'folder of the old→new mapping CSVs (default <out>.mappings; they hold original IDs)' })
@@ -61,9 +60,15 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
     handler: async (argv) => {
       const cfg = loadConfig(argv);
       const { options, site } = profileFrom(cfg, argv);
-      const key = siteKey(argv.key ?? (cfg.keyFile || undefined), cfg.dataDir, (msg) => console.error(`warning: ${msg}`));
+      const keys = loadKeys(argv.key ? { ...cfg, keyFile: argv.key } : cfg, (msg) => console.error(`warning: ${msg}`));
+      const crosswalk = await openCrosswalk(cfg, keys);
       const progress = process.stderr.isTTY ? bar : undefined;
-      const s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key, options, site, aliases: new KeyedStandIn(key), progress });
+      let s;
+      try {
+        s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key: keys.site, options, site, aliases: crosswalk, progress });
+      } finally {
+        await crosswalk.close();
+      }
       if (progress) process.stderr.write('\n');
       console.log(`files ${s.files}, de-identified ${s.deidentified}, rejected ${s.rejected.length}, failed ${s.failed.length}, skipped (not DICOM) ${s.skipped.length}; ${s.perSecond.toFixed(1)} instances/s over ${s.seconds.toFixed(1)} s`);
       for (const r of s.rejected) console.log(`rejected ${r.input}: ${r.reason}`);

@@ -10,6 +10,7 @@ import { hex } from '../pipeline/ingest.js';
 import { echo } from '../scu/echo.js';
 import { synthCommand } from './synth.js';
 import { anonymizeCommands } from './anonymize.js';
+import { crosswalkCommands } from './crosswalk.js';
 import { existsSync } from 'node:fs';
 
 function config(argv: { config?: string }): Config {
@@ -85,6 +86,13 @@ await yargs(hideBin(process.argv))
   })
   .command(synthCommand)
   .command(anonymizeCommands(config))
+  .command(crosswalkCommands(config))
+  .fail((msg, err, y) => {
+    // errors name keys, files and aliases, never PHI values; no stack traces for users
+    console.error(`dphiant: ${err ? err.message : msg}`);
+    if (!err) y.showHelp();
+    process.exit(err ? 1 : 2);
+  })
   .demandCommand(1)
   .strict()
   .help()

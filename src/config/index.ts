@@ -55,6 +55,22 @@ export interface Config {
   };
   /** Site key file (64 hex characters) behind UID remapping and keyed hashes; '' = the data directory's development key. */
   keyFile: string;
+  crosswalk: {
+    /** '' = embedded SQLite file <dataDir>/crosswalk.sqlite; a mongodb:// or mongodb+srv:// URL selects MongoDB. */
+    url: string;
+    /** File of the AES-256-GCM key sealing the crosswalk's PHI (64 hex characters, mode 0600). */
+    keyFile: string;
+    /** The same key given directly (64 hex characters); for containers. */
+    key: string;
+    /** id: PatientID + IssuerOfPatientID; demographics: PatientName + PatientBirthDate + PatientSex. */
+    matchKey: 'id' | 'demographics';
+    /** random: prefix + 8 random base-32 characters; counter: prefix + an 8-digit counter. */
+    aliasPattern: 'random' | 'counter';
+    aliasPrefix: string;
+    /** Range of the random per-patient date offset, in days (Modified Dates option). */
+    dateOffsetMinDays: number;
+    dateOffsetMaxDays: number;
+  };
   /** De-identification: the PS3.15 options (all off = the basic profile) and an optional site profile file. */
   anonymize: {
     profile: string;
@@ -89,11 +105,12 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043 },
   keyFile: '',
+  crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
 
 /** Keys whose values are masked by `config show`. */
-const SECRET_KEYS = new Set(['pacs.password']);
+const SECRET_KEYS = new Set(['pacs.password', 'crosswalk.key']);
 
 export class ConfigError extends Error {
   constructor(
@@ -183,6 +200,22 @@ const SCHEMA: Record<string, Check> = {
   'web.host': isHost,
   'web.port': isPort,
   keyFile: isOptionalString,
+  'crosswalk.url': (v, k) => {
+    isOptionalString(v, k);
+    if (v && !/^mongodb(\+srv)?:\/\//.test(v as string)) throw new ConfigError(k, 'must be empty (embedded SQLite) or a mongodb:// URL');
+  },
+  'crosswalk.keyFile': isOptionalString,
+  'crosswalk.key': (v, k) => {
+    isOptionalString(v, k);
+    if (v && !/^[0-9a-fA-F]{64}$/.test(v as string)) throw new ConfigError(k, 'must be 64 hex characters');
+  },
+  'crosswalk.matchKey': oneOf(['id', 'demographics']),
+  'crosswalk.aliasPattern': oneOf(['random', 'counter']),
+  'crosswalk.aliasPrefix': (v, k) => {
+    if (typeof v !== 'string' || !/^[A-Z0-9]{1,8}$/.test(v)) throw new ConfigError(k, 'must be 1-8 upper-case letters or digits');
+  },
+  'crosswalk.dateOffsetMinDays': intIn(-36500, 36500),
+  'crosswalk.dateOffsetMaxDays': intIn(-36500, 36500),
   'anonymize.profile': isOptionalString,
   ...Object.fromEntries(OPTION_KEYS.map((k) => [`anonymize.${k}`, isBoolean])),
 };
@@ -265,17 +298,24 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [key, check] of Object.entries(SCHEMA)) check(getPath(cfg, key), key);
   const config = cfg as unknown as Config;
   config.dataDir = path.resolve(config.dataDir);
-  if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
-    throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
+  if (config.crosswalk.dateOffsetMinDays > config.crosswalk.dateOffsetMaxDays)
+    throw new ConfigError('crosswalk.dateOffsetMinDays', 'must not be greater than crosswalk.dateOffsetMaxDays');
   if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
     throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
+  if (!config.devStack && !config.crosswalk.keyFile && !config.crosswalk.key)
+    throw new ConfigError('crosswalk.keyFile', 'outside the dev stack a crosswalk key is required (dphiant keygen, then crosswalk.keyFile or DPHIANT_CROSSWALK_KEY)');
+  if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
+  if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
+    throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   return config;
 }
 
 /** The effective configuration with secrets masked, for `dphiant config show`. */
 export function describeConfig(config: Config): Record<string, unknown> {
   const copy = structuredClone(config) as unknown as Record<string, unknown>;
-  for (const key of SECRET_KEYS) setPath(copy, key, '********');
+  for (const key of SECRET_KEYS) if (getPath(copy, key)) setPath(copy, key, '********');
+  // a database URL may carry a password
+  copy.crosswalk = { ...(copy.crosswalk as object), url: config.crosswalk.url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:********@') };
   return copy;
 }
 

@@ -1,0 +1,190 @@
+// The crosswalk on MongoDB (or any MongoDB-wire server, FerretDB in the tests): the shared store of several
+// middleman nodes. New patients are created by insert-or-get on the unique blind index: a duplicate-key error
+// means another node won, and its document is read back.
+import { MongoClient, MongoServerError, type Collection, type Db } from 'mongodb';
+import type { Sealer } from './crypto.js';
+import type { PatientAlias, PatientIdentity } from './types.js';
+import {
+  aliasOf,
+  checkReason,
+  newPatientRecord,
+  newStudyRecord,
+  patientMatchHash,
+  revealed,
+  REVEALED_FIELDS,
+  studyMatchHash,
+  type AuditRecord,
+  type CrosswalkSettings,
+  type CrosswalkStore,
+  type PatientRecord,
+  type PatientSummary,
+  type RevealedPatient,
+  type StudyRecord,
+  type StudySummary,
+} from './store.js';
+
+const isDuplicateKey = (e: unknown) => e instanceof MongoServerError && e.code === 11000;
+
+export class MongoCrosswalk implements CrosswalkStore {
+  readonly backend = 'mongodb';
+  private readonly patients: Collection<PatientRecord>;
+  private readonly studies: Collection<StudyRecord>;
+  private readonly audits: Collection<AuditRecord>;
+  private readonly counters: Collection<{ _id: string; value: number }>;
+
+  private constructor(
+    private readonly client: MongoClient,
+    db: Db,
+    private s: CrosswalkSettings,
+  ) {
+    this.patients = db.collection('patients');
+    this.studies = db.collection('studies');
+    this.audits = db.collection('audit');
+    this.counters = db.collection('counters');
+  }
+
+  /** Connects, creates the unique indexes, and checks the crosswalk key against a stored value. */
+  static async open(url: string, s: CrosswalkSettings): Promise<MongoCrosswalk> {
+    const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000 });
+    await client.connect();
+    const store = new MongoCrosswalk(client, client.db(), s);
+    try {
+      await store.patients.createIndex({ matchHash: 1 }, { unique: true, name: 'matchHash_unique' });
+      await store.patients.createIndex({ aliasId: 1 }, { unique: true, name: 'aliasId_unique' });
+      await store.studies.createIndex({ matchHash: 1 }, { unique: true, name: 'matchHash_unique' });
+      await store.studies.createIndex({ accessionAlias: 1 }, { unique: true, name: 'accessionAlias_unique' });
+      await store.studies.createIndex({ aliasId: 1 }, { name: 'aliasId' });
+      await store.audits.createIndex({ aliasId: 1, at: -1 }, { name: 'aliasId_at' });
+      const one = await store.patients.findOne({}, { projection: { phi: 1 } });
+      if (one) s.sealer.open(one.phi);
+    } catch (e) {
+      await client.close();
+      throw e;
+    }
+    return store;
+  }
+
+  private async nextCounter(): Promise<number> {
+    const r = await this.counters.findOneAndUpdate({ _id: 'patient' }, { $inc: { value: 1 } }, { upsert: true, returnDocument: 'after' });
+    return r!.value;
+  }
+
+  async patient(identity: PatientIdentity): Promise<PatientAlias> {
+    const matchHash = patientMatchHash(this.s, identity);
+    const existing = await this.patients.findOne({ matchHash }, { projection: { _id: 0 } });
+    if (existing) return aliasOf(this.s, existing, false);
+    for (let attempt = 0; ; attempt++) {
+      const record = await newPatientRecord(this.s, identity, matchHash, () => this.nextCounter());
+      try {
+        await this.patients.insertOne({ ...record });
+        return aliasOf(this.s, record, true);
+      } catch (e) {
+        if (!isDuplicateKey(e)) throw e;
+        // someone else created this patient first (same blind index), or the alias ID was taken: read, or retry
+        const winner = await this.patients.findOne({ matchHash }, { projection: { _id: 0 } });
+        if (winner) return aliasOf(this.s, winner, false);
+        if (attempt >= 10) throw e;
+      }
+    }
+  }
+
+  async study(patient: PatientAlias, study: { studyInstanceUid: string; accessionNumber: string }): Promise<string> {
+    const matchHash = studyMatchHash(this.s, patient.aliasId, study.studyInstanceUid);
+    const existing = await this.studies.findOne({ matchHash });
+    if (existing) return existing.accessionAlias;
+    for (let attempt = 0; ; attempt++) {
+      const record = newStudyRecord(this.s, patient.aliasId, study, matchHash);
+      try {
+        await this.studies.insertOne({ ...record });
+        return record.accessionAlias;
+      } catch (e) {
+        if (!isDuplicateKey(e)) throw e;
+        const winner = await this.studies.findOne({ matchHash });
+        if (winner) return winner.accessionAlias;
+        if (attempt >= 10) throw e;
+      }
+    }
+  }
+
+  async listPatients(q: { search?: string; offset?: number; limit?: number } = {}): Promise<{ total: number; items: PatientSummary[] }> {
+    const filter = q.search ? { aliasId: { $regex: '^' + q.search.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') } } : {};
+    const total = await this.patients.countDocuments(filter);
+    const page = await this.patients
+      .find(filter, { projection: { aliasId: 1, aliasName: 1, aliasSex: 1, createdAt: 1 } })
+      .sort({ aliasId: 1 })
+      .skip(q.offset ?? 0)
+      .limit(q.limit ?? 50)
+      .toArray();
+    const items: PatientSummary[] = [];
+    for (const p of page) {
+      const studies = await this.studies.find({ aliasId: p.aliasId }, { projection: { createdAt: 1 } }).toArray();
+      const last = studies.map((s) => s.createdAt).sort().at(-1) ?? null;
+      items.push({ aliasId: p.aliasId, aliasName: p.aliasName, aliasSex: p.aliasSex, studies: studies.length, createdAt: p.createdAt, lastStudyAt: last });
+    }
+    return { total, items };
+  }
+
+  async listStudies(aliasId: string): Promise<StudySummary[]> {
+    const rows = await this.studies.find({ aliasId }).sort({ createdAt: 1 }).toArray();
+    return rows.map((r) => ({ aliasId, accessionAlias: r.accessionAlias, createdAt: r.createdAt }));
+  }
+
+  async reveal(aliasId: string, user: string, reason: string): Promise<RevealedPatient> {
+    checkReason(user, reason);
+    const p = await this.patients.findOne({ aliasId });
+    if (!p) throw new Error(`crosswalk: no patient with alias ${aliasId}`);
+    const result = revealed(this.s, p, await this.studies.find({ aliasId }).sort({ createdAt: 1 }).toArray());
+    // the audit record is stored (majority write concern where there is a replica set) before anyone sees the PHI
+    await this.audits.insertOne({ at: new Date().toISOString(), user, reason, action: 'reveal', aliasId, disclosed: REVEALED_FIELDS });
+    return result;
+  }
+
+  async audit(q: { aliasId?: string; limit?: number } = {}): Promise<AuditRecord[]> {
+    const rows = await this.audits
+      .find(q.aliasId ? { aliasId: q.aliasId } : {}, { projection: { _id: 0 } })
+      .sort({ at: -1 })
+      .limit(q.limit ?? 100)
+      .toArray();
+    return rows;
+  }
+
+  async exportMapping(user: string, reason: string): Promise<RevealedPatient[]> {
+    checkReason(user, reason);
+    const out: RevealedPatient[] = [];
+    for (const p of await this.patients.find({}).sort({ aliasId: 1 }).toArray()) {
+      out.push(revealed(this.s, p, await this.studies.find({ aliasId: p.aliasId }).sort({ createdAt: 1 }).toArray()));
+    }
+    await this.audits.insertOne({ at: new Date().toISOString(), user, reason, action: 'export', aliasId: null, disclosed: REVEALED_FIELDS });
+    return out;
+  }
+
+  async rekey(next: Sealer, user: string, reason: string): Promise<number> {
+    checkReason(user, reason);
+    // document by document: an interrupted rekey leaves values under either key, each marked with its key id;
+    // running it again finishes the job (values already under the new key are skipped)
+    const open = (sealed: string) => (next.sealedWith(sealed) === next.keyId ? sealed : next.seal(this.s.sealer.open(sealed)));
+    let count = 0;
+    for (const p of await this.patients.find({}).toArray()) {
+      const dateOffset = open(p.dateOffset);
+      const phi = open(p.phi);
+      if (dateOffset !== p.dateOffset || phi !== p.phi) {
+        await this.patients.updateOne({ matchHash: p.matchHash }, { $set: { dateOffset, phi } });
+        count += Number(dateOffset !== p.dateOffset) + Number(phi !== p.phi);
+      }
+    }
+    for (const st of await this.studies.find({}).toArray()) {
+      const phi = open(st.phi);
+      if (phi !== st.phi) {
+        await this.studies.updateOne({ matchHash: st.matchHash }, { $set: { phi } });
+        count++;
+      }
+    }
+    await this.audits.insertOne({ at: new Date().toISOString(), user, reason, action: 'rekey', aliasId: null, disclosed: [] });
+    this.s = { ...this.s, sealer: next };
+    return count;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}

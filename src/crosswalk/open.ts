@@ -1,0 +1,46 @@
+// Opens the configured crosswalk: the embedded SQLite file by default, MongoDB when crosswalk.url says so.
+import path from 'node:path';
+import type { Config } from '../config/index.js';
+import { keyOrDevKey, parseHexKey } from '../keys.js';
+import { Sealer } from './crypto.js';
+import { MongoCrosswalk } from './mongo.js';
+import { SqliteCrosswalk } from './sqlite.js';
+import type { CrosswalkSettings, CrosswalkStore } from './store.js';
+
+export interface Keys {
+  site: Buffer;
+  crosswalk: Buffer;
+}
+
+/** The site key and the crosswalk key of the configuration (dev stack: created in the data directory when missing). */
+export function loadKeys(config: Config, warn: (msg: string) => void): Keys {
+  const site = keyOrDevKey(config.keyFile || undefined, config.dataDir, 'site', warn);
+  const crosswalk = config.crosswalk.key
+    ? parseHexKey(config.crosswalk.key, 'crosswalk.key')
+    : keyOrDevKey(config.crosswalk.keyFile || undefined, config.dataDir, 'crosswalk', warn);
+  if (site.equals(crosswalk)) throw new Error('the site key and the crosswalk key must differ');
+  return { site, crosswalk };
+}
+
+export function crosswalkSettings(config: Config, keys: Keys): CrosswalkSettings {
+  const c = config.crosswalk;
+  return {
+    siteKey: keys.site,
+    sealer: new Sealer(keys.crosswalk),
+    matchKey: c.matchKey,
+    aliasPattern: c.aliasPattern,
+    aliasPrefix: c.aliasPrefix,
+    dateOffsetMinDays: c.dateOffsetMinDays,
+    dateOffsetMaxDays: c.dateOffsetMaxDays,
+  };
+}
+
+export function crosswalkFile(dataDir: string): string {
+  return path.join(dataDir, 'crosswalk.sqlite');
+}
+
+export async function openCrosswalk(config: Config, keys: Keys): Promise<CrosswalkStore> {
+  const settings = crosswalkSettings(config, keys);
+  if (config.crosswalk.url) return MongoCrosswalk.open(config.crosswalk.url, settings);
+  return new SqliteCrosswalk(crosswalkFile(config.dataDir), settings);
+}
