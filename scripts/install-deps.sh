@@ -31,6 +31,18 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
+# FerretDB (a MongoDB wire-protocol server) for the crosswalk's MongoDB tests, built from tools/ferretdb with Go
+ferret=.stack/bin/ferretdb
+if [ ! -x "$ferret" ] || [ tools/ferretdb/go.sum -nt "$ferret" ] || [ tools/ferretdb/main.go -nt "$ferret" ]; then
+  if command -v go >/dev/null; then
+    echo "==> building FerretDB v1.24.2 (tools/ferretdb, a few minutes the first time)"
+    mkdir -p .stack/bin
+    (cd tools/ferretdb && go build -o ../../"$ferret" .)
+  else
+    echo "==> Go is not installed: the crosswalk's MongoDB (FerretDB) tests will be skipped" >&2
+  fi
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
   echo "==> npm ci"
   npm ci --no-audit --no-fund

@@ -25,10 +25,19 @@ import {
 
 const isDuplicateKey = (e: unknown) => e instanceof MongoServerError && e.code === 11000;
 
+// The blind index is each document's _id: the primary key every MongoDB-wire server looks up fastest (FerretDB's
+// SQLite backend pushes _id equality down to SQLite; other fields it scans).
+type PatientDoc = Omit<PatientRecord, 'matchHash'> & { _id: string };
+type StudyDoc = Omit<StudyRecord, 'matchHash'> & { _id: string };
+const patientDoc = ({ matchHash, ...rest }: PatientRecord): PatientDoc => ({ _id: matchHash, ...rest });
+const studyDoc = ({ matchHash, ...rest }: StudyRecord): StudyDoc => ({ _id: matchHash, ...rest });
+const patientRecord = ({ _id, ...rest }: PatientDoc): PatientRecord => ({ matchHash: _id, ...rest });
+const studyRecord = ({ _id, ...rest }: StudyDoc): StudyRecord => ({ matchHash: _id, ...rest });
+
 export class MongoCrosswalk implements CrosswalkStore {
   readonly backend = 'mongodb';
-  private readonly patients: Collection<PatientRecord>;
-  private readonly studies: Collection<StudyRecord>;
+  private readonly patients: Collection<PatientDoc>;
+  private readonly studies: Collection<StudyDoc>;
   private readonly audits: Collection<AuditRecord>;
   private readonly counters: Collection<{ _id: string; value: number }>;
 
@@ -49,9 +58,7 @@ export class MongoCrosswalk implements CrosswalkStore {
     await client.connect();
     const store = new MongoCrosswalk(client, client.db(), s);
     try {
-      await store.patients.createIndex({ matchHash: 1 }, { unique: true, name: 'matchHash_unique' });
       await store.patients.createIndex({ aliasId: 1 }, { unique: true, name: 'aliasId_unique' });
-      await store.studies.createIndex({ matchHash: 1 }, { unique: true, name: 'matchHash_unique' });
       await store.studies.createIndex({ accessionAlias: 1 }, { unique: true, name: 'accessionAlias_unique' });
       await store.studies.createIndex({ aliasId: 1 }, { name: 'aliasId' });
       await store.audits.createIndex({ aliasId: 1, at: -1 }, { name: 'aliasId_at' });
@@ -71,18 +78,18 @@ export class MongoCrosswalk implements CrosswalkStore {
 
   async patient(identity: PatientIdentity): Promise<PatientAlias> {
     const matchHash = patientMatchHash(this.s, identity);
-    const existing = await this.patients.findOne({ matchHash }, { projection: { _id: 0 } });
-    if (existing) return aliasOf(this.s, existing, false);
+    const existing = await this.patients.findOne({ _id: matchHash });
+    if (existing) return aliasOf(this.s, patientRecord(existing), false);
     for (let attempt = 0; ; attempt++) {
       const record = await newPatientRecord(this.s, identity, matchHash, () => this.nextCounter());
       try {
-        await this.patients.insertOne({ ...record });
+        await this.patients.insertOne(patientDoc(record));
         return aliasOf(this.s, record, true);
       } catch (e) {
         if (!isDuplicateKey(e)) throw e;
         // someone else created this patient first (same blind index), or the alias ID was taken: read, or retry
-        const winner = await this.patients.findOne({ matchHash }, { projection: { _id: 0 } });
-        if (winner) return aliasOf(this.s, winner, false);
+        const winner = await this.patients.findOne({ _id: matchHash });
+        if (winner) return aliasOf(this.s, patientRecord(winner), false);
         if (attempt >= 10) throw e;
       }
     }
@@ -90,16 +97,16 @@ export class MongoCrosswalk implements CrosswalkStore {
 
   async study(patient: PatientAlias, study: { studyInstanceUid: string; accessionNumber: string }): Promise<string> {
     const matchHash = studyMatchHash(this.s, patient.aliasId, study.studyInstanceUid);
-    const existing = await this.studies.findOne({ matchHash });
+    const existing = await this.studies.findOne({ _id: matchHash });
     if (existing) return existing.accessionAlias;
     for (let attempt = 0; ; attempt++) {
       const record = newStudyRecord(this.s, patient.aliasId, study, matchHash);
       try {
-        await this.studies.insertOne({ ...record });
+        await this.studies.insertOne(studyDoc(record));
         return record.accessionAlias;
       } catch (e) {
         if (!isDuplicateKey(e)) throw e;
-        const winner = await this.studies.findOne({ matchHash });
+        const winner = await this.studies.findOne({ _id: matchHash });
         if (winner) return winner.accessionAlias;
         if (attempt >= 10) throw e;
       }
@@ -133,7 +140,7 @@ export class MongoCrosswalk implements CrosswalkStore {
     checkReason(user, reason);
     const p = await this.patients.findOne({ aliasId });
     if (!p) throw new Error(`crosswalk: no patient with alias ${aliasId}`);
-    const result = revealed(this.s, p, await this.studies.find({ aliasId }).sort({ createdAt: 1 }).toArray());
+    const result = revealed(this.s, patientRecord(p), (await this.studies.find({ aliasId }).sort({ createdAt: 1 }).toArray()).map(studyRecord));
     // the audit record is stored (majority write concern where there is a replica set) before anyone sees the PHI
     await this.audits.insertOne({ at: new Date().toISOString(), user, reason, action: 'reveal', aliasId, disclosed: REVEALED_FIELDS });
     return result;
@@ -152,7 +159,7 @@ export class MongoCrosswalk implements CrosswalkStore {
     checkReason(user, reason);
     const out: RevealedPatient[] = [];
     for (const p of await this.patients.find({}).sort({ aliasId: 1 }).toArray()) {
-      out.push(revealed(this.s, p, await this.studies.find({ aliasId: p.aliasId }).sort({ createdAt: 1 }).toArray()));
+      out.push(revealed(this.s, patientRecord(p), (await this.studies.find({ aliasId: p.aliasId }).sort({ createdAt: 1 }).toArray()).map(studyRecord)));
     }
     await this.audits.insertOne({ at: new Date().toISOString(), user, reason, action: 'export', aliasId: null, disclosed: REVEALED_FIELDS });
     return out;
@@ -168,14 +175,14 @@ export class MongoCrosswalk implements CrosswalkStore {
       const dateOffset = open(p.dateOffset);
       const phi = open(p.phi);
       if (dateOffset !== p.dateOffset || phi !== p.phi) {
-        await this.patients.updateOne({ matchHash: p.matchHash }, { $set: { dateOffset, phi } });
+        await this.patients.updateOne({ _id: p._id }, { $set: { dateOffset, phi } });
         count += Number(dateOffset !== p.dateOffset) + Number(phi !== p.phi);
       }
     }
     for (const st of await this.studies.find({}).toArray()) {
       const phi = open(st.phi);
       if (phi !== st.phi) {
-        await this.studies.updateOne({ matchHash: st.matchHash }, { $set: { phi } });
+        await this.studies.updateOne({ _id: st._id }, { $set: { phi } });
         count++;
       }
     }
