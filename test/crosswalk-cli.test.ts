@@ -1,0 +1,143 @@
+// The crosswalk as operators use it: keygen, anonymize with the crosswalk (SQLite and FerretDB), list, reveal,
+// audit, export, rekey, and no PHI in any output or log line along the way.
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { findUp } from '../src/paths.js';
+import { part10, type Element } from '../src/dicom/writer.js';
+import { TS } from '../src/dicom/transfer-syntax.js';
+import { run } from './support/dcmtk.js';
+import { startMongoServer, type MongoServer } from './support/ferretdb.js';
+
+const CLI = findUp('dist/src/cli/main.js');
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_')));
+const PLANTED = { name: 'Wolkenstein^Ermengarde', id: 'PLNT-55821', birth: '19440229', accession: 'ACCPL-991' };
+
+function instance(n: number): Buffer {
+  const el: Element[] = [
+    { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+    { tag: 0x00080018, vr: 'UI', value: `1.2.826.0.1.3680043.2.1125.55.${n}` },
+    { tag: 0x00080050, vr: 'SH', value: PLANTED.accession },
+    { tag: 0x00100010, vr: 'PN', value: PLANTED.name },
+    { tag: 0x00100020, vr: 'LO', value: PLANTED.id },
+    { tag: 0x00100030, vr: 'DA', value: PLANTED.birth },
+    { tag: 0x00100040, vr: 'CS', value: 'F' },
+    { tag: 0x0020000d, vr: 'UI', value: '1.2.826.0.1.3680043.2.1125.55.100' },
+    { tag: 0x0020000e, vr: 'UI', value: '1.2.826.0.1.3680043.2.1125.55.200' },
+  ];
+  return part10(el, TS.ExplicitVRLittleEndian);
+}
+
+function expectNoPhi(text: string, where: string) {
+  for (const v of [...PLANTED.name.split('^'), PLANTED.id, PLANTED.birth, PLANTED.accession]) expect(text, `${v} in ${where}`).not.to.contain(v);
+}
+
+let ferret: MongoServer | { skip: string };
+before(async () => {
+  ferret = await startMongoServer();
+});
+after(async () => {
+  if (!('skip' in ferret)) await ferret.stop();
+});
+
+for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
+  describe(`dphiant crosswalk commands on ${backend}`, function () {
+    this.timeout(120_000);
+    let dir: string;
+    let env: Record<string, string>;
+    const dphiant = (args: string[], extra: Record<string, string> = {}) => run(process.execPath, [CLI, ...args], { env: { ...cleanEnv, ...env, ...extra } as NodeJS.ProcessEnv });
+
+    before(async function () {
+      if (backend !== 'SQLite' && 'skip' in ferret) {
+        console.log(`      (skipped: ${ferret.skip})`);
+        this.skip();
+      }
+      dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cwcli-'));
+      env = { DPHIANT_DATA_DIR: path.join(dir, 'data') };
+      if (backend !== 'SQLite') env.DPHIANT_CROSSWALK_URL = `${(ferret as MongoServer).url}/cli_${Date.now()}`;
+    });
+
+    it('keygen writes a 0600 key file and never overwrites one', async () => {
+      for (const name of ['site.key', 'crosswalk.key']) {
+        const r = await dphiant(['keygen', '--out', path.join(dir, name)]);
+        expect(r.code, r.stderr).to.equal(0);
+        expect(statSync(path.join(dir, name)).mode & 0o777).to.equal(0o600);
+        expect(readFileSync(path.join(dir, name), 'utf8').trim()).to.match(/^[0-9a-f]{64}$/);
+      }
+      const again = await dphiant(['keygen', '--out', path.join(dir, 'site.key')]);
+      expect(again.code).not.to.equal(0);
+      env.DPHIANT_KEY_FILE = path.join(dir, 'site.key');
+      env.DPHIANT_CROSSWALK_KEY_FILE = path.join(dir, 'crosswalk.key');
+    });
+
+    it('anonymizes two instances of one patient under one alias of the right sex, with no PHI in any output line', async () => {
+      const input = path.join(dir, 'in');
+      const { mkdirSync } = await import('node:fs');
+      mkdirSync(input, { recursive: true });
+      writeFileSync(path.join(input, 'a.dcm'), instance(1));
+      writeFileSync(path.join(input, 'b.dcm'), instance(2));
+      const r = await dphiant(['anonymize', input, '--out', path.join(dir, 'out'), '--jobs', '2']);
+      expect(r.code, r.stdout + r.stderr).to.equal(0);
+      expectNoPhi(r.stdout + r.stderr, 'anonymize output');
+      const list = await dphiant(['crosswalk', 'list']);
+      expect(list.stdout).to.match(/^1 patient aliases in the (sqlite|mongodb) crosswalk/);
+      expect(list.stdout).to.match(/\tF\tstudies 1\t/);
+      expectNoPhi(list.stdout + list.stderr, 'crosswalk list');
+    });
+
+    it('reveal needs a reason; with one it prints the identity and the audit shows who and why', async () => {
+      const alias = (await dphiant(['crosswalk', 'list'])).stdout.split('\n')[1]!.split('\t')[0]!;
+      const refused = await dphiant(['crosswalk', 'reveal', alias]);
+      expect(refused.code).to.equal(1);
+      expect(refused.stderr).to.contain('needs a reason');
+      expectNoPhi(refused.stdout + refused.stderr, 'a refused reveal');
+      const shown = await dphiant(['crosswalk', 'reveal', alias, '--reason', 'tumour board follow-up', '--user', 'dr.lee']);
+      expect(shown.code, shown.stderr).to.equal(0);
+      expect(JSON.parse(shown.stdout).identity).to.include({ patientId: PLANTED.id, name: PLANTED.name, birthDate: PLANTED.birth });
+      const audit = await dphiant(['crosswalk', 'audit']);
+      expect(audit.stdout.trim().split('\n')).to.have.length(1);
+      expect(audit.stdout).to.match(new RegExp(`\\treveal\\t${alias}\\tdr\\.lee \\(os user .+\\)\\ttumour board follow-up`));
+    });
+
+    it('exports the mapping to a 0600 file, audited, and rekeys to a new crosswalk key', async () => {
+      const out = path.join(dir, 'export.csv');
+      const r = await dphiant(['crosswalk', 'export', '--out', out, '--reason', 'registry reconciliation']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(statSync(out).mode & 0o777).to.equal(0o600);
+      expect(readFileSync(out, 'utf8')).to.contain(PLANTED.id);
+      await dphiant(['keygen', '--out', path.join(dir, 'crosswalk2.key')]);
+      const rekey = await dphiant(['crosswalk', 'rekey', '--new-key', path.join(dir, 'crosswalk2.key'), '--reason', 'scheduled rotation']);
+      expect(rekey.code, rekey.stderr).to.equal(0);
+      expect(rekey.stdout).to.match(/re-sealed [1-9]\d* values/);
+      const old = await dphiant(['crosswalk', 'list']);
+      expect(old.code, 'the old key no longer opens the crosswalk').to.equal(1);
+      expect(old.stderr).to.contain('sealed with key');
+      env.DPHIANT_CROSSWALK_KEY_FILE = path.join(dir, 'crosswalk2.key');
+      const audit = await dphiant(['crosswalk', 'audit']);
+      expect(audit.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[1])).to.deep.equal(['rekey', 'export', 'reveal']);
+    });
+
+    it('finds the planted values 0 times in the crosswalk files at rest and in the database server log', async function () {
+      const files: string[] = [];
+      const { readdirSync } = await import('node:fs');
+      const scan = (d: string) => existsSync(d) && readdirSync(d, { recursive: true, withFileTypes: true }).forEach((e) => e.isFile() && files.push(path.join(e.parentPath, e.name)));
+      if (backend === 'SQLite') scan(path.join(dir, 'data'));
+      else if ((ferret as MongoServer).dataDir) scan((ferret as MongoServer).dataDir!);
+      const stores = files.filter((f) => /\.sqlite/.test(f));
+      expect(stores.length, 'crosswalk database files found').to.be.greaterThan(0);
+      for (const f of stores) expectNoPhi(readFileSync(f).toString('latin1'), path.basename(f));
+      if (backend !== 'SQLite') expectNoPhi((ferret as MongoServer).log(), 'the FerretDB log');
+    });
+  });
+}
+
+describe('the middleman outside the dev stack', () => {
+  it('refuses to start without keys, naming the setting', async () => {
+    const r = await run(process.execPath, [CLI, 'serve'], {
+      env: { ...cleanEnv, DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'a-real-password' } as NodeJS.ProcessEnv,
+    });
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.match(/keyFile|crosswalk\.keyFile/);
+  });
+});
