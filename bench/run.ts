@@ -1,11 +1,15 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=anonymize or BENCH=forwarding runs one of them.
+// BENCH=anonymize, BENCH=crosswalk or BENCH=forwarding runs one of them.
 import { benchAnonymize } from './anonymize.js';
+import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
 
 const only = process.env.BENCH;
 if (!only || only === 'anonymize') {
   for (const line of await benchAnonymize(Number(process.env.BENCH_ANON_INSTANCES ?? 2000))) console.log(line);
+}
+if (!only || only === 'crosswalk') {
+  for (const line of await benchCrosswalk()) console.log(line);
 }
 if (!only || only === 'forwarding') {
   const instances = Number(process.env.BENCH_INSTANCES ?? 1000);
