@@ -253,7 +253,8 @@ describe('dphiant anonymize and dphiant verify on a folder of files', function (
     expect(first.stderr).to.match(/created/);
 
     // the created key is the one used: --key on it gives the same files, and a second run reuses it without a warning
-    const withKey = await anonymize(['--out', path.join(root, 'out-nokey-key'), '--key', keyPath, '--profile', profileFile, '--jobs', '2']);
+    // (same data directory: the aliases come from its crosswalk, the UIDs from the key)
+    const withKey = await anonymize(['--out', path.join(root, 'out-nokey-key'), '--key', keyPath, '--profile', profileFile, '--jobs', '2'], { DPHIANT_DATA_DIR: dataDir });
     const again = await anonymize(['--out', path.join(root, 'out-nokey-again'), '--profile', profileFile, '--jobs', '2'], { DPHIANT_DATA_DIR: dataDir });
     expect(again.stderr).to.not.match(/created/);
     const a = filesUnder(path.join(root, 'out-nokey'));
@@ -263,8 +264,8 @@ describe('dphiant anonymize and dphiant verify on a folder of files', function (
       for (const f of a) expect(readFileSync(path.join(root, other, f)).equals(readFileSync(path.join(root, 'out-nokey', f))), `${other}/${f}`).to.equal(true);
     }
     expect(withKey.code).to.equal(first.code);
-    // the runs given --key never touched their data directory
-    expect(existsSync(unusedDataDir), 'runs with --key create no development key').to.equal(false);
+    // runs given --key create no development site key in their data directory (only the crosswalk's own files)
+    expect(existsSync(path.join(unusedDataDir, 'site.key')), 'runs with --key create no development site key').to.equal(false);
   });
 
   it('prints no planted identifying value in the summary or on stderr', () => {
