@@ -7,7 +7,7 @@ import { storescu } from '../test/support/dcmtk.js';
 import { startStack } from '../test/support/stack.js';
 
 export async function benchForwarding(opts: { instances: number; senders: number }): Promise<string[]> {
-  const stack = await startStack();
+  const stack = await startStack({ env: { DPHIANT_PIPELINE_ENABLED: 'false' } });
   const lines: string[] = [];
   try {
     const perSeries = Math.ceil(opts.instances / 10);

@@ -1,15 +1,26 @@
-// The middleman assembled: configuration → journal → ingest (forward to PACS) → DICOM server.
+// The middleman assembled: configuration → keys → journal, crosswalk, PACS client → ingest (forward to the PACS)
+// → DICOM server; the de-identification worker and the reconciler behind it.
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config/index.js';
+import { profileFromSettings } from './anonymize/profile.js';
+import { loadKeys, openCrosswalk } from './crosswalk/open.js';
+import type { CrosswalkStore } from './crosswalk/store.js';
 import type { Logger } from './log.js';
+import { OrthancClient } from './pacs/orthanc.js';
 import { Ingest } from './pipeline/ingest.js';
 import { Journal, journalPath } from './pipeline/journal.js';
+import { Quarantine, quarantineDir } from './pipeline/quarantine.js';
+import { Reconciler } from './pipeline/reconciler.js';
+import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
 import { DicomServer } from './scp/server.js';
 import type { PacsTarget } from './scu/store.js';
 
 export interface Middleman {
   journal: Journal;
+  crosswalk: CrosswalkStore;
+  worker: DeidentificationWorker;
+  pacsRest: OrthancClient;
   dicom: AddressInfo;
   close(): Promise<void>;
 }
@@ -19,9 +30,38 @@ export function pacsTarget(config: Config): PacsTarget {
   return { host, port, aet, callingAet, connectTimeoutMs, storeTimeoutMs };
 }
 
+export function pacsRestClient(config: Config): OrthancClient {
+  return new OrthancClient({ url: config.pacs.url, username: config.pacs.username, password: config.pacs.password });
+}
+
 export async function startMiddleman(config: Config, log: Logger): Promise<Middleman> {
+  const keys = loadKeys(config, (msg) => log.warn(msg));
+  const { profile } = profileFromSettings(config.anonymize);
+  const crosswalk = await openCrosswalk(config, keys);
   const journal = new Journal(journalPath(config.dataDir));
-  const ingest = new Ingest(journal, pacsTarget(config), log);
+  const pacsRest = pacsRestClient(config);
+  const p = config.pipeline;
+  const handoff = new Handoff(p.handoffMaxBytes, p.handoffMaxInstanceBytes);
+  const worker = new DeidentificationWorker({
+    journal,
+    pacs: pacsRest,
+    crosswalk,
+    profile,
+    siteKey: keys.site,
+    quarantine: new Quarantine(quarantineDir(config.dataDir), keys.crosswalk),
+    handoff,
+    settings: p,
+    log,
+  });
+  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id));
+  const ingest = new Ingest(journal, pacsTarget(config), log, {
+    checkMaxBytes: p.handoffMaxInstanceBytes,
+    inPacs: (jobId, bytes) => {
+      if (!p.enabled) return;
+      if (bytes) handoff.offer(jobId, bytes);
+      worker.enqueue(jobId);
+    },
+  });
   const server = new DicomServer({
     scp: config.scp,
     spoolDir: path.join(config.dataDir, 'spool'),
@@ -33,14 +73,25 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     dicom = await server.listen();
   } catch (e) {
     journal.close();
+    await crosswalk.close();
     throw e;
   }
-  log.info({ host: dicom.address, port: dicom.port, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}` }, 'DICOM server listening');
+  if (p.enabled) {
+    worker.start(); // jobs a previous run left unfinished resume here
+    void reconciler.start(p.reconcileIntervalMs);
+  } else log.warn('pipeline disabled: instances are forwarded and left raw in the PACS');
+  log.info({ host: dicom.address, port: dicom.port, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}`, crosswalk: crosswalk.backend }, 'DICOM server listening');
   return {
     journal,
+    crosswalk,
+    worker,
+    pacsRest,
     dicom,
     async close() {
       await server.close();
+      reconciler.stop();
+      await worker.stop();
+      await crosswalk.close();
       journal.close();
     },
   };

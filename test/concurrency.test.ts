@@ -14,7 +14,7 @@ describe('concurrency: 4 storescu processes × 100 instances', function () {
   });
 
   it('puts all 400 in the PACS and journals 400 IN_PACS', async () => {
-    stack = await startStack();
+    stack = await startStack({ env: { DPHIANT_PIPELINE_ENABLED: 'false' } }); // forwarding only: the raw copies stay to be counted
     const manifest = await generateStudies({ outDir: path.join(stack.work, 'c'), patients: 4, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 100, rows: 128, cols: 128, seed: 400 });
     const files = manifest.instances.map((i) => i.path);
     expect(files).to.have.length(400);

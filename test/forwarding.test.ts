@@ -20,7 +20,8 @@ describe('forwarding: modality → middleman → PACS on real Orthanc servers', 
 
   before(async () => {
     capture = await startCapture(path.join(process.env.TMPDIR ?? '/tmp', `dphiant-capture-${process.pid}`));
-    stack = await startStack({ modality: true, modalityPeers: { capture: { AET: capture.aet, Host: '127.0.0.1', Port: capture.port } } });
+    // forwarding only (pipeline off): the raw copies stay in the PACS to be compared
+    stack = await startStack({ modality: true, modalityPeers: { capture: { AET: capture.aet, Host: '127.0.0.1', Port: capture.port } }, env: { DPHIANT_PIPELINE_ENABLED: 'false' } });
   });
   after(async () => {
     await stack?.stop();

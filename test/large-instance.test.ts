@@ -31,7 +31,7 @@ describe('a 500 MB multi-frame instance', function () {
     pacs = await startOrthanc({ role: 'pacs', workDir: path.join(work, 'pacs'), httpPort: http, dicomPort: dicom, middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: mmPort! } });
     const file = path.join(work, 'large.dcm');
     const made = await generateLarge(file, 500 * 1024 * 1024, { seed: 5 });
-    mm = await spawnMiddleman({ DPHIANT_DATA_DIR: path.join(work, 'data'), DPHIANT_PACS_PORT: String(dicom), DPHIANT_PACS_URL: pacs.httpUrl }, mmPort!);
+    mm = await spawnMiddleman({ DPHIANT_DATA_DIR: path.join(work, 'data'), DPHIANT_PACS_PORT: String(dicom), DPHIANT_PACS_URL: pacs.httpUrl, DPHIANT_PIPELINE_ENABLED: 'false' }, mmPort!);
     const baseline = mm.peakRssMiB();
     const started = Date.now();
     const r = await storescu([file], { port: mmPort!, timeoutMs: 300_000 });

@@ -14,7 +14,7 @@ describe('refusals: callers, size limit and a stopped PACS', function () {
 
   before(async () => {
     // the size limit sits between the two kinds of instances
-    stack = await startStack({ env: { DPHIANT_SCP_MAX_INSTANCE_BYTES: String(200 * 1024) } });
+    stack = await startStack({ env: { DPHIANT_SCP_MAX_INSTANCE_BYTES: String(200 * 1024), DPHIANT_PIPELINE_ENABLED: 'false' } });
     small = (await generateStudies({ outDir: path.join(stack.work, 'small'), patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 20, rows: 64, cols: 64, seed: 21 })).instances.map((i) => i.path);
     large = (await generateStudies({ outDir: path.join(stack.work, 'large'), patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 1, rows: 512, cols: 512, seed: 22 })).instances.map((i) => i.path);
   });

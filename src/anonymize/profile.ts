@@ -252,3 +252,12 @@ export class Profile {
 function privateKey(group: number, elementOffset: number, creator: string): string {
   return `${hex4(group)}:${elementOffset.toString(16).toUpperCase().padStart(2, '0')}:${creator.trim()}`;
 }
+
+/** The profile the configuration describes: its site profile file (if any) with the configured options on top. */
+export function profileFromSettings(settings: { profile: string } & Partial<Options>, overrides: Partial<Options> = {}): { profile: Profile; options: Partial<Options>; site: SiteProfile } {
+  const site = settings.profile ? loadSiteProfile(settings.profile) : {};
+  const options: Partial<Options> = { ...site.options };
+  for (const k of OPTION_KEYS) if (settings[k]) options[k] = true;
+  Object.assign(options, overrides);
+  return { profile: new Profile(options, site), options, site };
+}

@@ -6,7 +6,7 @@ import type { Config } from '../config/index.js';
 import { defaultJobs, listFiles, runBatch } from '../anonymize/batch.js';
 import { scanForPhi } from '../anonymize/gate.js';
 import { phiNeedles, type Needle } from '../anonymize/phi.js';
-import { loadSiteProfile, Profile, type Options, type SiteProfile } from '../anonymize/profile.js';
+import { Profile, profileFromSettings, type Options, type SiteProfile } from '../anonymize/profile.js';
 import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
 import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
 import { parseFile } from '../dicom/walker.js';
@@ -27,15 +27,13 @@ function withProfileOptions(y: Argv<any>): Argv<any> {
 
 /** The profile of config + flags: flags win over the configuration, which wins over the site profile file's options. */
 export function profileFrom(cfg: Config, argv: Record<string, unknown>): { options: Partial<Options>; site: SiteProfile; profile: Profile } {
-  const file = (argv.profile as string | undefined) ?? cfg.anonymize.profile;
-  const site = file ? loadSiteProfile(file) : {};
-  const options: Partial<Options> = { ...site.options };
+  const flags: Partial<Options> = {};
   for (const k of OPTION_KEYS) {
-    if (cfg.anonymize[k]) options[k] = true;
     const flag = argv[kebab(k)];
-    if (typeof flag === 'boolean') options[k] = flag;
+    if (typeof flag === 'boolean') flags[k] = flag;
   }
-  return { options, site, profile: new Profile(options, site) };
+  const file = argv.profile as string | undefined;
+  return profileFromSettings(file !== undefined ? { ...cfg.anonymize, profile: file } : cfg.anonymize, flags);
 }
 
 function bar(done: number, total: number, perSecond: number): void {

@@ -11,6 +11,7 @@ import { echo } from '../scu/echo.js';
 import { synthCommand } from './synth.js';
 import { anonymizeCommands } from './anonymize.js';
 import { crosswalkCommands } from './crosswalk.js';
+import { quarantineCommand } from './quarantine.js';
 import { existsSync } from 'node:fs';
 
 function config(argv: { config?: string }): Config {
@@ -61,7 +62,7 @@ await yargs(hideBin(process.argv))
       for (const line of configLines(config(argv))) console.log(line);
     },
   )
-  .command('status', 'journal: jobs per state', withConfig, (argv) => {
+  .command('status', 'jobs per state, the oldest unfinished job, the quarantine', withConfig, (argv) => {
     const cfg = config(argv);
     const file = journalPath(cfg.dataDir);
     if (!existsSync(file)) {
@@ -69,9 +70,17 @@ await yargs(hideBin(process.argv))
       return;
     }
     const journal = new Journal(file);
-    const counts = journal.counts();
-    journal.close();
-    for (const s of JOB_STATES) console.log(`${s.padEnd(13)} ${counts[s]}`);
+    try {
+      const counts = journal.counts();
+      for (const s of JOB_STATES) console.log(`${s.padEnd(13)} ${counts[s]}`);
+      const oldest = journal.oldestUnfinished();
+      console.log(`oldest unfinished job: ${oldest ? `${Math.round((Date.now() - Date.parse(oldest)) / 1000)} s old (received ${oldest})` : 'none'}`);
+      const quarantined = journal.byState('QUARANTINED', 50);
+      console.log(`quarantine: ${counts.QUARANTINED} instance(s)${counts.QUARANTINED ? ' (dphiant quarantine list)' : ''}`);
+      for (const j of quarantined.slice(0, 10)) console.log(`  job ${j.id}  ${j.updatedAt}  ${j.reason ?? ''}`);
+    } finally {
+      journal.close();
+    }
   })
   .command('echo', 'C-ECHO the PACS with the configured AE titles', withConfig, async (argv) => {
     const cfg = config(argv);
@@ -87,6 +96,7 @@ await yargs(hideBin(process.argv))
   .command(synthCommand)
   .command(anonymizeCommands(config))
   .command(crosswalkCommands(config))
+  .command(quarantineCommand(config))
   .fail((msg, err, y) => {
     // errors name keys, files and aliases, never PHI values; no stack traces for users
     console.error(`dphiant: ${err ? err.message : msg}`);

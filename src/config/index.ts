@@ -55,6 +55,22 @@ export interface Config {
   };
   /** Site key file (64 hex characters) behind UID remapping and keyed hashes; '' = the data directory's development key. */
   keyFile: string;
+  pipeline: {
+    /** false: forward only, jobs stay IN_PACS and the PACS keeps raw instances (diagnosis and tests, never production). */
+    enabled: boolean;
+    /** Instances de-identified at once. */
+    concurrency: number;
+    /** Attempts of a step (PACS or database errors) before the instance is quarantined. */
+    maxAttempts: number;
+    /** Backoff between attempts: base × 2^(attempt-1), capped. */
+    retryBaseMs: number;
+    retryMaxMs: number;
+    /** Received bytes kept in memory for the worker (larger instances are fetched back from the PACS). */
+    handoffMaxBytes: number;
+    handoffMaxInstanceBytes: number;
+    /** How often the reconciler looks for raw instances in the PACS that no job covers (0 = only at start-up). */
+    reconcileIntervalMs: number;
+  };
   crosswalk: {
     /** '' = embedded SQLite file <dataDir>/crosswalk.sqlite; a mongodb:// or mongodb+srv:// URL selects MongoDB. */
     url: string;
@@ -105,6 +121,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043 },
   keyFile: '',
+  pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
@@ -200,6 +217,14 @@ const SCHEMA: Record<string, Check> = {
   'web.host': isHost,
   'web.port': isPort,
   keyFile: isOptionalString,
+  'pipeline.enabled': isBoolean,
+  'pipeline.concurrency': intIn(1, 64),
+  'pipeline.maxAttempts': intIn(1, 1000),
+  'pipeline.retryBaseMs': intIn(10, 3_600_000),
+  'pipeline.retryMaxMs': intIn(10, 86_400_000),
+  'pipeline.handoffMaxBytes': intIn(0, 64 * 1024 ** 3),
+  'pipeline.handoffMaxInstanceBytes': intIn(0, 64 * 1024 ** 3),
+  'pipeline.reconcileIntervalMs': intIn(0, 86_400_000),
   'crosswalk.url': (v, k) => {
     isOptionalString(v, k);
     if (v && !/^mongodb(\+srv)?:\/\//.test(v as string)) throw new ConfigError(k, 'must be empty (embedded SQLite) or a mongodb:// URL');

@@ -51,3 +51,17 @@ export function blindIndex(siteKey: Buffer, kind: string, parts: string[]): stri
   for (const p of parts) h.update('\0').update(p);
   return h.digest('hex');
 }
+
+/** Seals bytes (quarantined instances) under a key: iv | tag | ciphertext. */
+export function sealBytes(key: Buffer, data: Uint8Array): Buffer {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  const body = Buffer.concat([cipher.update(data), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+}
+
+export function openBytes(key: Buffer, sealed: Buffer): Buffer {
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
+  decipher.setAuthTag(sealed.subarray(12, 28));
+  return Buffer.concat([decipher.update(sealed.subarray(28)), decipher.final()]);
+}

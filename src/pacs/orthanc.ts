@@ -222,6 +222,23 @@ export class OrthancClient {
     return this.json('GET', `/instances/${enc(id)}/simplified-tags`);
   }
 
+  /** GET /instances/{id}: MainDicomTags (SOPInstanceUID…) and parent ids; null when it does not exist. */
+  async instance(id: string): Promise<{ ID: string; ParentSeries: string; MainDicomTags: Record<string, string> } | null> {
+    const res = await this.request('GET', `/instances/${enc(id)}`, { allow: [404] });
+    return res.status === 404 ? null : ((await res.json()) as { ID: string; ParentSeries: string; MainDicomTags: Record<string, string> });
+  }
+
+  /** The raw value of one top-level tag ("0012-0062"), or null when the instance does not have it. */
+  async tagValue(id: string, tag: string): Promise<string | null> {
+    const res = await this.request('GET', `/instances/${enc(id)}/content/${tag}`, { allow: [404] });
+    return res.status === 404 ? null : (await res.text()).replace(/[\0 ]+$/, '');
+  }
+
+  /** The change log from `since` (exclusive): its entries may have gaps where resources were deleted. */
+  changes(since: number, limit = 1000): Promise<{ Changes: { ChangeType: string; ID: string; ResourceType: string; Seq: number }[]; Done: boolean; Last: number }> {
+    return this.json('GET', `/changes?since=${since}&limit=${limit}`);
+  }
+
   private async json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const res = await this.request(method, path, opts);
     try {

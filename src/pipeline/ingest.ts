@@ -1,7 +1,10 @@
 // Ingest: what happens to one received instance before its sender gets an answer.
-// RECEIVED (journal) → forward to PACS → IN_PACS (journal, durable) → success to the sender;
+// check the data set → RECEIVED (journal) → forward to PACS → IN_PACS (journal, durable) → success to the sender,
+// and the job goes to the de-identification worker (with the bytes, when they fit the hand-off);
 // any failure → REJECTED with a reason and a failure status, and the middleman keeps nothing.
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
+import { DicomParseError, parseDataset } from '../dicom/walker.js';
+import { stringValue } from '../dicom/values.js';
 import type { Logger } from '../log.js';
 import { fingerprint } from '../log.js';
 import type { PacsTarget, StoreOutcome } from '../scu/store.js';
@@ -11,51 +14,100 @@ import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } fr
 
 export type Forward = (target: PacsTarget, inst: ReceivedInstance) => Promise<StoreOutcome>;
 
+export interface IngestOptions {
+  /** Data sets up to this size are read and checked before forwarding (larger ones are checked by the worker). */
+  checkMaxBytes: number;
+  /** Called once a job is IN_PACS, with the data set bytes when they were read. */
+  inPacs?: (jobId: number, bytes: Buffer | undefined) => void;
+  forward?: Forward;
+}
+
+const SOP_CLASS_MISMATCH = 0xa900;
+
+/** Why a data set cannot be taken in, or null. Checks structure and that it is the instance the command names. */
+export function checkDataset(bytes: Buffer, inst: ReceivedInstance): { status: number; comment: string } | null {
+  let ds;
+  try {
+    ds = parseDataset(bytes, inst.transferSyntaxUid);
+  } catch (e) {
+    if (e instanceof DicomParseError) return { status: Status.CannotUnderstand, comment: `malformed data set at offset ${e.offset}`.slice(0, 64) };
+    throw e;
+  }
+  const top = (tag: number) => {
+    const el = ds.elements.find((e) => e.tag === tag);
+    return el && !el.items && !el.fragments ? stringValue(ds, el, []) : '';
+  };
+  if (top(0x00080018) !== inst.sopInstanceUid) return { status: Status.CannotUnderstand, comment: 'SOP Instance UID differs from the C-STORE request' };
+  if (top(0x00080016) !== inst.sopClassUid) return { status: SOP_CLASS_MISMATCH, comment: 'SOP Class UID differs from the C-STORE request' };
+  return null;
+}
+
 export class Ingest {
+  private readonly forward: Forward;
+
   constructor(
     private readonly journal: Journal,
     private readonly pacs: PacsTarget,
     private readonly log: Logger,
-    private readonly forward: Forward = storeInstance,
-  ) {}
+    private readonly opts: IngestOptions = { checkMaxBytes: 64 * 1024 ** 2 },
+  ) {
+    this.forward = opts.forward ?? storeInstance;
+  }
 
   /** Forwards one instance and answers for its sender. Never throws. */
   async store(inst: ReceivedInstance): Promise<StoreReply> {
     const uid = fingerprint(inst.sopInstanceUid);
-    let jobId: number;
     try {
-      jobId = this.journal.received(inst);
-    } catch (e) {
-      this.log.error({ uid, err: (e as Error).message }, 'journal write failed; instance refused');
-      await this.discard(inst);
-      return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
-    }
-    const started = Date.now();
-    const outcome = await this.forward(this.pacs, inst);
-    const reply = replyFor(outcome);
-    try {
-      if (outcome.kind === 'answered' && isSuccessOrWarning(outcome.status)) {
-        this.journal.transition(jobId, 'RECEIVED', 'IN_PACS');
-      } else {
-        this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null);
+      let bytes: Buffer | undefined;
+      if (inst.bytes <= this.opts.checkMaxBytes) {
+        bytes = await readFile(inst.spoolPath);
+        const bad = checkDataset(bytes, inst);
+        if (bad) return this.refuse(inst, bad);
       }
+      let jobId: number;
+      try {
+        jobId = this.journal.received(inst);
+      } catch (e) {
+        this.log.error({ uid, err: (e as Error).message }, 'journal write failed; instance refused');
+        return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
+      }
+      const started = Date.now();
+      const outcome = await this.forward(this.pacs, inst);
+      const reply = replyFor(outcome);
+      const stored = outcome.kind === 'answered' && isSuccessOrWarning(outcome.status);
+      try {
+        if (stored) this.journal.transition(jobId, 'RECEIVED', 'IN_PACS');
+        else this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null);
+      } catch (e) {
+        // the PACS may hold it, but unless the journal says so the sender must not be told it is safe
+        this.log.error({ job: jobId, uid, err: (e as Error).message }, 'journal update failed');
+        return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
+      }
+      const level = reply.status === Status.Success ? 'info' : 'warn';
+      this.log[level](
+        { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: hex(reply.status), ms: Date.now() - started, reason: reply.comment },
+        stored ? 'forwarded to PACS' : 'refused',
+      );
+      if (stored) this.opts.inPacs?.(jobId, bytes);
+      return reply;
     } catch (e) {
-      // the PACS may hold it, but unless the journal says so the sender must not be told it is safe
-      this.log.error({ job: jobId, uid, err: (e as Error).message }, 'journal update failed');
-      await this.discard(inst);
-      return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
+      this.log.error({ uid, err: (e as Error).message }, 'ingest failed');
+      return { status: Status.ProcessingFailure, comment: 'DPHIANT internal error' };
+    } finally {
+      await rm(inst.spoolPath, { force: true }).catch(() => undefined);
     }
-    const level = reply.status === Status.Success ? 'info' : 'warn';
-    this.log[level](
-      { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: hex(reply.status), ms: Date.now() - started, reason: reply.comment },
-      reply.status === Status.Success ? 'forwarded to PACS' : 'refused',
-    );
-    await this.discard(inst);
-    return reply;
   }
 
-  private async discard(inst: ReceivedInstance): Promise<void> {
-    await rm(inst.spoolPath, { force: true }).catch(() => undefined);
+  /** A data set refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI. */
+  private refuse(inst: ReceivedInstance, bad: { status: number; comment: string }): StoreReply {
+    try {
+      const jobId = this.journal.received(inst);
+      this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment);
+      this.log.warn({ job: jobId, uid: fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: hex(bad.status), reason: bad.comment }, 'refused before forwarding');
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'journal write failed');
+    }
+    return bad;
   }
 }
 

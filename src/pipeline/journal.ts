@@ -4,7 +4,9 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
-export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'DONE', 'QUARANTINED'] as const;
+export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'DONE', 'QUARANTINED', 'PURGED'] as const;
+/** States with work left for the middleman. */
+export const UNFINISHED: readonly JobState[] = ['RECEIVED', 'IN_PACS', 'DEIDENTIFIED'];
 export type JobState = (typeof JOB_STATES)[number];
 
 export interface Job {
@@ -19,6 +21,13 @@ export interface Job {
   reason: string | null;
   receivedAt: string;
   updatedAt: string;
+  /** Failed attempts of the current step; the next one is not before nextAttemptAt (ms since the epoch). */
+  attempts: number;
+  nextAttemptAt: number;
+  /** Set once de-identified: the alias and the new SOP Instance UID and its id in the PACS. */
+  aliasId: string | null;
+  newSopInstanceUid: string | null;
+  deidentifiedId: string | null;
 }
 
 export interface NewJob {
@@ -40,10 +49,17 @@ CREATE TABLE IF NOT EXISTS jobs (
   state               TEXT NOT NULL CHECK (state IN (${JOB_STATES.map((s) => `'${s}'`).join(',')})),
   reason              TEXT,
   received_at         TEXT NOT NULL,
-  updated_at          TEXT NOT NULL
+  updated_at          TEXT NOT NULL,
+  attempts            INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at     INTEGER NOT NULL DEFAULT 0,
+  alias_id            TEXT,
+  new_sop_instance_uid TEXT,
+  deidentified_id     TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_sop_instance ON jobs (sop_instance_uid);
+CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
 
 export class Journal {
@@ -70,10 +86,66 @@ export class Journal {
     return Number(this.insert.run({ ...job, now: new Date().toISOString() }).lastInsertRowid);
   }
 
+  /** Records a raw instance found in the PACS that no job covered (the reconciler), straight as IN_PACS. */
+  adopted(job: NewJob): number {
+    const id = this.received(job);
+    this.transition(id, 'RECEIVED', 'IN_PACS', 'adopted by the reconciler');
+    return id;
+  }
+
   /** Moves a job from one state to the next; durable when it returns. Throws if the job was not in `from`. */
   transition(id: number, from: JobState, to: JobState, reason: string | null = null): void {
     const r = this.move.run(to, reason, new Date().toISOString(), id, from);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not ${from}`);
+  }
+
+  /** IN_PACS → DEIDENTIFIED, with what identifies the de-identified copy. */
+  deidentified(id: number, d: { aliasId: string; newSopInstanceUid: string; deidentifiedId: string }): void {
+    const r = this.db
+      .prepare(
+        `UPDATE jobs SET state = 'DEIDENTIFIED', reason = NULL, attempts = 0, next_attempt_at = 0, alias_id = ?, new_sop_instance_uid = ?, deidentified_id = ?, updated_at = ?
+         WHERE id = ? AND state = 'IN_PACS'`,
+      )
+      .run(d.aliasId, d.newSopInstanceUid, d.deidentifiedId, new Date().toISOString(), id);
+    if (r.changes !== 1) throw new Error(`journal: job ${id} is not IN_PACS`);
+  }
+
+  /** A failed attempt: the reason (no PHI) and when to try again. */
+  failed(id: number, reason: string, nextAttemptAt: number): number {
+    this.db.prepare('UPDATE jobs SET attempts = attempts + 1, reason = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?').run(reason, nextAttemptAt, new Date().toISOString(), id);
+    return this.get(id)?.attempts ?? 0;
+  }
+
+  /** QUARANTINED → IN_PACS with a fresh attempt count (the raw instance is back in the PACS). */
+  requeued(id: number): void {
+    const r = this.db.prepare(`UPDATE jobs SET state = 'IN_PACS', attempts = 0, next_attempt_at = 0, reason = 'requeued', updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(new Date().toISOString(), id);
+    if (r.changes !== 1) throw new Error(`journal: job ${id} is not QUARANTINED`);
+  }
+
+  /** Jobs with work left whose next attempt is due, oldest first. */
+  due(now: number, limit = 1000): Job[] {
+    return (this.db.prepare(`SELECT * FROM jobs WHERE state IN ('IN_PACS', 'DEIDENTIFIED') AND next_attempt_at <= ? ORDER BY id LIMIT ?`).all(now, limit) as Record<string, unknown>[]).map(toJob);
+  }
+
+  /** Whether a job with work left covers this (raw) SOP Instance UID, or it is the output of one. */
+  knows(sopInstanceUid: string): boolean {
+    return !!this.db
+      .prepare(`SELECT 1 FROM jobs WHERE (sop_instance_uid = ? AND state IN ('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')) OR new_sop_instance_uid = ? LIMIT 1`)
+      .get(sopInstanceUid, sopInstanceUid);
+  }
+
+  /** When the oldest job with work left arrived, or null. */
+  oldestUnfinished(): string | null {
+    const r = this.db.prepare(`SELECT min(received_at) AS at FROM jobs WHERE state IN ('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`).get() as { at: string | null };
+    return r.at;
+  }
+
+  getMeta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   get(id: number): Job | undefined {
@@ -110,6 +182,11 @@ function toJob(r: Record<string, unknown>): Job {
     reason: (r.reason as string | null) ?? null,
     receivedAt: r.received_at as string,
     updatedAt: r.updated_at as string,
+    attempts: (r.attempts as number) ?? 0,
+    nextAttemptAt: (r.next_attempt_at as number) ?? 0,
+    aliasId: (r.alias_id as string | null) ?? null,
+    newSopInstanceUid: (r.new_sop_instance_uid as string | null) ?? null,
+    deidentifiedId: (r.deidentified_id as string | null) ?? null,
   };
 }
 

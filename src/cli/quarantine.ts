@@ -1,0 +1,56 @@
+// `dphiant quarantine list|requeue|purge`: what the pipeline could not de-identify, and what to do with it.
+import type { CommandModule } from 'yargs';
+import type { Config } from '../config/index.js';
+import { loadKeys } from '../crosswalk/open.js';
+import { pacsRestClient } from '../middleman.js';
+import { Journal, journalPath } from '../pipeline/journal.js';
+import { Quarantine, quarantineDir } from '../pipeline/quarantine.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type LoadConfig = (argv: any) => Config;
+
+export function quarantineCommand(loadConfig: LoadConfig): CommandModule<object, any> {
+  return {
+    command: 'quarantine <action> [jobs..]',
+    describe: 'list quarantined instances; requeue them (back to the PACS and the pipeline) or purge them',
+    builder: (y) =>
+      y
+        .positional('action', { choices: ['list', 'requeue', 'purge'] as const })
+        .positional('jobs', { type: 'number', array: true, describe: 'job ids (requeue, purge)' })
+        .option('config', { type: 'string' }),
+    handler: async (argv) => {
+      const cfg = loadConfig(argv);
+      const journal = new Journal(journalPath(cfg.dataDir));
+      const quarantine = new Quarantine(quarantineDir(cfg.dataDir), loadKeys(cfg, (m) => console.error(`warning: ${m}`)).crosswalk);
+      try {
+        if (argv.action === 'list') {
+          const jobs = journal.byState('QUARANTINED', 100_000);
+          const kept = new Set(quarantine.jobIds());
+          console.log(`${jobs.length} quarantined`);
+          for (const j of jobs) console.log(`job ${j.id}\t${j.updatedAt}\t${kept.has(j.id) ? 'kept' : 'nothing kept'}\t${j.reason ?? ''}`);
+          return;
+        }
+        const ids: number[] = argv.jobs ?? [];
+        if (ids.length === 0) throw new Error(`${argv.action} needs job ids (dphiant quarantine list)`);
+        const pacs = pacsRestClient(cfg);
+        for (const id of ids) {
+          const job = journal.get(id);
+          if (job?.state !== 'QUARANTINED') throw new Error(`job ${id} is not quarantined`);
+          if (argv.action === 'requeue') {
+            // the raw instance goes back to the PACS; the running middleman picks the job up within a second
+            await pacs.upload(quarantine.get(id));
+            journal.requeued(id);
+            quarantine.remove(id);
+            console.log(`job ${id} requeued`);
+          } else {
+            quarantine.remove(id);
+            journal.transition(id, 'QUARANTINED', 'PURGED', `purged: ${job.reason ?? ''}`.slice(0, 500));
+            console.log(`job ${id} purged`);
+          }
+        }
+      } finally {
+        journal.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,43 @@
+// The quarantine: raw instances the pipeline could not de-identify (the gate found PHI, the data set is
+// unreadable, or every retry failed). They leave the PACS and are kept here sealed with the crosswalk key
+// (AES-256-GCM), one file per job, until an operator requeues or purges them.
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { openBytes, sealBytes } from '../crosswalk/crypto.js';
+
+export class Quarantine {
+  constructor(
+    readonly dir: string,
+    private readonly key: Buffer,
+  ) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  private file(jobId: number): string {
+    return path.join(this.dir, `${jobId}.dcm.sealed`);
+  }
+
+  put(jobId: number, bytes: Uint8Array): void {
+    writeFileSync(this.file(jobId), sealBytes(this.key, bytes), { mode: 0o600 });
+  }
+
+  get(jobId: number): Buffer {
+    return openBytes(this.key, readFileSync(this.file(jobId)));
+  }
+
+  remove(jobId: number): void {
+    rmSync(this.file(jobId), { force: true });
+  }
+
+  jobIds(): number[] {
+    return readdirSync(this.dir)
+      .map((f) => /^(\d+)\.dcm\.sealed$/.exec(f)?.[1])
+      .filter((x): x is string => !!x)
+      .map(Number)
+      .sort((a, b) => a - b);
+  }
+}
+
+export function quarantineDir(dataDir: string): string {
+  return path.join(dataDir, 'quarantine');
+}

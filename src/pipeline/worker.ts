@@ -1,0 +1,210 @@
+// The de-identification worker: takes IN_PACS jobs to DONE, each step journalled before the next starts.
+//   IN_PACS: original bytes (hand-off, else from the PACS) → crosswalk → de-identify + verify → upload, confirm
+//            the PACS id → DEIDENTIFIED
+//   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed: invariant 4) → DONE
+// Every step is repeatable: the output is deterministic (keyed UIDs, stored aliases), so a repeat after a crash is
+// AlreadyStored in the PACS, and deleting what is gone is a no-op. PACS and database errors are retried with
+// backoff; after maxAttempts, or at once when the gate finds PHI or the data set is unreadable, the raw instance
+// moves to the quarantine.
+import PQueue from 'p-queue';
+import type { Config } from '../config/index.js';
+import { deidentify } from '../anonymize/deidentify.js';
+import { VerificationError } from '../anonymize/gate.js';
+import type { Profile } from '../anonymize/profile.js';
+import type { CrosswalkStore } from '../crosswalk/store.js';
+import { DicomParseError } from '../dicom/walker.js';
+import type { Logger } from '../log.js';
+import { fingerprint } from '../log.js';
+import { OrthancHttpError, orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
+import type { Job, Journal } from './journal.js';
+import type { Quarantine } from './quarantine.js';
+
+/** Received bytes kept for the worker, bounded in total; what does not fit is fetched back from the PACS. */
+export class Handoff {
+  private readonly held = new Map<number, Buffer>();
+  private total = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly maxInstanceBytes: number,
+  ) {}
+
+  offer(jobId: number, bytes: Buffer): void {
+    if (bytes.length > this.maxInstanceBytes || this.total + bytes.length > this.maxBytes) return;
+    this.held.set(jobId, bytes);
+    this.total += bytes.length;
+  }
+
+  take(jobId: number): Buffer | undefined {
+    const b = this.held.get(jobId);
+    if (b) {
+      this.held.delete(jobId);
+      this.total -= b.length;
+    }
+    return b;
+  }
+}
+
+/** An error that retrying cannot fix. */
+class Permanent extends Error {}
+
+export interface WorkerDeps {
+  journal: Journal;
+  pacs: OrthancClient;
+  crosswalk: CrosswalkStore;
+  profile: Profile;
+  siteKey: Buffer;
+  quarantine: Quarantine;
+  handoff: Handoff;
+  settings: Config['pipeline'];
+  log: Logger;
+  /** Called after each job reaches a final state (metrics, tests). */
+  onSettled?: (job: Job) => void;
+}
+
+export class DeidentificationWorker {
+  private readonly queue: PQueue;
+  private readonly queued = new Set<number>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly d: WorkerDeps) {
+    this.queue = new PQueue({ concurrency: d.settings.concurrency });
+  }
+
+  /** Picks up due jobs now and every second (retries, requeued jobs, jobs of a previous run). */
+  start(): void {
+    this.sweep();
+    this.timer = setInterval(() => this.sweep(), 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.queue.clear();
+    await this.queue.onIdle();
+  }
+
+  /** Jobs waiting or running. */
+  get depth(): number {
+    return this.queued.size;
+  }
+
+  enqueue(jobId: number): void {
+    if (this.stopped || this.queued.has(jobId)) return;
+    this.queued.add(jobId);
+    void this.queue.add(async () => {
+      try {
+        await this.process(jobId);
+      } catch (e) {
+        // process() handles its own failures; this is a bug, logged without values
+        this.d.log.error({ job: jobId, err: (e as Error).message }, 'worker error');
+      } finally {
+        this.queued.delete(jobId);
+      }
+    });
+  }
+
+  private sweep(): void {
+    for (const job of this.d.journal.due(Date.now(), 500)) this.enqueue(job.id);
+  }
+
+  private async process(jobId: number): Promise<void> {
+    let job = this.d.journal.get(jobId);
+    if (!job || job.nextAttemptAt > Date.now()) return;
+    let raw: Buffer | undefined;
+    try {
+      if (job.state === 'IN_PACS') {
+        raw = this.d.handoff.take(job.id) ?? (await this.fetchRaw(job));
+        await this.deidentifyAndUpload(job, raw);
+        job = this.d.journal.get(jobId)!;
+      }
+      if (job.state === 'DEIDENTIFIED') {
+        await this.deleteRaw(job);
+        this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
+        this.d.log.info({ job: job.id, alias: job.aliasId }, 'de-identified in the PACS');
+        this.d.onSettled?.(this.d.journal.get(job.id)!);
+      }
+    } catch (e) {
+      await this.failed(job, e as Error, raw);
+    }
+  }
+
+  /** The raw instance from the PACS, found by its SOP Instance UID. */
+  private async fetchRaw(job: Job): Promise<Buffer> {
+    const id = await this.rawId(job);
+    if (!id) throw new Permanent('the raw instance is no longer in the PACS');
+    return this.d.pacs.instanceFile(id);
+  }
+
+  private async rawId(job: Job): Promise<string | undefined> {
+    const found = await this.d.pacs.lookup(job.sopInstanceUid);
+    return found.find((r) => r.Type === 'Instance' && r.ID !== job.deidentifiedId)?.ID;
+  }
+
+  private async deidentifyAndUpload(job: Job, raw: Buffer): Promise<void> {
+    let d;
+    try {
+      d = await deidentify(raw, this.d.profile, this.d.siteKey, this.d.crosswalk);
+    } catch (e) {
+      if (e instanceof VerificationError) throw new Permanent(`verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
+      if (e instanceof DicomParseError) throw new Permanent(`unreadable data set: ${e.message}`);
+      throw e; // crosswalk or other transient trouble
+    }
+    const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
+    const up = await this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength));
+    if ((up.Status !== 'Success' && up.Status !== 'AlreadyStored') || up.ID !== expected)
+      throw new Error(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`);
+    this.d.journal.deidentified(job.id, { aliasId: d.alias.aliasId, newSopInstanceUid: d.report.sopInstanceUid, deidentifiedId: up.ID });
+  }
+
+  private async deleteRaw(job: Job): Promise<void> {
+    // several copies can exist (the modality sent it twice): none stays raw
+    for (const r of await this.d.pacs.lookup(job.sopInstanceUid)) {
+      if (r.Type === 'Instance' && r.ID !== job.deidentifiedId) await this.d.pacs.deleteInstance(r.ID);
+    }
+  }
+
+  private async failed(job: Job, e: Error, raw: Buffer | undefined): Promise<void> {
+    const reason = reasonOf(e);
+    const permanent = e instanceof Permanent;
+    const attempts = this.d.journal.failed(job.id, reason, Date.now() + this.backoff(job.attempts + 1));
+    const log = { job: job.id, uid: fingerprint(job.sopInstanceUid), state: job.state, attempts, reason };
+    if (!permanent && attempts < this.d.settings.maxAttempts) {
+      this.d.log.warn(log, 'step failed, will retry');
+      return;
+    }
+    if (job.state === 'DEIDENTIFIED') {
+      // the de-identified copy is in the PACS; only the raw deletion keeps failing: keep trying, never quarantine
+      this.d.log.error(log, 'cannot delete the raw instance; will keep retrying');
+      return;
+    }
+    try {
+      await this.quarantine(job, reason, raw);
+    } catch (qe) {
+      this.d.log.error({ ...log, err: reasonOf(qe as Error) }, 'quarantine failed, will retry');
+    }
+  }
+
+  /** Keeps the raw instance sealed locally, removes it from the PACS, then journals QUARANTINED. */
+  private async quarantine(job: Job, reason: string, raw: Buffer | undefined): Promise<void> {
+    const rawId = await this.rawId(job).catch(() => undefined);
+    const bytes = raw ?? (rawId ? await this.d.pacs.instanceFile(rawId) : undefined);
+    if (bytes) this.d.quarantine.put(job.id, bytes);
+    if (rawId) await this.d.pacs.deleteInstance(rawId);
+    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', bytes ? reason : `${reason}; nothing left to keep`);
+    this.d.log.warn({ job: job.id, uid: fingerprint(job.sopInstanceUid), reason }, 'quarantined');
+    this.d.onSettled?.(this.d.journal.get(job.id)!);
+  }
+
+  private backoff(attempt: number): number {
+    return Math.min(this.d.settings.retryMaxMs, this.d.settings.retryBaseMs * 2 ** (attempt - 1));
+  }
+}
+
+/** A reason for the journal and the logs: error class and message, which name steps and codes, never values. */
+function reasonOf(e: Error): string {
+  if (e instanceof OrthancHttpError) return e.message;
+  return (e.message || e.name).slice(0, 500);
+}

@@ -1,0 +1,105 @@
+// The whole pipeline on real Orthanc servers: modality → middleman → PACS, de-identified in the PACS.
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { GIVEN_NAMES } from '../src/crosswalk/aliases.js';
+import { generateStudies, type Manifest } from '../src/synth/generate.js';
+import { encodeDataset, part10 } from '../src/dicom/writer.js';
+import { sendRawDataset } from './support/raw-scu.js';
+import { generateElements } from '../src/synth/generate.js';
+import { TS } from '../src/dicom/transfer-syntax.js';
+import { storescu } from './support/dcmtk.js';
+import { startStack, type TestStack } from './support/stack.js';
+import { waitUntilSettled, pacsInventory } from './support/pipeline.js';
+
+describe('pipeline: instances end de-identified in the PACS', function () {
+  this.timeout(300_000);
+  let stack: TestStack;
+  let manifest: Manifest;
+  let studyIds: string[];
+
+  before(async () => {
+    stack = await startStack({ modality: true });
+    manifest = await generateStudies({ outDir: path.join(stack.work, 'in'), patients: 4, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: 3, rows: 32, cols: 32, seed: 55 });
+    for (const i of manifest.instances) await stack.modalityRest!.upload(readFileSync(i.path));
+    studyIds = await stack.modalityRest!.findStudies({});
+    const r = await stack.modalityRest!.storeToModality('middleman', studyIds);
+    expect(r.FailedInstancesCount).to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 120_000);
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it('leaves only de-identified instances in the PACS, one per instance sent, and journals every job DONE', async () => {
+    const inv = await pacsInventory(stack.pacsRest);
+    expect(inv.instances).to.have.length(manifest.instances.length);
+    expect(inv.instances.filter((i) => i.identityRemoved !== 'YES'), 'raw instances left').to.deep.equal([]);
+    const counts = stack.mm.journal.counts();
+    expect(counts.DONE).to.equal(manifest.instances.length);
+    expect(counts.IN_PACS + counts.DEIDENTIFIED + counts.RECEIVED + counts.QUARANTINED).to.equal(0);
+    for (const p of manifest.patients) expect((await stack.pacsRest.lookup(p.patientId)).length, 'original patient ID is nowhere in the PACS').to.equal(0);
+  });
+
+  it("stacks each patient's two studies under one alias patient", async () => {
+    const inv = await pacsInventory(stack.pacsRest);
+    expect(inv.patients).to.have.length(manifest.patients.length);
+    for (const p of inv.patients) expect(p.studies, `alias patient ${p.patientId}`).to.equal(2);
+  });
+
+  it('gives a male patient a male alias name and a female patient a female one', async () => {
+    const inv = await pacsInventory(stack.pacsRest);
+    for (const original of manifest.patients) {
+      const alias = await stack.mm.crosswalk.patient({ patientId: original.patientId, issuerOfPatientId: original.issuerOfPatientId, name: original.name, sex: original.sex, birthDate: original.birthDate });
+      expect(alias.created, 'the patient already had an alias').to.equal(false);
+      const inPacs = inv.patients.find((p) => p.patientId === alias.aliasId);
+      expect(inPacs, `alias ${alias.aliasId} in the PACS`).to.exist;
+      const given = inPacs!.patientName.split('^')[1]!;
+      const list = GIVEN_NAMES[original.sex === 'M' || original.sex === 'F' ? original.sex : 'O'].map((n) => n.toUpperCase());
+      expect(list, `${original.sex} patient, alias ${inPacs!.patientName}`).to.include(given);
+    }
+  });
+
+  it('leaves no duplicate when the same study is sent again', async () => {
+    const before = (await stack.pacsRest.statistics()).CountInstances;
+    const r = await stack.modalityRest!.storeToModality('middleman', [studyIds[0]!]);
+    expect(r.FailedInstancesCount).to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 60_000);
+    const inv = await pacsInventory(stack.pacsRest);
+    expect(inv.instances.length).to.equal(before);
+    expect(inv.instances.every((i) => i.identityRemoved === 'YES')).to.equal(true);
+  });
+
+  it('refuses a malformed data set with 0xC000 before it reaches the PACS', async () => {
+    const els = generateElements({ rows: 8, cols: 8, seed: 99 });
+    const sop = String(els.find((e) => e.tag === 0x00080018)!.value);
+    const good = encodeDataset(els, TS.ExplicitVRLittleEndian);
+    const before = (await stack.pacsRest.statistics()).CountInstances;
+    // cut inside the data set: the last element runs past the end (storescu would refuse to send it)
+    const r = await sendRawDataset(good.subarray(0, good.length - 100), { port: stack.mm.port, sopClassUid: String(els.find((e) => e.tag === 0x00080016)!.value), sopInstanceUid: sop });
+    expect(r).to.deep.equal({ kind: 'answered', status: 0xc000, comment: r.kind === 'answered' ? r.comment : undefined });
+    expect((await stack.pacsRest.statistics()).CountInstances).to.equal(before);
+    expect(stack.mm.journal.byState('REJECTED').at(-1)?.reason).to.match(/^malformed data set at offset \d+/);
+  });
+
+  it('quarantines an instance whose PHI the gate finds, removing it from the PACS and keeping it sealed', async () => {
+    const els = generateElements({ rows: 8, cols: 8, seed: 123, patientIndex: 40 });
+    const name = String(els.find((e) => e.tag === 0x00100010)!.value);
+    // the family name in an attribute the table does not list, where no rule removes it
+    els.push({ tag: 0x00281055, vr: 'LO', value: `window for ${name.split('^')[0]}` });
+    const file = path.join(stack.work, 'leaky.dcm');
+    const { writeFileSync, readdirSync, readFileSync: read } = await import('node:fs');
+    writeFileSync(file, part10(els, TS.ExplicitVRLittleEndian));
+    const r = await storescu([file], { port: stack.mm.port });
+    expect(r.code, 'the modality is told it is stored: the PACS has it').to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 60_000);
+    const job = stack.mm.journal.byState('QUARANTINED').at(-1)!;
+    expect(job.reason).to.match(/^verification: name in WindowCenterWidthExplanation/);
+    expect(job.reason).not.to.contain(name.split('^')[0]);
+    const inv = await pacsInventory(stack.pacsRest);
+    expect(inv.instances.every((i) => i.identityRemoved === 'YES'), 'no raw instance left').to.equal(true);
+    const qdir = path.join(stack.mm.config.dataDir, 'quarantine');
+    expect(readdirSync(qdir)).to.include(`${job.id}.dcm.sealed`);
+    expect(read(path.join(qdir, `${job.id}.dcm.sealed`)).toString('latin1')).not.to.contain(name.split('^')[0]);
+  });
+});
