@@ -1,8 +1,9 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=anonymize, BENCH=crosswalk or BENCH=forwarding runs one of them.
+// BENCH=anonymize, BENCH=crosswalk, BENCH=pipeline or BENCH=forwarding runs one of them.
 import { benchAnonymize } from './anonymize.js';
 import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
+import { benchPipeline } from './pipeline.js';
 
 const only = process.env.BENCH;
 if (!only || only === 'anonymize') {
@@ -10,6 +11,10 @@ if (!only || only === 'anonymize') {
 }
 if (!only || only === 'crosswalk') {
   for (const line of await benchCrosswalk()) console.log(line);
+}
+if (!only || only === 'pipeline') {
+  const instances = Number(process.env.BENCH_PIPELINE_INSTANCES ?? 500);
+  for (const senders of [1, 4]) for (const line of await benchPipeline({ instances, senders })) console.log(line);
 }
 if (!only || only === 'forwarding') {
   const instances = Number(process.env.BENCH_INSTANCES ?? 1000);

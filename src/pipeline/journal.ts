@@ -134,6 +134,14 @@ export class Journal {
       .get(sopInstanceUid, sopInstanceUid);
   }
 
+  /** Another job that de-identified the same raw instance (the modality sent it twice), if any. */
+  twinOf(job: Job): Job | undefined {
+    const row = this.db
+      .prepare(`SELECT * FROM jobs WHERE sop_instance_uid = ? AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`)
+      .get(job.sopInstanceUid, job.id) as Record<string, unknown> | undefined;
+    return row && toJob(row);
+  }
+
   /** When the oldest job with work left arrived, or null. */
   oldestUnfinished(): string | null {
     const r = this.db.prepare(`SELECT min(received_at) AS at FROM jobs WHERE state IN ('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`).get() as { at: string | null };

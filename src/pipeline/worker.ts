@@ -115,6 +115,7 @@ export class DeidentificationWorker {
     if (!job || job.nextAttemptAt > Date.now()) return;
     let raw: Buffer | undefined;
     try {
+      if (job.state === 'IN_PACS' && (await this.doneByTwin(job))) return;
       if (job.state === 'IN_PACS') {
         raw = this.d.handoff.take(job.id) ?? (await this.fetchRaw(job));
         await this.deidentifyAndUpload(job, raw);
@@ -129,6 +130,21 @@ export class DeidentificationWorker {
     } catch (e) {
       await this.failed(job, e as Error, raw);
     }
+  }
+
+  /**
+   * The same raw instance arrived twice (a resubmitted store job, a retry after a lost answer): the PACS held one
+   * copy, and the job that de-identified it also deleted it. This job is then done too, once the PACS confirms the
+   * de-identified copy and holds no raw one.
+   */
+  private async doneByTwin(job: Job): Promise<boolean> {
+    const twin = this.d.journal.twinOf(job);
+    if (!twin || (await this.rawId(job))) return false;
+    if (!(await this.d.pacs.instance(twin.deidentifiedId!))) return false;
+    this.d.journal.transition(job.id, 'IN_PACS', 'DONE', `same instance as job ${twin.id}`);
+    this.d.handoff.take(job.id);
+    this.d.onSettled?.(this.d.journal.get(job.id)!);
+    return true;
   }
 
   /** The raw instance from the PACS, found by its SOP Instance UID. */

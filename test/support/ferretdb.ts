@@ -12,6 +12,8 @@ export const FERRETDB_BIN = path.join(repoRoot, '.stack/bin/ferretdb');
 
 export interface MongoServer {
   name: string;
+  /** Starts it again after stop(), on the same port with the same data (FerretDB only). */
+  restart?: () => Promise<void>;
   /** A URL without a database name; append one per test. */
   url: string;
   /** FerretDB's SQLite directory (undefined for an external server). */
@@ -28,34 +30,40 @@ export async function startMongoServer(): Promise<MongoServer | { skip: string }
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'dphiant-ferretdb-'));
   let output = '';
-  const child: ChildProcess = spawn(FERRETDB_BIN, ['--listen-addr', `127.0.0.1:${port}`, '--sqlite-url', `file:${dataDir}/`, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  let child: ChildProcess;
   const url = `mongodb://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`FerretDB exited: ${output.slice(-500)}`);
-    const client = new MongoClient(url, { serverSelectionTimeoutMS: 300 });
-    try {
-      await client.connect();
-      await client.db('admin').command({ ping: 1 });
-      break;
-    } catch {
-      if (i > 100) throw new Error(`FerretDB did not answer on ${url}: ${output.slice(-500)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    } finally {
-      await client.close();
+  const launch = async () => {
+    child = spawn(FERRETDB_BIN, ['--listen-addr', `127.0.0.1:${port}`, '--sqlite-url', `file:${dataDir}/`, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d) => (output += d));
+    child.stderr!.on('data', (d) => (output += d));
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null) throw new Error(`FerretDB exited: ${output.slice(-500)}`);
+      const client = new MongoClient(url, { serverSelectionTimeoutMS: 300 });
+      try {
+        await client.connect();
+        await client.db('admin').command({ ping: 1 });
+        break;
+      } catch {
+        if (i > 100) throw new Error(`FerretDB did not answer on ${url}: ${output.slice(-500)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      } finally {
+        await client.close();
+      }
     }
-  }
+  };
+  await launch();
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
   return {
     name: 'MongoDB wire protocol on FerretDB v1.24.2 (SQLite backend)',
     url,
     dataDir,
     log: () => output,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    stop,
+    restart: launch,
   };
 }
