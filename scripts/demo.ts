@@ -8,6 +8,7 @@ import { devStackDefaults, middlemanEnv, repoRoot, startOrthanc, stopAll, type O
 import { OrthancClient } from '../src/pacs/orthanc.js';
 import { echo } from '../src/scu/echo.js';
 import { generateStudies } from '../src/synth/generate.js';
+import { GIVEN_NAMES } from '../src/crosswalk/aliases.js';
 
 const d = devStackDefaults;
 const work = path.join(repoRoot, '.stack');
@@ -40,6 +41,32 @@ async function waitForMiddleman(): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('the middleman did not answer C-ECHO within 10 s; see .stack/middleman.log');
+}
+
+/** Waits until the PACS holds `expected` instances, all de-identified; returns its patients (aliases). */
+async function waitForDeidentified(pacs: OrthancClient, expected: number) {
+  const auth = { authorization: `Basic ${Buffer.from(`${d.credentials.username}:${d.credentials.password}`).toString('base64')}` };
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${pacs.url}/tools/find`, { method: 'POST', headers: auth, body: JSON.stringify({ Level: 'Instance', Query: {}, Expand: false }) });
+    const ids = (await res.json()) as string[];
+    let deidentified = 0;
+    for (const id of ids) if ((await pacs.tagValue(id, '0012-0062')) === 'YES') deidentified++;
+    if (ids.length === expected && deidentified === expected) break;
+    if (i > 240) throw new Error(`after 2 minutes the PACS holds ${ids.length} instances, ${deidentified} de-identified (see dphiant status)`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const res = await fetch(`${pacs.url}/patients?expand`, { headers: auth });
+  const patients = (await res.json()) as { ID: string; MainDicomTags: Record<string, string>; Studies: string[] }[];
+  const rows = [];
+  for (const p of patients) {
+    const name = p.MainDicomTags.PatientName ?? '';
+    const given = name.split('^')[1] ?? '';
+    const sex = GIVEN_NAMES.M.some((n) => n.toUpperCase() === given) ? 'M' : GIVEN_NAMES.F.some((n) => n.toUpperCase() === given) ? 'F' : 'O';
+    let instances = 0;
+    for (const st of p.Studies) instances += ((await (await fetch(`${pacs.url}/studies/${st}/instances`, { headers: auth })).json()) as unknown[]).length;
+    rows.push({ id: p.MainDicomTags.PatientID ?? '', name, sex, studies: p.Studies.length, instances });
+  }
+  return rows.sort((a, b) => a.id.localeCompare(b.id));
 }
 
 async function main(): Promise<void> {
@@ -84,8 +111,12 @@ async function main(): Promise<void> {
   const started = Date.now();
   const result = await modalityRest.storeToModality(d.middleman.modalityEntry, studies);
   const seconds = (Date.now() - started) / 1000;
-  const inPacs = (await pacsRest.statistics()).CountInstances;
-  say(`${result.InstancesCount ?? manifest.instances.length} sent in ${seconds.toFixed(1)} s, failed ${result.FailedInstancesCount}; the PACS holds ${inPacs} instances`);
+  say(`${result.InstancesCount ?? manifest.instances.length} sent in ${seconds.toFixed(1)} s, failed ${result.FailedInstancesCount}; the middleman now de-identifies them in the PACS`);
+  const table = await waitForDeidentified(pacsRest, manifest.instances.length);
+  say(`the PACS holds only de-identified instances, stacked under sex-consistent aliases (no real PHI below):`);
+  console.log('\n  alias ID      alias name                      alias sex  studies  instances');
+  for (const r of table) console.log(`  ${r.id.padEnd(13)} ${r.name.padEnd(31)} ${r.sex.padEnd(10)} ${String(r.studies).padStart(7)}  ${String(r.instances).padStart(9)}`);
+  console.log('');
 
   const status = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'status'], {
     env: { ...process.env, ...middlemanEnv({ dataDir: path.join(work, 'data') }) },
@@ -99,14 +130,16 @@ The dev stack is running (login demo/demo everywhere):
 
   modality  Orthanc Explorer  ${modality.httpUrl}/app/explorer.html
   PACS      Orthanc Explorer  ${pacs.httpUrl}/app/explorer.html
-  middleman DICOM             ${d.middleman.aet}@${d.middleman.host}:${d.middleman.dicomPort}   (web UI on ${d.middleman.webUrl}: a later issue)
+  middleman DICOM             ${d.middleman.aet}@${d.middleman.host}:${d.middleman.dicomPort}   (its web UI on ${d.middleman.webUrl} comes with the next issue)
 
 What to click:
   1. In the modality's explorer, open a patient, then a study, and press "Send to DICOM modality" → "middleman".
-  2. In the PACS's explorer the same study appears, forwarded byte for byte by the middleman.
-     (De-identification in the PACS comes with the next issues: for now the PACS shows the raw instances.)
-  3. \`DPHIANT_DATA_DIR=.stack/data npx dphiant status\` shows the journal; .stack/middleman.log is the
-     middleman's log (hashes of UIDs, no PHI values).
+  2. In the PACS's explorer the study appears under its alias patient, de-identified (PatientIdentityRemoved YES);
+     a few seconds after arriving raw, it is replaced by its de-identified copy.
+  3. \`DPHIANT_DATA_DIR=.stack/data npx dphiant status\` shows the journal and the quarantine;
+     \`DPHIANT_DATA_DIR=.stack/data npx dphiant crosswalk list\` the aliases;
+     \`DPHIANT_DATA_DIR=.stack/data npx dphiant crosswalk reveal <alias> --reason "…"\` re-identifies (audited).
+     .stack/middleman.log is the middleman's log (aliases and hashes of UIDs, no PHI values).
 ${spool.length ? `\nwarning: ${spool.length} spool file(s) left in .stack/data/spool` : ''}
 Press Ctrl-C to stop everything.`);
 }

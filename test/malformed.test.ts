@@ -1,0 +1,334 @@
+// Issue 5's fault test: 1,000 malformed inputs over C-STORE while a good association runs, and PDUs declaring 4 GB.
+// The middleman must stay up, refuse (or quarantine) every bad one, and let the good association complete.
+// DPHIANT_MALFORMED_SEED=<n> replays another seed; each case is reproducible alone with malformedCase(seed, index).
+import { expect } from 'chai';
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { generateStudies, type Manifest } from '../src/synth/generate.js';
+import { isSuccessOrWarning } from '../src/pipeline/types.js';
+import type { Job, JobState } from '../src/pipeline/journal.js';
+import type { StoreOutcome } from '../src/scu/store.js';
+import { echoscu, storescu, type RunResult } from './support/dcmtk.js';
+import { KINDS, malformedCases, referenceVerdict, validBase, type MalformedCase } from './support/malformed.js';
+import { pacsInventory, waitUntilSettled, type Inventory } from './support/pipeline.js';
+import { sendRawDataset } from './support/raw-scu.js';
+import { startStack, type TestStack } from './support/stack.js';
+import { TS } from '../src/dicom/transfer-syntax.js';
+
+const SEED = Number(process.env.DPHIANT_MALFORMED_SEED ?? 20_260_605);
+const COUNT = 1000;
+/** Malformed associations in flight at once: concurrent, and well under scp.maxAssociations (32). */
+const CONCURRENCY = 8;
+/** The good association starts once this many malformed ones were sent. */
+const GOOD_STARTS_AFTER = 100;
+const MiB = 1024 * 1024;
+
+type Verdict = 'refused' | 'dropped' | 'accepted' | 'not-accepted' | 'threw';
+interface Sent {
+  c: MalformedCase;
+  outcome: StoreOutcome | { kind: 'threw'; error: string };
+  verdict: Verdict;
+}
+
+function verdictOf(o: Sent['outcome']): Verdict {
+  if (o.kind === 'answered') return isSuccessOrWarning(o.status) ? 'accepted' : 'refused';
+  if (o.kind === 'unavailable') return 'dropped';
+  return o.kind;
+}
+
+const hex4 = (n: number) => '0x' + n.toString(16).toUpperCase().padStart(4, '0');
+const label = (o: Sent['outcome']): string =>
+  o.kind === 'answered' ? `answered ${hex4(o.status)}${o.comment ? ` "${o.comment.replace(/\d+/g, 'N')}"` : ''}` : o.kind === 'unavailable' ? `unavailable (${o.reason})` : o.kind === 'threw' ? `threw ${o.error}` : o.kind;
+
+function tally<T>(list: T[], key: (x: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of list) out[key(x)] = (out[key(x)] ?? 0) + 1;
+  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
+}
+
+const describeCase = (c: MalformedCase) => `case ${c.index} [${c.kind}] ${c.variant} (uid ${c.sopInstanceUid})`;
+
+describe('malformed inputs: 1,000 bad C-STORE data sets while a good association runs', function () {
+  this.timeout(600_000);
+  let stack: TestStack;
+  let cases: MalformedCase[];
+  let good: Manifest;
+  let sent: Sent[];
+  let goodRun: RunResult;
+  const times = { badStart: 0, badEnd: 0, goodStart: 0, goodEnd: 0 };
+  let jobsByUid: Map<string, Job[]>;
+  let inventory: Inventory;
+
+  before(async () => {
+    const t = Date.now();
+    cases = malformedCases(SEED, COUNT);
+    console.log(`      seed ${SEED} (DPHIANT_MALFORMED_SEED replays another): ${COUNT} malformed data sets made in ${Date.now() - t} ms`);
+    stack = await startStack({
+      // anything a bug lets through to the worker settles (DONE or QUARANTINED) in seconds, not minutes
+      env: { DPHIANT_PIPELINE_MAX_ATTEMPTS: '3', DPHIANT_PIPELINE_RETRY_BASE_MS: '200', DPHIANT_PIPELINE_RETRY_MAX_MS: '1000' },
+    });
+    good = await generateStudies({ outDir: path.join(stack.work, 'good'), patients: 5, studiesPerPatient: 1, seriesPerStudy: 2, instancesPerSeries: 5, rows: 32, cols: 32, seed: 505, prefix: 'GOOD' });
+
+    sent = new Array(COUNT);
+    let next = 0;
+    let goodPromise: Promise<RunResult> | undefined;
+    const startGood = () => {
+      times.goodStart = Date.now();
+      goodPromise = storescu(good.instances.map((i) => i.path), { port: stack.mm.port, timeoutMs: 300_000 }).then((r) => {
+        times.goodEnd = Date.now();
+        return r;
+      });
+    };
+    times.badStart = Date.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < COUNT) {
+          const i = next++;
+          if (i === GOOD_STARTS_AFTER) startGood();
+          const c = cases[i]!;
+          let outcome: Sent['outcome'];
+          try {
+            outcome = await sendRawDataset(c.bytes, { port: stack.mm.port, sopClassUid: c.sopClassUid, sopInstanceUid: c.sopInstanceUid, transferSyntaxUid: c.transferSyntaxUid, timeoutMs: 30_000 });
+          } catch (e) {
+            outcome = { kind: 'threw', error: (e as Error).message };
+          }
+          sent[i] = { c, outcome, verdict: verdictOf(outcome) };
+        }
+      }),
+    );
+    times.badEnd = Date.now();
+    goodRun = await goodPromise!;
+    await waitUntilSettled(stack.mm.journal, 180_000);
+
+    jobsByUid = new Map();
+    for (const state of ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'DONE', 'QUARANTINED', 'PURGED'] as JobState[]) {
+      for (const j of stack.mm.journal.byState(state, 1_000_000)) jobsByUid.set(j.sopInstanceUid, [...(jobsByUid.get(j.sopInstanceUid) ?? []), j]);
+    }
+    inventory = await pacsInventory(stack.pacsRest);
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it('makes 1,000 deterministic malformed data sets, each found malformed by an independent reference reader', () => {
+    expect(cases).to.have.length(COUNT);
+    expect(new Set(cases.map((c) => c.sopInstanceUid)).size, 'one SOP Instance UID per case').to.equal(COUNT);
+    expect(tally(cases, (c) => c.kind), 'cases per kind').to.deep.equal({ ...KINDS });
+    for (const c of cases) expect(referenceVerdict(c.bytes, c.transferSyntaxUid, c.sopClassUid, c.sopInstanceUid), describeCase(c)).to.be.a('string');
+    // the reference is no rubber stamp: it reads the unmutated bases as valid in every syntax the cases use
+    for (const ts of [TS.ExplicitVRLittleEndian, TS.ImplicitVRLittleEndian, TS.ExplicitVRBigEndian, TS.DeflatedExplicitVRLittleEndian]) {
+      for (const i of [0, 1, 2, 3]) {
+        const b = validBase(SEED, i, ts);
+        expect(referenceVerdict(b.bytes, ts, b.sopClassUid, b.sopInstanceUid), `base ${i} in ${ts}`).to.equal(null);
+      }
+    }
+    console.log(`      kinds: ${JSON.stringify(tally(cases, (c) => c.kind))}`);
+    console.log(`      sizes: ${Math.min(...cases.map((c) => c.bytes.length))}..${Math.max(...cases.map((c) => c.bytes.length))} bytes; ` +
+      `syntaxes: ${JSON.stringify(tally(cases, (c) => c.transferSyntaxUid))}; redrawn because still valid: ${cases.reduce((a, c) => a + c.redraws, 0)}`);
+    console.log(`      reference verdicts: ${JSON.stringify(tally(cases, (c) => c.verdict.replace(/\([0-9a-f]{8}\)/g, '(tag)').replace(/ at \d+$/, '')))}`);
+  });
+
+  it('completes the good association: storescu sends 50 valid instances while the malformed ones flow and exits 0', () => {
+    console.log(`      malformed: ${times.badEnd - times.badStart} ms for ${COUNT} (${CONCURRENCY} at a time); ` +
+      `good association: started at +${times.goodStart - times.badStart} ms, ended at +${times.goodEnd - times.badStart} ms`);
+    expect(goodRun.code, goodRun.stderr).to.equal(0);
+    expect((goodRun.stdout + goodRun.stderr).match(/Received Store Response \(Success\)/g) ?? [], 'a success per instance').to.have.length(good.instances.length);
+    expect(times.goodStart, 'the good association started while malformed ones were still being sent').to.be.lessThan(times.badEnd);
+  });
+
+  it('answers every malformed data set with a failure status or drops its connection, and quarantines any it accepted', () => {
+    const verdicts = tally(sent, (s) => s.verdict);
+    console.log(`      outcomes: ${JSON.stringify(verdicts)}`);
+    console.log(`      by status: ${JSON.stringify(tally(sent, (s) => label(s.outcome)))}`);
+    const byKind: Record<string, Record<string, number>> = {};
+    for (const s of sent) {
+      const k = (byKind[s.c.kind] ??= {});
+      const l = s.outcome.kind === 'answered' ? hex4(s.outcome.status) : s.outcome.kind;
+      k[l] = (k[l] ?? 0) + 1;
+    }
+    for (const [k, v] of Object.entries(byKind)) console.log(`        ${k.padEnd(16)} ${JSON.stringify(v)}`);
+    const accepted = sent.filter((s) => s.verdict === 'accepted');
+    const quarantined = accepted.filter((s) => jobsByUid.get(s.c.sopInstanceUid)?.some((j) => j.state === 'QUARANTINED'));
+    console.log(`      accepted by the middleman: ${accepted.length}, of which quarantined: ${quarantined.length}`);
+    for (const s of accepted) console.log(`        accepted: ${describeCase(s.c)}: ${label(s.outcome)}; jobs ${JSON.stringify(jobsByUid.get(s.c.sopInstanceUid)?.map((j) => [j.state, j.reason]))}`);
+    const wrong = sent.filter((s) => s.verdict !== 'refused' && s.verdict !== 'dropped' && !quarantined.includes(s));
+    expect(wrong.map((s) => `${describeCase(s.c)}: ${label(s.outcome)}`), 'malformed data sets neither refused, dropped nor quarantined').to.deep.equal([]);
+  });
+
+  it('journals no malformed data set as stored, and leaves only the 50 good instances in the PACS, all de-identified', () => {
+    const counts = stack.mm.journal.counts();
+    console.log(`      journal: ${JSON.stringify(counts)}`);
+    const badUids = new Set(cases.map((c) => c.sopInstanceUid));
+    const badJobs = [...jobsByUid.entries()].filter(([uid]) => badUids.has(uid)).flatMap(([, jobs]) => jobs);
+    console.log(`      malformed ones in the journal: ${JSON.stringify(tally(badJobs, (j) => j.state))}`);
+    const stored = badJobs.filter((j) => j.state !== 'REJECTED' && j.state !== 'QUARANTINED');
+    expect(stored.map((j) => `${describeCase(cases.find((c) => c.sopInstanceUid === j.sopInstanceUid)!)}: ${j.state}`), 'malformed jobs other than REJECTED or QUARANTINED').to.deep.equal([]);
+
+    const goodUids = new Set(good.instances.map((i) => i.sopInstanceUid));
+    const goodDone = [...goodUids].filter((u) => jobsByUid.get(u)?.some((j) => j.state === 'DONE'));
+    expect(goodDone, 'every good instance DONE').to.have.length(good.instances.length);
+
+    const acceptedDeidentified = badJobs.filter((j) => j.state === 'DONE').length;
+    console.log(`      PACS: ${inventory.instances.length} instances (good ${good.instances.length} + malformed ones de-identified ${acceptedDeidentified}), ${inventory.patients.length} patients`);
+    expect(acceptedDeidentified, 'malformed data sets accepted and de-identified').to.equal(0);
+    expect(inventory.instances).to.have.length(good.instances.length);
+    expect(inventory.instances.filter((i) => i.identityRemoved !== 'YES').map((i) => i.sopInstanceUid), 'raw instances in the PACS').to.deep.equal([]);
+    const inPacs = new Set(inventory.instances.map((i) => i.sopInstanceUid));
+    expect([...badUids].filter((u) => inPacs.has(u)), 'malformed instances in the PACS under their own UID').to.deep.equal([]);
+    expect([...goodUids].filter((u) => inPacs.has(u)), 'good instances left under their original UID').to.deep.equal([]);
+    expect(inventory.patients.filter((p) => good.patients.some((g) => g.patientId === p.patientId)), 'original patient IDs in the PACS').to.deep.equal([]);
+  });
+
+  it('still answers a C-ECHO afterwards and leaves no spool file behind', async () => {
+    const echo = await echoscu({ port: stack.mm.port });
+    expect(echo.code, echo.stderr).to.equal(0);
+    expect(readdirSync(path.join(stack.mm.config.dataDir, 'spool')), 'spool files left').to.deep.equal([]);
+  });
+
+  // ---- PDUs declaring 4 GB
+
+  it('drops a connection whose A-ASSOCIATE-RQ declares a 4 GB PDU at once, in one write or byte by byte, while a parallel C-ECHO succeeds and memory stays flat', async () => {
+    const header = Buffer.from([0x01, 0x00, 0xff, 0xff, 0xff, 0xf0]);
+    for (const byteByByte of [false, true]) {
+      const [attack, echo] = await Promise.all([
+        measured(() => declare4GB(stack.mm.port, header, { byteByByte })),
+        echoscu({ port: stack.mm.port }),
+      ]);
+      console.log(`      A-ASSOCIATE-RQ of 0xFFFFFFF0 bytes${byteByByte ? ', header byte by byte' : ''}: ${JSON.stringify(attack)}`);
+      expect(echo.code, echo.stderr).to.equal(0);
+      expect(attack.closed, 'the middleman closed the connection').to.equal(true);
+      expect(attack.closedAfterMs, 'ms from the full header to the close').to.be.lessThan(1000);
+      expect(attack.bodyBytesWritten, 'body bytes the middleman took before closing').to.be.lessThan(64 * MiB);
+      expect(attack.rssGrowthMiB, 'RSS growth of this process (the middleman runs in it), MiB').to.be.lessThan(50);
+    }
+  });
+
+  it('drops an accepted association whose P-DATA-TF declares a 4 GB PDU at once, while a parallel C-ECHO succeeds and memory stays flat', async () => {
+    const header = Buffer.from([0x04, 0x00, 0xff, 0xff, 0xff, 0xf0]);
+    const [attack, echo] = await Promise.all([
+      measured(() => declare4GB(stack.mm.port, header, { associateFirst: true })),
+      echoscu({ port: stack.mm.port }),
+    ]);
+    console.log(`      P-DATA-TF of 0xFFFFFFF0 bytes after A-ASSOCIATE-AC: ${JSON.stringify(attack)}`);
+    expect(attack.associated, 'the association was accepted first').to.equal(true);
+    expect(echo.code, echo.stderr).to.equal(0);
+    expect(attack.closed, 'the middleman closed the connection').to.equal(true);
+    expect(attack.closedAfterMs, 'ms from the full header to the close').to.be.lessThan(1000);
+    expect(attack.bodyBytesWritten, 'body bytes the middleman took before closing').to.be.lessThan(64 * MiB);
+    expect(attack.rssGrowthMiB, 'RSS growth of this process (the middleman runs in it), MiB').to.be.lessThan(50);
+    const after = await echoscu({ port: stack.mm.port });
+    expect(after.code, 'C-ECHO after the attack').to.equal(0);
+  });
+});
+
+// ---------------------------------------------------------------- raw PDUs
+
+/** An A-ASSOCIATE-RQ (PS3.8 9.3.2) proposing Verification with implicit VR LE. */
+function associateRq(called: string, calling: string): Buffer {
+  const ae = (s: string) => Buffer.from(s.padEnd(16, ' '), 'latin1');
+  const item = (type: number, body: Buffer) => {
+    const h = Buffer.alloc(4);
+    h[0] = type;
+    h.writeUInt16BE(body.length, 2);
+    return Buffer.concat([h, body]);
+  };
+  const maxLength = Buffer.alloc(4);
+  maxLength.writeUInt32BE(16384);
+  const body = Buffer.concat([
+    Buffer.from([0x00, 0x01, 0x00, 0x00]), // protocol version 1, reserved
+    ae(called),
+    ae(calling),
+    Buffer.alloc(32),
+    item(0x10, Buffer.from('1.2.840.10008.3.1.1.1')),
+    item(0x20, Buffer.concat([Buffer.from([1, 0, 0, 0]), item(0x30, Buffer.from('1.2.840.10008.1.1')), item(0x40, Buffer.from('1.2.840.10008.1.2'))])),
+    item(0x50, Buffer.concat([item(0x51, maxLength), item(0x52, Buffer.from('1.2.826.0.1.3680043.10.1')), item(0x55, Buffer.from('FAULT_TEST'))])),
+  ]);
+  const h = Buffer.alloc(6);
+  h[0] = 0x01;
+  h.writeUInt32BE(body.length, 2);
+  return Buffer.concat([h, body]);
+}
+
+interface Attack {
+  associated: boolean;
+  closed: boolean;
+  closedAfterMs: number;
+  bodyBytesWritten: number;
+}
+
+/**
+ * Connects, optionally associates, writes a PDU header declaring 4 GB, then keeps writing body bytes (64 KiB at a
+ * time, with backpressure) until the middleman closes the connection or 256 MiB were written.
+ */
+function declare4GB(port: number, header: Buffer, o: { associateFirst?: boolean; byteByByte?: boolean }): Promise<Attack> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.setNoDelay(true);
+    const result: Attack = { associated: false, closed: false, closedAfterMs: -1, bodyBytesWritten: 0 };
+    let headerSentAt = 0;
+    let closed = false;
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    const giveUp = setTimeout(() => socket.destroy(), 20_000);
+    socket.on('error', () => undefined); // ECONNRESET / EPIPE once the middleman cuts it: what we expect
+    socket.on('close', () => {
+      closed = true;
+      clearTimeout(giveUp);
+      result.closed = result.bodyBytesWritten < 256 * MiB && headerSentAt > 0;
+      result.closedAfterMs = headerSentAt ? Date.now() - headerSentAt : -1;
+      resolve(result);
+    });
+    const pump = async () => {
+      if (o.byteByByte) {
+        for (let i = 0; i < header.length; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 20));
+          socket.write(header.subarray(i, i + 1));
+        }
+      } else socket.write(header);
+      headerSentAt = Date.now();
+      while (!closed && result.bodyBytesWritten < 256 * MiB) {
+        result.bodyBytesWritten += chunk.length;
+        if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r).once('close', r));
+      }
+      if (!closed) socket.destroy(); // it never closed: result.closed stays false
+    };
+    socket.once('connect', () => {
+      if (!o.associateFirst) return void pump().catch(reject);
+      socket.write(associateRq('DPHIANT', 'MODALITY'));
+      socket.once('data', (d: Buffer) => {
+        result.associated = d[0] === 0x02; // A-ASSOCIATE-AC
+        if (!result.associated) return void socket.destroy();
+        void pump().catch(reject);
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- memory
+
+let gc: (() => void) | undefined;
+function collect(): void {
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
+}
+
+/** Runs `f` while sampling this process's RSS every 5 ms; growth = peak minus the RSS just before (after a GC). */
+async function measured<T extends object>(f: () => Promise<T>): Promise<T & { rssGrowthMiB: number }> {
+  collect();
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+  try {
+    const r = await f();
+    peak = Math.max(peak, process.memoryUsage().rss);
+    return { ...r, rssGrowthMiB: Math.round(((peak - before) / MiB) * 10) / 10 };
+  } finally {
+    clearInterval(sampler);
+  }
+}
