@@ -8,9 +8,13 @@ import { encodeDataset, part10 } from '../src/dicom/writer.js';
 import { sendRawDataset } from './support/raw-scu.js';
 import { generateElements } from '../src/synth/generate.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
-import { storescu } from './support/dcmtk.js';
+import { run, storescu } from './support/dcmtk.js';
+import { findUp } from '../src/paths.js';
 import { startStack, type TestStack } from './support/stack.js';
 import { waitUntilSettled, pacsInventory } from './support/pipeline.js';
+
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_')));
+const dphiant = (args: string[], env: Record<string, string>) => run(process.execPath, [findUp('dist/src/cli/main.js'), ...args], { env: { ...cleanEnv, ...env } as NodeJS.ProcessEnv });
 
 describe('pipeline: instances end de-identified in the PACS', function () {
   this.timeout(300_000);
@@ -19,7 +23,7 @@ describe('pipeline: instances end de-identified in the PACS', function () {
   let studyIds: string[];
 
   before(async () => {
-    stack = await startStack({ modality: true });
+    stack = await startStack({ modality: true, env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000' } });
     manifest = await generateStudies({ outDir: path.join(stack.work, 'in'), patients: 4, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: 3, rows: 32, cols: 32, seed: 55 });
     for (const i of manifest.instances) await stack.modalityRest!.upload(readFileSync(i.path));
     studyIds = await stack.modalityRest!.findStudies({});
@@ -101,5 +105,39 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     const qdir = path.join(stack.mm.config.dataDir, 'quarantine');
     expect(readdirSync(qdir)).to.include(`${job.id}.dcm.sealed`);
     expect(read(path.join(qdir, `${job.id}.dcm.sealed`)).toString('latin1')).not.to.contain(name.split('^')[0]);
+  });
+
+  it('lets an operator requeue a quarantined instance (it is quarantined again: the leak is still there) and purge it', async () => {
+    const job = stack.mm.journal.byState('QUARANTINED').at(-1)!;
+    const env = { DPHIANT_DATA_DIR: stack.mm.config.dataDir, DPHIANT_PACS_URL: stack.pacs.httpUrl };
+    const status = await dphiant(['status'], env);
+    expect(status.stdout).to.match(/QUARANTINED\s+1/);
+    expect(status.stdout).to.contain(`job ${job.id}`);
+    expect(status.stdout).to.match(/oldest unfinished job: none/);
+    const listed = await dphiant(['quarantine', 'list'], env);
+    expect(listed.stdout).to.match(new RegExp(`job ${job.id}\\t\\S+\\tkept\\tverification: `));
+    const requeued = await dphiant(['quarantine', 'requeue', String(job.id)], env);
+    expect(requeued.code, requeued.stderr).to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 60_000);
+    expect(stack.mm.journal.get(job.id)!.state, 'quarantined again by the gate').to.equal('QUARANTINED');
+    expect((await pacsInventory(stack.pacsRest)).instances.every((i) => i.identityRemoved === 'YES')).to.equal(true);
+    const purged = await dphiant(['quarantine', 'purge', String(job.id)], env);
+    expect(purged.code, purged.stderr).to.equal(0);
+    expect(stack.mm.journal.get(job.id)!.state).to.equal('PURGED');
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(path.join(stack.mm.config.dataDir, 'quarantine'))).not.to.include(`${job.id}.dcm.sealed`);
+  });
+
+  it('adopts a raw instance stored straight into the PACS (no job covers it) and de-identifies it', async () => {
+    const els = generateElements({ rows: 8, cols: 8, seed: 321, patientIndex: 7 });
+    const sop = String(els.find((e) => e.tag === 0x00080018)!.value);
+    await stack.pacsRest.upload(part10(els, TS.ExplicitVRLittleEndian));
+    const end = Date.now() + 60_000;
+    while (Date.now() < end && !stack.mm.journal.byState('DONE', 100_000).some((j) => j.sopInstanceUid === sop)) await new Promise((r) => setTimeout(r, 250));
+    const job = stack.mm.journal.byState('DONE', 100_000).find((j) => j.sopInstanceUid === sop);
+    expect(job, 'a job was created and finished').to.exist;
+    expect(job!.callingAet).to.equal('RECONCILER');
+    expect((await stack.pacsRest.lookup(sop)).length, 'the raw copy is gone').to.equal(0);
+    expect((await pacsInventory(stack.pacsRest)).instances.every((i) => i.identityRemoved === 'YES')).to.equal(true);
   });
 });
