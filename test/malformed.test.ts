@@ -26,7 +26,11 @@ const CONCURRENCY = 8;
 const GOOD_STARTS_AFTER = 100;
 const MiB = 1024 * 1024;
 
-type Verdict = 'refused' | 'dropped' | 'accepted' | 'not-accepted' | 'threw';
+/**
+ * refused: answered with a failure status; dropped: the middleman closed or aborted the association; no-answer: the
+ * sender gave up waiting (not a refusal: the modality would retry); the rest should never happen.
+ */
+type Verdict = 'refused' | 'dropped' | 'no-answer' | 'association-rejected' | 'accepted' | 'not-accepted' | 'threw';
 interface Sent {
   c: MalformedCase;
   outcome: StoreOutcome | { kind: 'threw'; error: string };
@@ -35,7 +39,7 @@ interface Sent {
 
 function verdictOf(o: Sent['outcome']): Verdict {
   if (o.kind === 'answered') return isSuccessOrWarning(o.status) ? 'accepted' : 'refused';
-  if (o.kind === 'unavailable') return 'dropped';
+  if (o.kind === 'unavailable') return /timeout/i.test(o.reason) ? 'no-answer' : /association rejected/.test(o.reason) ? 'association-rejected' : 'dropped';
   return o.kind;
 }
 

@@ -617,6 +617,7 @@ const privateGarbage: Mutation = (r, b) => {
     'private element with an invalid VR and garbage',
     'private UN whose length runs past the end',
     'private element of undefined length with VR OB',
+    'private OB of undefined length holding items, as only encapsulated Pixel Data may',
   ] as const);
   let raw: Buffer;
   switch (how) {
@@ -649,6 +650,10 @@ const privateGarbage: Mutation = (r, b) => {
     }
     case 'private element of undefined length with VR OB':
       raw = Buffer.concat([creator, header(0x00111001, 'OB', UNDEFINED, enc), g(n)]);
+      break;
+    case 'private OB of undefined length holding items, as only encapsulated Pixel Data may':
+      // PS3.5 7.1.2 and A.4: outside encapsulated Pixel Data, OB has a defined length
+      raw = Buffer.concat([creator, header(0x00111001, 'OB', UNDEFINED, enc), header(ITEM, '', n, enc), r.bytes(n), header(SEQUENCE_DELIMITER, '', 0, enc)]);
       break;
   }
   return { bytes: withInserted(b.els, ts, 0x00110010, raw), variant: `${how}, ${TS_NAME[ts]}`, ts };
