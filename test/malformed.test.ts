@@ -1,18 +1,20 @@
-// Issue 5's fault test: 1,000 malformed inputs over C-STORE while a good association runs, and PDUs declaring 4 GB.
+// Issue 5's fault test: 1,000 malformed inputs over C-STORE while a good association runs; PDUs declaring 4 GB; and
+// the same memory exhaustion through legal-size PDUs (command fragments without end) and a deflate bomb.
 // The middleman must stay up, refuse (or quarantine) every bad one, and let the good association complete.
 // DPHIANT_MALFORMED_SEED=<n> replays another seed; each case is reproducible alone with malformedCase(seed, index).
 import { expect } from 'chai';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { createDeflateRaw } from 'node:zlib';
 import { generateStudies, type Manifest } from '../src/synth/generate.js';
 import { isSuccessOrWarning } from '../src/pipeline/types.js';
 import type { Job, JobState } from '../src/pipeline/journal.js';
 import type { StoreOutcome } from '../src/scu/store.js';
 import { echoscu, storescu, type RunResult } from './support/dcmtk.js';
-import { KINDS, malformedCases, referenceVerdict, validBase, type MalformedCase } from './support/malformed.js';
+import { KINDS, caseUid, malformedCase, malformedCases, referenceVerdict, validBase, type MalformedCase } from './support/malformed.js';
 import { pacsInventory, waitUntilSettled, type Inventory } from './support/pipeline.js';
 import { sendRawDataset } from './support/raw-scu.js';
 import { startStack, type TestStack } from './support/stack.js';
@@ -25,6 +27,8 @@ const CONCURRENCY = 8;
 /** The good association starts once this many malformed ones were sent. */
 const GOOD_STARTS_AFTER = 100;
 const MiB = 1024 * 1024;
+/** Body bytes written after a PDU header declaring 4 GB. */
+const JUNK = Buffer.alloc(64 * 1024, 0x5a);
 
 /**
  * refused: answered with a failure status; dropped: the middleman closed or aborted the association; no-answer: the
@@ -123,6 +127,7 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     expect(new Set(cases.map((c) => c.sopInstanceUid)).size, 'one SOP Instance UID per case').to.equal(COUNT);
     expect(tally(cases, (c) => c.kind), 'cases per kind').to.deep.equal({ ...KINDS });
     for (const c of cases) expect(referenceVerdict(c.bytes, c.transferSyntaxUid, c.sopClassUid, c.sopInstanceUid), describeCase(c)).to.be.a('string');
+    for (const i of [0, 17, 500, 999]) expect(malformedCase(SEED, i, COUNT).bytes.equals(cases[i]!.bytes), `case ${i} made alone`).to.equal(true);
     // the reference is no rubber stamp: it reads the unmutated bases as valid in every syntax the cases use
     for (const ts of [TS.ExplicitVRLittleEndian, TS.ImplicitVRLittleEndian, TS.ExplicitVRBigEndian, TS.DeflatedExplicitVRLittleEndian]) {
       for (const i of [0, 1, 2, 3]) {
@@ -144,7 +149,7 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     expect(times.goodStart, 'the good association started while malformed ones were still being sent').to.be.lessThan(times.badEnd);
   });
 
-  it('answers every malformed data set with a failure status or drops its connection, and quarantines any it accepted', () => {
+  it('refuses every malformed data set itself, with a failure status or by dropping the connection, or quarantines it once accepted', () => {
     const verdicts = tally(sent, (s) => s.verdict);
     console.log(`      outcomes: ${JSON.stringify(verdicts)}`);
     console.log(`      by status: ${JSON.stringify(tally(sent, (s) => label(s.outcome)))}`);
@@ -159,8 +164,12 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     const quarantined = accepted.filter((s) => jobsByUid.get(s.c.sopInstanceUid)?.some((j) => j.state === 'QUARANTINED'));
     console.log(`      accepted by the middleman: ${accepted.length}, of which quarantined: ${quarantined.length}`);
     for (const s of accepted) console.log(`        accepted: ${describeCase(s.c)}: ${label(s.outcome)}; jobs ${JSON.stringify(jobsByUid.get(s.c.sopInstanceUid)?.map((j) => [j.state, j.reason]))}`);
+    // the ingest checks data sets of this size before forwarding: the refusal must be the middleman's, not the PACS's
+    const forwarded = sent.filter((s) => jobsByUid.get(s.c.sopInstanceUid)?.some((j) => j.state === 'REJECTED' && /^PACS /.test(j.reason ?? '')));
+    for (const s of forwarded) console.log(`        forwarded to the PACS: ${describeCase(s.c)}; jobs ${JSON.stringify(jobsByUid.get(s.c.sopInstanceUid)?.map((j) => [j.state, j.reason]))}`);
     const wrong = sent.filter((s) => s.verdict !== 'refused' && s.verdict !== 'dropped' && !quarantined.includes(s));
     expect(wrong.map((s) => `${describeCase(s.c)}: ${label(s.outcome)}`), 'malformed data sets neither refused, dropped nor quarantined').to.deep.equal([]);
+    expect(forwarded.map((s) => describeCase(s.c)), 'malformed data sets forwarded to the PACS and refused only because the PACS failed on them').to.deep.equal([]);
   });
 
   it('journals no malformed data set as stored, and leaves only the 50 good instances in the PACS, all de-identified', () => {
@@ -168,7 +177,7 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     console.log(`      journal: ${JSON.stringify(counts)}`);
     const badUids = new Set(cases.map((c) => c.sopInstanceUid));
     const badJobs = [...jobsByUid.entries()].filter(([uid]) => badUids.has(uid)).flatMap(([, jobs]) => jobs);
-    console.log(`      malformed ones in the journal: ${JSON.stringify(tally(badJobs, (j) => j.state))}`);
+    console.log(`      malformed ones in the journal: ${JSON.stringify(tally(badJobs, (j) => `${j.state}: ${(j.reason ?? '').replace(/\d+/g, 'N')}`))}`);
     const stored = badJobs.filter((j) => j.state !== 'REJECTED' && j.state !== 'QUARANTINED');
     expect(stored.map((j) => `${describeCase(cases.find((c) => c.sopInstanceUid === j.sopInstanceUid)!)}: ${j.state}`), 'malformed jobs other than REJECTED or QUARANTINED').to.deep.equal([]);
 
@@ -199,14 +208,14 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     const header = Buffer.from([0x01, 0x00, 0xff, 0xff, 0xff, 0xf0]);
     for (const byteByByte of [false, true]) {
       const [attack, echo] = await Promise.all([
-        measured(() => declare4GB(stack.mm.port, header, { byteByByte })),
+        measured(() => rawStream(stack.mm.port, { header, byteByByte, chunk: JUNK, maxBytes: 256 * MiB })),
         echoscu({ port: stack.mm.port }),
       ]);
       console.log(`      A-ASSOCIATE-RQ of 0xFFFFFFF0 bytes${byteByByte ? ', header byte by byte' : ''}: ${JSON.stringify(attack)}`);
       expect(echo.code, echo.stderr).to.equal(0);
       expect(attack.closed, 'the middleman closed the connection').to.equal(true);
       expect(attack.closedAfterMs, 'ms from the full header to the close').to.be.lessThan(1000);
-      expect(attack.bodyBytesWritten, 'body bytes the middleman took before closing').to.be.lessThan(64 * MiB);
+      expect(attack.bodyBytesWritten, 'body bytes written before the middleman closed (socket buffers included)').to.be.lessThan(64 * MiB);
       expect(attack.rssGrowthMiB, 'RSS growth of this process (the middleman runs in it), MiB').to.be.lessThan(50);
     }
   });
@@ -214,7 +223,7 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
   it('drops an accepted association whose P-DATA-TF declares a 4 GB PDU at once, while a parallel C-ECHO succeeds and memory stays flat', async () => {
     const header = Buffer.from([0x04, 0x00, 0xff, 0xff, 0xff, 0xf0]);
     const [attack, echo] = await Promise.all([
-      measured(() => declare4GB(stack.mm.port, header, { associateFirst: true })),
+      measured(() => rawStream(stack.mm.port, { associateFirst: true, header, chunk: JUNK, maxBytes: 256 * MiB })),
       echoscu({ port: stack.mm.port }),
     ]);
     console.log(`      P-DATA-TF of 0xFFFFFFF0 bytes after A-ASSOCIATE-AC: ${JSON.stringify(attack)}`);
@@ -222,10 +231,58 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     expect(echo.code, echo.stderr).to.equal(0);
     expect(attack.closed, 'the middleman closed the connection').to.equal(true);
     expect(attack.closedAfterMs, 'ms from the full header to the close').to.be.lessThan(1000);
-    expect(attack.bodyBytesWritten, 'body bytes the middleman took before closing').to.be.lessThan(64 * MiB);
+    expect(attack.bodyBytesWritten, 'body bytes written before the middleman closed (socket buffers included)').to.be.lessThan(64 * MiB);
     expect(attack.rssGrowthMiB, 'RSS growth of this process (the middleman runs in it), MiB').to.be.lessThan(50);
     const after = await echoscu({ port: stack.mm.port });
     expect(after.code, 'C-ECHO after the attack').to.equal(0);
+  });
+
+  // ---- the same exhaustion through PDUs of a legal size, and through compression
+
+  it('drops an association that sends 1 MiB command fragments without end before they cost 50 MB of memory', async () => {
+    // P-DATA-TF PDUs of 1 MiB (under the 2 MiB PDU limit), each one PDV flagged "command, not last"
+    const pdv = 1 * MiB;
+    const pdu = Buffer.alloc(12 + pdv, 0x41);
+    pdu[0] = 0x04;
+    pdu.writeUInt32BE(6 + pdv, 2);
+    pdu.writeUInt32BE(2 + pdv, 6);
+    pdu[10] = 1; // presentation context 1
+    pdu[11] = 0x01; // command, not the last fragment
+    const attack = await measured(() => rawStream(stack.mm.port, { associateFirst: true, chunk: pdu, maxBytes: 128 * MiB, lingerMs: 1000 }));
+    console.log(`      128 MiB of command fragments never marked last: ${JSON.stringify(attack)}`);
+    expect(attack.associated, 'the association was accepted first').to.equal(true);
+    const echo = await echoscu({ port: stack.mm.port });
+    expect(echo.code, 'C-ECHO after the attack').to.equal(0);
+    expect(attack.rssGrowthMiB, 'RSS growth of this process (the middleman runs in it) while the fragments arrived, MiB').to.be.lessThan(50);
+  });
+
+  it('refuses a 1 MB deflated data set that inflates to 1 GiB without memory growing past twice the 64 MiB check limit', async () => {
+    const bomb = await deflateBomb(1024 * MiB);
+    const uid = caseUid(SEED, 1_000_000);
+    // C-ECHOs one after another while the middleman has the bomb: all answered, the slowest one printed
+    const echoes: { code: number | null; ms: number }[] = [];
+    let sending = true;
+    const [r] = await Promise.all([
+      measured(async () => {
+        try {
+          return { outcome: await sendRawDataset(bomb, { port: stack.mm.port, sopInstanceUid: uid, transferSyntaxUid: TS.DeflatedExplicitVRLittleEndian, timeoutMs: 60_000 }) };
+        } finally {
+          sending = false;
+        }
+      }),
+      (async () => {
+        while (sending) {
+          const t = Date.now();
+          const e = await echoscu({ port: stack.mm.port });
+          echoes.push({ code: e.code, ms: Date.now() - t });
+        }
+      })(),
+    ]);
+    console.log(`      deflate bomb of ${bomb.length} bytes (1 GiB inflated): ${label(r.outcome)}, RSS growth ${r.rssGrowthMiB} MiB; ` +
+      `${echoes.length} C-ECHOs meanwhile, the slowest ${Math.max(...echoes.map((e) => e.ms))} ms`);
+    expect(echoes.filter((e) => e.code !== 0), 'C-ECHOs that failed meanwhile').to.deep.equal([]);
+    expect(verdictOf(r.outcome), label(r.outcome)).to.be.oneOf(['refused', 'dropped']);
+    expect(r.rssGrowthMiB, 'RSS growth of this process (the middleman runs in it), MiB').to.be.lessThan(128);
   });
 });
 
@@ -257,47 +314,61 @@ function associateRq(called: string, calling: string): Buffer {
   return Buffer.concat([h, body]);
 }
 
-interface Attack {
+interface Stream {
   associated: boolean;
+  /** The middleman closed the connection before everything was written. */
   closed: boolean;
+  /** From the end of the header (or the first chunk) to the close; -1 if it never closed. */
   closedAfterMs: number;
   bodyBytesWritten: number;
 }
 
 /**
- * Connects, optionally associates, writes a PDU header declaring 4 GB, then keeps writing body bytes (64 KiB at a
- * time, with backpressure) until the middleman closes the connection or 256 MiB were written.
+ * Connects, optionally associates (A-ASSOCIATE-RQ → AC), writes `header` (at once or byte by byte), then `chunk`
+ * again and again with backpressure until the middleman closes the connection or `maxBytes` were written; then waits
+ * `lingerMs` for it to read what is in flight and closes.
  */
-function declare4GB(port: number, header: Buffer, o: { associateFirst?: boolean; byteByByte?: boolean }): Promise<Attack> {
+function rawStream(port: number, o: { associateFirst?: boolean; header?: Buffer; byteByByte?: boolean; chunk: Buffer; maxBytes: number; lingerMs?: number }): Promise<Stream> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     socket.setNoDelay(true);
-    const result: Attack = { associated: false, closed: false, closedAfterMs: -1, bodyBytesWritten: 0 };
-    let headerSentAt = 0;
-    let closed = false;
-    const chunk = Buffer.alloc(64 * 1024, 0x5a);
-    const giveUp = setTimeout(() => socket.destroy(), 20_000);
+    const result: Stream = { associated: false, closed: false, closedAfterMs: -1, bodyBytesWritten: 0 };
+    let startedAt = 0;
+    let done = false;
+    const giveUp = setTimeout(() => socket.destroy(), 60_000);
     socket.on('error', () => undefined); // ECONNRESET / EPIPE once the middleman cuts it: what we expect
     socket.on('close', () => {
-      closed = true;
       clearTimeout(giveUp);
-      result.closed = result.bodyBytesWritten < 256 * MiB && headerSentAt > 0;
-      result.closedAfterMs = headerSentAt ? Date.now() - headerSentAt : -1;
+      if (!done && startedAt) {
+        result.closed = true;
+        result.closedAfterMs = Date.now() - startedAt;
+      }
       resolve(result);
     });
+    const writable = () =>
+      new Promise<void>((r) => {
+        const go = () => {
+          socket.off('drain', go).off('close', go);
+          r();
+        };
+        socket.on('drain', go).on('close', go);
+      });
     const pump = async () => {
-      if (o.byteByByte) {
-        for (let i = 0; i < header.length; i++) {
-          if (i > 0) await new Promise((r) => setTimeout(r, 20));
-          socket.write(header.subarray(i, i + 1));
-        }
-      } else socket.write(header);
-      headerSentAt = Date.now();
-      while (!closed && result.bodyBytesWritten < 256 * MiB) {
-        result.bodyBytesWritten += chunk.length;
-        if (!socket.write(chunk)) await new Promise((r) => socket.once('drain', r).once('close', r));
+      const header = o.header ?? Buffer.alloc(0);
+      for (let i = 0; o.byteByByte && i < header.length; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 20));
+        socket.write(header.subarray(i, i + 1));
       }
-      if (!closed) socket.destroy(); // it never closed: result.closed stays false
+      if (!o.byteByByte && header.length) socket.write(header);
+      startedAt = Date.now();
+      while (!socket.destroyed && result.bodyBytesWritten < o.maxBytes) {
+        result.bodyBytesWritten += o.chunk.length;
+        if (!socket.write(o.chunk)) await writable();
+      }
+      if (socket.destroyed) return;
+      await new Promise((r) => setTimeout(r, o.lingerMs ?? 0));
+      done = !socket.destroyed;
+      socket.destroy();
     };
     socket.once('connect', () => {
       if (!o.associateFirst) return void pump().catch(reject);
@@ -308,6 +379,30 @@ function declare4GB(port: number, header: Buffer, o: { associateFirst?: boolean;
         void pump().catch(reject);
       });
     });
+  });
+}
+
+/** A raw deflate stream of `size` zero bytes, made without holding them (about 1 MB for 1 GiB). */
+function deflateBomb(size: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const z = createDeflateRaw({ level: 9 });
+    const out: Buffer[] = [];
+    z.on('data', (c: Buffer) => out.push(c));
+    z.on('error', reject);
+    z.on('end', () => {
+      const b = Buffer.concat(out);
+      resolve(b.length % 2 ? Buffer.concat([b, Buffer.alloc(1)]) : b);
+    });
+    const zeros = Buffer.alloc(MiB);
+    let left = size / MiB;
+    const write = () => {
+      while (left > 0) {
+        left--;
+        if (!z.write(zeros)) return void z.once('drain', write);
+      }
+      z.end();
+    };
+    write();
   });
 }
 
@@ -322,15 +417,33 @@ function collect(): void {
   gc();
 }
 
-/** Runs `f` while sampling this process's RSS every 5 ms; growth = peak minus the RSS just before (after a GC). */
+/** Linux: resets this process's peak RSS (VmHWM) to its current RSS; false where that is not possible. */
+function resetPeakRss(): boolean {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+function peakRss(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/**
+ * Runs `f` and reports how far this process's RSS rose above where it was just before (after a GC): the kernel's
+ * peak (VmHWM, which also sees allocations made while the event loop is blocked), else samples every 5 ms.
+ */
 async function measured<T extends object>(f: () => Promise<T>): Promise<T & { rssGrowthMiB: number }> {
   collect();
+  const hwm = resetPeakRss();
   const before = process.memoryUsage().rss;
   let peak = before;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
   try {
     const r = await f();
-    peak = Math.max(peak, process.memoryUsage().rss);
+    peak = Math.max(peak, process.memoryUsage().rss, hwm ? peakRss() : 0);
     return { ...r, rssGrowthMiB: Math.round(((peak - before) / MiB) * 10) / 10 };
   } finally {
     clearInterval(sampler);

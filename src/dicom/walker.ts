@@ -66,6 +66,8 @@ export class DicomParseError extends Error {
 export interface ParseOptions {
   /** Deepest element depth allowed (top level is 0); default 64. */
   maxDepth?: number;
+  /** Largest size a deflated data set may inflate to (a few MB of deflate can claim gigabytes); default 1 GiB. */
+  maxInflatedBytes?: number;
 }
 
 const EXPLICIT_LE: Encoding = Object.freeze({ explicitVR: true, littleEndian: true });
@@ -194,7 +196,8 @@ function readUndefinedLength(c: Ctx, el: DicomElement, end: number, pr: number):
   if (enc.explicitVR) {
     if (el.vr === 'SQ') sequence = enc;
     else if (el.vr === 'UN') sequence = IMPLICIT_LE;
-    else if ((el.vr === 'OB' || el.vr === 'OW') && ((el.tag === PIXEL_DATA && c.encapsulated) || startsWithItem)) fragments = true;
+    // PS3.5 A.4: of all OB/OW values, only Pixel Data may be encapsulated (undefined length); any other one is malformed
+    else if ((el.vr === 'OB' || el.vr === 'OW') && el.tag === PIXEL_DATA && (c.encapsulated || startsWithItem)) fragments = true;
   } else if (el.tag === PIXEL_DATA && startsWithItem) {
     fragments = true;
   } else if (el.vr === 'SQ' || startsWithItem) {
@@ -275,8 +278,10 @@ export function parseDataset(data: Buffer, transferSyntaxUid: string, opts: Pars
   let buffer = data;
   if (ts.deflated) {
     try {
-      buffer = inflateRawSync(data);
+      buffer = inflateRawSync(data, { maxOutputLength: opts.maxInflatedBytes ?? 1024 ** 3 });
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+        throw new DicomParseError(`deflated data set inflates past ${opts.maxInflatedBytes ?? 1024 ** 3} bytes`, 0);
       throw new DicomParseError(`deflated data set does not inflate: ${(e as Error).message}`, 0);
     }
   }

@@ -25,10 +25,10 @@ export interface IngestOptions {
 const SOP_CLASS_MISMATCH = 0xa900;
 
 /** Why a data set cannot be taken in, or null. Checks structure and that it is the instance the command names. */
-export function checkDataset(bytes: Buffer, inst: ReceivedInstance): { status: number; comment: string } | null {
+export function checkDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): { status: number; comment: string } | null {
   let ds;
   try {
-    ds = parseDataset(bytes, inst.transferSyntaxUid);
+    ds = parseDataset(bytes, inst.transferSyntaxUid, { maxInflatedBytes });
   } catch (e) {
     if (e instanceof DicomParseError) return { status: Status.CannotUnderstand, comment: `malformed data set at offset ${e.offset}`.slice(0, 64) };
     throw e;
@@ -61,7 +61,7 @@ export class Ingest {
       let bytes: Buffer | undefined;
       if (inst.bytes <= this.opts.checkMaxBytes) {
         bytes = await readFile(inst.spoolPath);
-        const bad = checkDataset(bytes, inst);
+        const bad = checkDataset(bytes, inst, this.opts.checkMaxBytes);
         if (bad) return this.refuse(inst, bad);
       }
       let jobId: number;

@@ -157,7 +157,9 @@ export function storeInstance(target: PacsTarget, inst: ReceivedInstance): Promi
     client.addRequest(request);
     try {
       client.send(target.host, target.port, target.callingAet, target.aet, {
-        connectTimeout: target.connectTimeoutMs,
+        // the library's "connectTimeout" is the socket's idle timeout for the whole association: the PACS may
+        // be silent while it stores a large instance, so it gets the store timeout, not the connect one
+        connectTimeout: target.storeTimeoutMs,
         associationTimeout: target.connectTimeoutMs,
         pduTimeout: target.storeTimeoutMs,
       });
