@@ -14,10 +14,15 @@ import { Quarantine, quarantineDir } from './pipeline/quarantine.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
 import { DicomServer } from './scp/server.js';
+import { Metrics } from './metrics.js';
+import { createWebServer } from './web/server.js';
 import type { PacsTarget } from './scu/store.js';
 
 export interface Middleman {
   journal: Journal;
+  metrics: Metrics;
+  /** The web UI's address. */
+  web: { host: string; port: number };
   crosswalk: CrosswalkStore;
   worker: DeidentificationWorker;
   pacsRest: OrthancClient;
@@ -42,19 +47,23 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
   const pacsRest = pacsRestClient(config);
   const p = config.pipeline;
   const handoff = new Handoff(p.handoffMaxBytes, p.handoffMaxInstanceBytes);
+  const metrics = new Metrics();
+  const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
   const worker = new DeidentificationWorker({
+    metrics,
     journal,
     pacs: pacsRest,
     crosswalk,
     profile,
     siteKey: keys.site,
-    quarantine: new Quarantine(quarantineDir(config.dataDir), keys.crosswalk),
+    quarantine,
     handoff,
     settings: p,
     log,
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id));
   const ingest = new Ingest(journal, pacsTarget(config), log, {
+    metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
     inPacs: (jobId, bytes) => {
       if (!p.enabled) return;
@@ -68,10 +77,13 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     ingest: (inst) => ingest.store(inst),
     log,
   });
+  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, quarantine, metrics, log });
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
+    await web.listen({ host: config.web.host, port: config.web.port });
   } catch (e) {
+    await server.close();
     journal.close();
     await crosswalk.close();
     throw e;
@@ -83,12 +95,15 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
   log.info({ host: dicom.address, port: dicom.port, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}`, crosswalk: crosswalk.backend }, 'DICOM server listening');
   return {
     journal,
+    metrics,
+    web: { host: config.web.host, port: config.web.port },
     crosswalk,
     worker,
     pacsRest,
     dicom,
     async close() {
       await server.close();
+      await web.close();
       reconciler.stop();
       await worker.stop();
       await crosswalk.close();

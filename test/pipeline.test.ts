@@ -43,6 +43,7 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(counts.DONE).to.equal(manifest.instances.length);
     expect(counts.IN_PACS + counts.DEIDENTIFIED + counts.RECEIVED + counts.QUARANTINED).to.equal(0);
     for (const p of manifest.patients) expect((await stack.pacsRest.lookup(p.patientId)).length, 'original patient ID is nowhere in the PACS').to.equal(0);
+    expect(stack.mm.metrics.total('dphiant_failures_total'), 'every instance went through at the first attempt').to.equal(0);
   });
 
   it("stacks each patient's two studies under one alias patient", async () => {

@@ -61,6 +61,15 @@ function topString(ds: ParsedDataset, tag: number): string {
  */
 export async function deidentify(file: Buffer, profile: Profile, key: Buffer, aliases: AliasSource): Promise<Deidentified> {
   const { meta, dataset } = parseFile(file);
+  return deidentifyParsed(dataset, topString(meta, 0x00020002), profile, key, aliases);
+}
+
+/** The same for a data set received over the network (no file meta): its bytes and transfer syntax. */
+export async function deidentifyDataset(bytes: Buffer, transferSyntaxUid: string, profile: Profile, key: Buffer, aliases: AliasSource): Promise<Deidentified> {
+  return deidentifyParsed(parseDataset(bytes, transferSyntaxUid), '', profile, key, aliases);
+}
+
+async function deidentifyParsed(dataset: ParsedDataset, metaSopClassUid: string, profile: Profile, key: Buffer, aliases: AliasSource): Promise<Deidentified> {
   const identity = identityOf(dataset);
   const alias = await aliases.patient(identity);
   const accessionAlias = await aliases.study(alias, {
@@ -68,7 +77,7 @@ export async function deidentify(file: Buffer, profile: Profile, key: Buffer, al
     accessionNumber: topString(dataset, 0x00080050),
   });
   const needles = phiNeedles(dataset, profile);
-  const sopClassUid = topString(dataset, 0x00080016) || topString(meta, 0x00020002);
+  const sopClassUid = topString(dataset, 0x00080016) || metaSopClassUid;
   const result = anonymize({
     dataset,
     sopClassUid,

@@ -93,6 +93,14 @@ await yargs(hideBin(process.argv))
       process.exitCode = 1;
     }
   })
+  .command('hash-password', 'a web.users password hash (scrypt) of the password read from standard input', (y) => y, async () => {
+    const { hashPassword } = await import('../web/auth.js');
+    let input = '';
+    for await (const chunk of process.stdin) input += chunk;
+    const password = input.replace(/\r?\n$/, '');
+    if (password.length < 8) throw new Error('use a password of 8 characters or more');
+    console.log(hashPassword(password));
+  })
   .command(synthCommand)
   .command(anonymizeCommands(config))
   .command(crosswalkCommands(config))

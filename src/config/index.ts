@@ -11,6 +11,20 @@ export interface Caller {
   host: string;
 }
 
+export interface WebUser {
+  username: string;
+  /** scrypt$N$r$p$<salt hex>$<hash hex> */
+  passwordHash: string;
+  /** viewer: aliases, pipeline, quarantine; reidentifier: also reveals identities and reads the audit log. */
+  role: 'viewer' | 'reidentifier';
+}
+
+/** The dev stack's users, demo/demo (reidentifier) and viewer/viewer; refused outside the dev stack. */
+export const DEV_USERS: WebUser[] = [
+  { username: 'demo', role: 'reidentifier', passwordHash: 'scrypt$16384$8$1$64706869616e742d6465762d64656d6f$cd5ba46bba91f6f9cc146dbc7c53e01e58376561978a8c2fc3d565da3e7ee449' },
+  { username: 'viewer', role: 'viewer', passwordHash: 'scrypt$16384$8$1$64706869616e742d6465762d766965776572$8e85c84562c02ec12fc0fc6f69e80ee89b3cf86cae9498ed79d36e8d85c32aef' },
+];
+
 export interface Config {
   /** Holds the journal, the embedded crosswalk, the development key, the spool and the quarantine. */
   dataDir: string;
@@ -52,6 +66,12 @@ export interface Config {
   web: {
     host: string;
     port: number;
+    /** Who may log in: scrypt password hashes (`dphiant web hash-password`), role viewer or reidentifier. */
+    users: WebUser[];
+    /** Sessions end after this long without a request. */
+    sessionIdleMs: number;
+    /** Orthanc Explorer of the modality, linked from the dashboard (the PACS's comes from pacs.url). */
+    modalityExplorerUrl: string;
   };
   /** Site key file (64 hex characters) behind UID remapping and keyed hashes; '' = the data directory's development key. */
   keyFile: string;
@@ -119,7 +139,7 @@ export const DEFAULT_CONFIG: Config = {
     username: 'demo',
     password: 'demo',
   },
-  web: { host: '127.0.0.1', port: 8043 },
+  web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
   pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
@@ -216,6 +236,18 @@ const SCHEMA: Record<string, Check> = {
   'pacs.password': isString,
   'web.host': isHost,
   'web.port': isPort,
+  'web.users': (v, k) => {
+    if (!Array.isArray(v) || v.length === 0) throw new ConfigError(k, 'must list at least one {username, passwordHash, role}');
+    v.forEach((u, i) => {
+      const w = u as WebUser;
+      if (!w || typeof w.username !== 'string' || !/^[\w.@-]{1,64}$/.test(w.username)) throw new ConfigError(`${k}[${i}].username`, 'must be 1-64 letters, digits or . _ @ -');
+      if (typeof w.passwordHash !== 'string' || !/^scrypt\$\d+\$\d+\$\d+\$[0-9a-f]+\$[0-9a-f]{64}$/.test(w.passwordHash))
+        throw new ConfigError(`${k}[${i}].passwordHash`, 'must be a hash from `dphiant web hash-password`');
+      if (w.role !== 'viewer' && w.role !== 'reidentifier') throw new ConfigError(`${k}[${i}].role`, 'must be viewer or reidentifier');
+    });
+  },
+  'web.sessionIdleMs': intIn(60_000, 7 * 86_400_000),
+  'web.modalityExplorerUrl': isUrl,
   keyFile: isOptionalString,
   'pipeline.enabled': isBoolean,
   'pipeline.concurrency': intIn(1, 64),
@@ -271,6 +303,16 @@ function parseEnv(key: string, raw: string): unknown {
     if (!['true', 'false', '1', '0'].includes(raw)) throw new ConfigError(key, `${envName(key)} must be true or false`);
     return raw === 'true' || raw === '1';
   }
+  if (key === 'web.users') {
+    // "alice:reidentifier:scrypt$…,bob:viewer:scrypt$…"
+    return raw
+      .split(',')
+      .filter((x) => x.trim())
+      .map((x) => {
+        const [username, role, ...hash] = x.trim().split(':');
+        return { username, role, passwordHash: hash.join(':') };
+      });
+  }
   if (key === 'scp.callers') {
     // "MODALITY@127.0.0.1,CT1@10.1.2.3"
     return raw
@@ -325,6 +367,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   config.dataDir = path.resolve(config.dataDir);
   if (config.crosswalk.dateOffsetMinDays > config.crosswalk.dateOffsetMaxDays)
     throw new ConfigError('crosswalk.dateOffsetMinDays', 'must not be greater than crosswalk.dateOffsetMaxDays');
+  if (!config.devStack && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
+    throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
   if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
     throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
   if (!config.devStack && !config.crosswalk.keyFile && !config.crosswalk.key)
@@ -339,6 +383,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 export function describeConfig(config: Config): Record<string, unknown> {
   const copy = structuredClone(config) as unknown as Record<string, unknown>;
   for (const key of SECRET_KEYS) if (getPath(copy, key)) setPath(copy, key, '********');
+  copy.web = { ...(copy.web as object), users: config.web.users.map((u) => ({ username: u.username, role: u.role, passwordHash: '********' })) };
   // a database URL may carry a password
   copy.crosswalk = { ...(copy.crosswalk as object), url: config.crosswalk.url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:********@') };
   return copy;

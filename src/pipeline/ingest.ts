@@ -10,6 +10,7 @@ import { fingerprint } from '../log.js';
 import type { PacsTarget, StoreOutcome } from '../scu/store.js';
 import { storeInstance } from '../scu/store.js';
 import type { Journal } from './journal.js';
+import { Metrics, reasonClass } from '../metrics.js';
 import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } from './types.js';
 
 export type Forward = (target: PacsTarget, inst: ReceivedInstance) => Promise<StoreOutcome>;
@@ -20,6 +21,7 @@ export interface IngestOptions {
   /** Called once a job is IN_PACS, with the data set bytes when they were read. */
   inPacs?: (jobId: number, bytes: Buffer | undefined) => void;
   forward?: Forward;
+  metrics?: Metrics;
 }
 
 const SOP_CLASS_MISMATCH = 0xa900;
@@ -44,6 +46,7 @@ export function checkDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedB
 
 export class Ingest {
   private readonly forward: Forward;
+  private readonly metrics: Metrics;
 
   constructor(
     private readonly journal: Journal,
@@ -52,11 +55,13 @@ export class Ingest {
     private readonly opts: IngestOptions = { checkMaxBytes: 64 * 1024 ** 2 },
   ) {
     this.forward = opts.forward ?? storeInstance;
+    this.metrics = opts.metrics ?? new Metrics();
   }
 
   /** Forwards one instance and answers for its sender. Never throws. */
   async store(inst: ReceivedInstance): Promise<StoreReply> {
     const uid = fingerprint(inst.sopInstanceUid);
+    this.metrics.inc('dphiant_instances_received_total');
     try {
       let bytes: Buffer | undefined;
       if (inst.bytes <= this.opts.checkMaxBytes) {
@@ -72,7 +77,7 @@ export class Ingest {
         return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
       }
       const started = Date.now();
-      const outcome = await this.forward(this.pacs, inst);
+      const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
       const reply = replyFor(outcome);
       const stored = outcome.kind === 'answered' && isSuccessOrWarning(outcome.status);
       try {
@@ -88,7 +93,10 @@ export class Ingest {
         { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: hex(reply.status), ms: Date.now() - started, reason: reply.comment },
         stored ? 'forwarded to PACS' : 'refused',
       );
-      if (stored) this.opts.inPacs?.(jobId, bytes);
+      if (stored) {
+        this.metrics.inc('dphiant_instances_forwarded_total');
+        this.opts.inPacs?.(jobId, bytes);
+      } else this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(reply.comment ?? '') });
       return reply;
     } catch (e) {
       this.log.error({ uid, err: (e as Error).message }, 'ingest failed');
@@ -100,6 +108,7 @@ export class Ingest {
 
   /** A data set refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI. */
   private refuse(inst: ReceivedInstance, bad: { status: number; comment: string }): StoreReply {
+    this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(bad.comment) });
     try {
       const jobId = this.journal.received(inst);
       this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment);

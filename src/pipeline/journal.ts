@@ -148,6 +148,36 @@ export class Journal {
     return r.at;
   }
 
+  /** The newest jobs, optionally those whose alias or new SOP Instance UID starts with `search`. */
+  recent(search = '', limit = 50): Job[] {
+    const like = `${search.replace(/[%_\\]/g, (c) => '\\' + c)}%`;
+    const rows = search
+      ? this.db.prepare(`SELECT * FROM jobs WHERE alias_id LIKE ? ESCAPE '\\' OR new_sop_instance_uid LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT ?`).all(like, like, limit)
+      : this.db.prepare('SELECT * FROM jobs ORDER BY id DESC LIMIT ?').all(limit);
+    return (rows as Record<string, unknown>[]).map(toJob);
+  }
+
+  /** Jobs finished (DONE) per minute over the last `minutes` minutes, oldest first, zeros included. */
+  donePerMinute(minutes: number, now = Date.now()): { minute: string; done: number }[] {
+    const since = new Date(now - minutes * 60_000).toISOString();
+    const rows = this.db
+      .prepare(`SELECT substr(updated_at, 1, 16) AS minute, count(*) AS n FROM jobs WHERE state = 'DONE' AND updated_at >= ? GROUP BY minute`)
+      .all(since) as { minute: string; n: number }[];
+    const by = new Map(rows.map((r) => [r.minute, r.n]));
+    return Array.from({ length: minutes }, (_, i) => {
+      const minute = new Date(now - (minutes - 1 - i) * 60_000).toISOString().slice(0, 16);
+      return { minute, done: by.get(minute) ?? 0 };
+    });
+  }
+
+  /** Instances de-identified per alias. */
+  instancesPerAlias(aliases: string[]): Map<string, number> {
+    const out = new Map<string, number>();
+    const q = this.db.prepare(`SELECT count(*) AS n FROM jobs WHERE alias_id = ? AND state = 'DONE'`);
+    for (const a of aliases) out.set(a, (q.get(a) as { n: number }).n);
+    return out;
+  }
+
   getMeta(key: string): string | undefined {
     return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }

@@ -8,7 +8,8 @@
 // moves to the quarantine.
 import PQueue from 'p-queue';
 import type { Config } from '../config/index.js';
-import { deidentify } from '../anonymize/deidentify.js';
+import { deidentify, deidentifyDataset } from '../anonymize/deidentify.js';
+import { encodeFileMeta } from '../dicom/writer.js';
 import { VerificationError } from '../anonymize/gate.js';
 import type { Profile } from '../anonymize/profile.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
@@ -18,6 +19,7 @@ import { fingerprint } from '../log.js';
 import { OrthancHttpError, orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
 import type { Job, Journal } from './journal.js';
 import type { Quarantine } from './quarantine.js';
+import { Metrics, reasonClass } from '../metrics.js';
 
 /** Received bytes kept for the worker, bounded in total; what does not fit is fetched back from the PACS. */
 export class Handoff {
@@ -58,8 +60,7 @@ export interface WorkerDeps {
   handoff: Handoff;
   settings: Config['pipeline'];
   log: Logger;
-  /** Called after each job reaches a final state (metrics, tests). */
-  onSettled?: (job: Job) => void;
+  metrics?: Metrics;
 }
 
 export class DeidentificationWorker {
@@ -68,8 +69,11 @@ export class DeidentificationWorker {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
+  private readonly metrics: Metrics;
+
   constructor(private readonly d: WorkerDeps) {
     this.queue = new PQueue({ concurrency: d.settings.concurrency });
+    this.metrics = d.metrics ?? new Metrics();
   }
 
   /** Picks up due jobs now and every second (retries, requeued jobs, jobs of a previous run). */
@@ -114,21 +118,26 @@ export class DeidentificationWorker {
     let job = this.d.journal.get(jobId);
     if (!job || job.nextAttemptAt > Date.now()) return;
     let raw: Buffer | undefined;
+    let received: Buffer | undefined;
     try {
       if (job.state === 'IN_PACS' && (await this.doneByTwin(job))) return;
       if (job.state === 'IN_PACS') {
-        raw = this.d.handoff.take(job.id) ?? (await this.fetchRaw(job));
-        await this.deidentifyAndUpload(job, raw);
+        // the received data set (no file meta) when the hand-off kept it, else the PS3.10 file from the PACS
+        received = this.d.handoff.take(job.id);
+        if (received) await this.deidentifyAndUpload(job, received, job.transferSyntaxUid);
+        else await this.deidentifyAndUpload(job, (raw = await this.fetchRaw(job)));
         job = this.d.journal.get(jobId)!;
       }
       if (job.state === 'DEIDENTIFIED') {
-        await this.deleteRaw(job);
+        await this.metrics.time('delete', () => this.deleteRaw(job!));
         this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
+        this.metrics.inc('dphiant_instances_deidentified_total');
         this.d.log.info({ job: job.id, alias: job.aliasId }, 'de-identified in the PACS');
-        this.d.onSettled?.(this.d.journal.get(job.id)!);
       }
     } catch (e) {
-      await this.failed(job, e as Error, raw);
+      // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file
+      const asFile = raw ?? (received && Buffer.concat([encodeFileMeta({ sopClassUid: job.sopClassUid, sopInstanceUid: job.sopInstanceUid, tsUid: job.transferSyntaxUid }), received]));
+      await this.failed(job, e as Error, asFile);
     }
   }
 
@@ -143,7 +152,6 @@ export class DeidentificationWorker {
     if (!(await this.d.pacs.instance(twin.deidentifiedId!))) return false;
     this.d.journal.transition(job.id, 'IN_PACS', 'DONE', `same instance as job ${twin.id}`);
     this.d.handoff.take(job.id);
-    this.d.onSettled?.(this.d.journal.get(job.id)!);
     return true;
   }
 
@@ -159,17 +167,21 @@ export class DeidentificationWorker {
     return found.find((r) => r.Type === 'Instance' && r.ID !== job.deidentifiedId)?.ID;
   }
 
-  private async deidentifyAndUpload(job: Job, raw: Buffer): Promise<void> {
+  /** `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file. */
+  private async deidentifyAndUpload(job: Job, raw: Buffer, datasetTs?: string): Promise<void> {
     let d;
+    const { profile, siteKey, crosswalk } = this.d;
     try {
-      d = await deidentify(raw, this.d.profile, this.d.siteKey, this.d.crosswalk);
+      d = await this.metrics.time('deidentify', () =>
+        datasetTs ? deidentifyDataset(raw, datasetTs, profile, siteKey, crosswalk) : deidentify(raw, profile, siteKey, crosswalk),
+      );
     } catch (e) {
       if (e instanceof VerificationError) throw new Permanent(`verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
       if (e instanceof DicomParseError) throw new Permanent(`unreadable data set: ${e.message}`);
       throw e; // crosswalk or other transient trouble
     }
     const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
-    const up = await this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength));
+    const up = await this.metrics.time('upload', () => this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength)));
     if ((up.Status !== 'Success' && up.Status !== 'AlreadyStored') || up.ID !== expected)
       throw new Error(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`);
     this.d.journal.deidentified(job.id, { aliasId: d.alias.aliasId, newSopInstanceUid: d.report.sopInstanceUid, deidentifiedId: up.ID });
@@ -186,6 +198,7 @@ export class DeidentificationWorker {
     const reason = reasonOf(e);
     const permanent = e instanceof Permanent;
     const attempts = this.d.journal.failed(job.id, reason, Date.now() + this.backoff(job.attempts + 1));
+    this.metrics.inc('dphiant_failures_total', { reason: reasonClass(reason) });
     const log = { job: job.id, uid: fingerprint(job.sopInstanceUid), state: job.state, attempts, reason };
     if (!permanent && attempts < this.d.settings.maxAttempts) {
       this.d.log.warn(log, 'step failed, will retry');
@@ -210,8 +223,8 @@ export class DeidentificationWorker {
     if (bytes) this.d.quarantine.put(job.id, bytes);
     if (rawId) await this.d.pacs.deleteInstance(rawId);
     this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', bytes ? reason : `${reason}; nothing left to keep`);
+    this.metrics.inc('dphiant_instances_quarantined_total');
     this.d.log.warn({ job: job.id, uid: fingerprint(job.sopInstanceUid), reason }, 'quarantined');
-    this.d.onSettled?.(this.d.journal.get(job.id)!);
   }
 
   private backoff(attempt: number): number {

@@ -4,6 +4,7 @@ import { openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../src/devstack/orthanc.js';
 import { echoscu } from './dcmtk.js';
+import { freePort } from './ports.js';
 
 export interface MiddlemanProcess {
   pid: number;
@@ -15,9 +16,10 @@ export interface MiddlemanProcess {
 }
 
 export async function spawnMiddleman(env: Record<string, string>, port: number): Promise<MiddlemanProcess> {
+  const webPort = Number(env.DPHIANT_WEB_PORT ?? (await freePort()));
   const logFd = process.env.DPHIANT_TEST_LOG_FILE ? openSync(process.env.DPHIANT_TEST_LOG_FILE, 'a') : 'ignore';
   const child: ChildProcess = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve'], {
-    env: { ...process.env, DPHIANT_LOG_LEVEL: 'warn', DPHIANT_SCP_PORT: String(port), ...env },
+    env: { ...process.env, DPHIANT_LOG_LEVEL: 'warn', DPHIANT_SCP_PORT: String(port), DPHIANT_WEB_PORT: String(webPort), ...env },
     // the middleman's log goes to a file (DPHIANT_TEST_LOG_FILE) or nowhere
     stdio: ['ignore', logFd, logFd],
   });

@@ -20,6 +20,7 @@ export async function startTestMiddleman(env: Record<string, string>, port?: num
     env: {
       DPHIANT_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'dphiant-mm-')),
       DPHIANT_SCP_PORT: String(port),
+      DPHIANT_WEB_PORT: String(await freePort()),
       DPHIANT_SCP_CALLERS: 'MODALITY@127.0.0.1,STORESCU@127.0.0.1',
       ...env,
     },

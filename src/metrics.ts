@@ -1,0 +1,125 @@
+// Counters, gauges and histograms of the middleman, exposed in the Prometheus text format on /metrics.
+// Labels carry states, stages and reason classes only: never a UID, an alias or any other value.
+
+type Labels = Record<string, string>;
+
+const key = (labels: Labels) =>
+  Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${labels[k]!.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+    .join(',');
+
+interface Family {
+  help: string;
+  type: 'counter' | 'gauge' | 'histogram';
+  values: Map<string, number>;
+}
+
+/** Latency buckets in seconds, from a fast REST call to a large instance. */
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+export class Metrics {
+  private readonly families = new Map<string, Family>();
+  private readonly gauges = new Map<string, () => number>();
+
+  constructor() {
+    this.define('dphiant_instances_received_total', 'counter', 'C-STORE data sets received (refused ones included)');
+    this.define('dphiant_instances_forwarded_total', 'counter', 'instances the PACS confirmed (journalled IN_PACS)');
+    this.define('dphiant_instances_rejected_total', 'counter', 'instances refused before or by the PACS, by reason class');
+    this.define('dphiant_instances_deidentified_total', 'counter', 'instances de-identified in the PACS (DONE)');
+    this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine');
+    this.define('dphiant_failures_total', 'counter', 'failed pipeline steps (retried or not), by reason class');
+    this.define('dphiant_stage_seconds', 'histogram', 'time spent in each pipeline stage');
+  }
+
+  private define(name: string, type: Family['type'], help: string): void {
+    this.families.set(name, { help, type, values: new Map() });
+  }
+
+  inc(name: string, labels: Labels = {}, by = 1): void {
+    const f = this.families.get(name);
+    if (!f) throw new Error(`unknown metric ${name}`);
+    const k = key(labels);
+    f.values.set(k, (f.values.get(k) ?? 0) + by);
+  }
+
+  private readonly stages = new Map<string, { counts: number[]; sum: number; count: number }>();
+
+  /** Records one duration of a stage (forward, deidentify, upload, delete). */
+  observe(stage: string, seconds: number): void {
+    let h = this.stages.get(stage);
+    if (!h) this.stages.set(stage, (h = { counts: SECONDS.map(() => 0), sum: 0, count: 0 }));
+    SECONDS.forEach((le, i) => {
+      if (seconds <= le) h!.counts[i]!++;
+    });
+    h.sum += seconds;
+    h.count++;
+  }
+
+  /** A gauge read when /metrics is scraped (queue depth, jobs per state). */
+  gauge(name: string, help: string, read: () => number): void {
+    this.gauges.set(name, read);
+    this.define(name, 'gauge', help);
+  }
+
+  /** Times an async step into the stage histogram. */
+  async time<T>(stage: string, step: () => Promise<T>): Promise<T> {
+    const t = process.hrtime.bigint();
+    try {
+      return await step();
+    } finally {
+      this.observe(stage, Number(process.hrtime.bigint() - t) / 1e9);
+    }
+  }
+
+  counter(name: string, labels: Labels = {}): number {
+    return this.families.get(name)?.values.get(key(labels)) ?? 0;
+  }
+
+  /** A counter summed over all its labels. */
+  total(name: string): number {
+    let sum = 0;
+    for (const v of this.families.get(name)?.values.values() ?? []) sum += v;
+    return sum;
+  }
+
+  /** The Prometheus text exposition format (version 0.0.4). */
+  render(extraGauges: Record<string, { help: string; values: [Labels, number][] }> = {}): string {
+    const lines: string[] = [];
+    for (const [name, f] of this.families) {
+      lines.push(`# HELP ${name} ${f.help}`, `# TYPE ${name} ${f.type}`);
+      if (f.type === 'gauge' && this.gauges.has(name)) {
+        lines.push(`${name} ${this.gauges.get(name)!()}`);
+        continue;
+      }
+      if (f.type === 'histogram') {
+        for (const [stage, h] of this.stages) {
+          SECONDS.forEach((le, i) => lines.push(`${name}_bucket{${key({ stage, le: String(le) })}} ${h.counts[i]}`));
+          lines.push(`${name}_bucket{${key({ stage, le: '+Inf' })}} ${h.count}`);
+          lines.push(`${name}_sum{${key({ stage })}} ${h.sum}`, `${name}_count{${key({ stage })}} ${h.count}`);
+        }
+        continue;
+      }
+      if (f.values.size === 0) lines.push(`${name} 0`);
+      for (const [k, v] of f.values) lines.push(k ? `${name}{${k}} ${v}` : `${name} ${v}`);
+    }
+    for (const [name, g] of Object.entries(extraGauges)) {
+      lines.push(`# HELP ${name} ${g.help}`, `# TYPE ${name} gauge`);
+      for (const [labels, v] of g.values) lines.push(Object.keys(labels).length ? `${name}{${key(labels)}} ${v}` : `${name} ${v}`);
+    }
+    return lines.join('\n') + '\n';
+  }
+}
+
+/** A reason's class for metric labels: a fixed word, never the reason's text. */
+export function reasonClass(reason: string): string {
+  const r = reason.toLowerCase();
+  if (r.startsWith('verification')) return 'verification';
+  if (r.includes('malformed') || r.includes('unreadable')) return 'malformed';
+  if (r.includes('size limit')) return 'size';
+  if (r.includes('sop class') || r.includes('sop instance')) return 'mismatch';
+  if (r.includes('pacs') || r.includes('orthanc')) return 'pacs';
+  if (r.includes('crosswalk') || r.includes('mongo') || r.includes('sqlite')) return 'crosswalk';
+  if (r.includes('journal')) return 'journal';
+  return 'other';
+}

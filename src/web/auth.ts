@@ -1,0 +1,93 @@
+// Who is logged in: scrypt password hashes from the configuration, in-memory sessions behind an HttpOnly,
+// SameSite=Strict cookie, a CSRF token per session for every state-changing request, two roles, and a limit
+// on failed logins. Passwords are never logged; failed logins are, with the user name and the address.
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import type { WebUser } from '../config/index.js';
+
+export type Role = WebUser['role'];
+
+export interface Session {
+  token: string;
+  username: string;
+  role: Role;
+  csrf: string;
+  lastSeen: number;
+}
+
+export const SESSION_COOKIE = 'dphiant_session';
+
+/** scrypt$N$r$p$<salt hex>$<hash hex> with a random salt. */
+export function hashPassword(password: string, N = 16384): string {
+  const salt = randomBytes(16);
+  const hash = scryptSync(password, salt, 32, { N, r: 8, p: 1 });
+  return `scrypt$${N}$8$1$${salt.toString('hex')}$${hash.toString('hex')}`;
+}
+
+export function verifyPassword(password: string, stored: string): boolean {
+  const [kind, n, r, p, salt, hash] = stored.split('$');
+  if (kind !== 'scrypt' || !salt || !hash) return false;
+  const expected = Buffer.from(hash, 'hex');
+  const actual = scryptSync(password, Buffer.from(salt, 'hex'), expected.length, { N: Number(n), r: Number(r), p: Number(p) });
+  return timingSafeEqual(actual, expected);
+}
+
+const FAILURE_WINDOW_MS = 5 * 60_000;
+const MAX_FAILURES = 5;
+
+export class Auth {
+  private readonly sessions = new Map<string, Session>();
+  /** Failed logins per user name and per address in the current window. */
+  private readonly failures = new Map<string, number[]>();
+
+  constructor(
+    private readonly users: WebUser[],
+    private readonly idleMs: number,
+  ) {}
+
+  /** Whether this user name or address has failed too often lately. */
+  throttled(username: string, address: string): boolean {
+    const now = Date.now();
+    return [`user:${username}`, `addr:${address}`].some((k) => (this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS).length >= MAX_FAILURES);
+  }
+
+  /** A new session, or null for a wrong user name or password (the failure is counted). */
+  login(username: string, password: string, address: string): Session | null {
+    const user = this.users.find((u) => u.username === username);
+    // verify against some hash even for an unknown user, so timing does not tell which names exist
+    const ok = verifyPassword(password, user?.passwordHash ?? this.users[0]!.passwordHash) && !!user;
+    if (!ok) {
+      const now = Date.now();
+      for (const k of [`user:${username}`, `addr:${address}`]) this.failures.set(k, [...(this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS), now]);
+      return null;
+    }
+    const session: Session = { token: randomBytes(32).toString('base64url'), username, role: user!.role, csrf: randomBytes(24).toString('base64url'), lastSeen: Date.now() };
+    this.sessions.set(session.token, session);
+    return session;
+  }
+
+  /** The live session of a token (and it stays alive), or null. */
+  session(token: string | undefined): Session | null {
+    if (!token) return null;
+    const s = this.sessions.get(token);
+    if (!s) return null;
+    if (Date.now() - s.lastSeen > this.idleMs) {
+      this.sessions.delete(token);
+      return null;
+    }
+    s.lastSeen = Date.now();
+    return s;
+  }
+
+  logout(token: string | undefined): void {
+    if (token) this.sessions.delete(token);
+  }
+}
+
+/** The value of one cookie in a Cookie header. */
+export function cookie(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return decodeURIComponent(v.join('='));
+  }
+  return undefined;
+}

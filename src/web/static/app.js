@@ -1,0 +1,172 @@
+// DPHIANT web UI: one small script for every page (no build step, no inline script: the CSP forbids it).
+// Values are written with textContent only, never as HTML.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+let session = null;
+
+async function call(path, options = {}) {
+  const headers = { ...(options.body ? { 'content-type': 'application/json' } : {}), ...(session ? { 'x-csrf-token': session.csrf } : {}) };
+  const res = await fetch(path, { credentials: 'same-origin', ...options, headers });
+  if (res.status === 401) {
+    location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
+    throw new Error('login required');
+  }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
+  return body;
+}
+
+function row(cells) {
+  const tr = document.createElement('tr');
+  for (const c of cells) {
+    const td = document.createElement('td');
+    if (c instanceof Node) td.appendChild(c);
+    else td.textContent = c === null || c === undefined ? '' : String(c);
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function button(label, onClick) {
+  const b = document.createElement('button');
+  b.textContent = label;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+async function header() {
+  session = await call('/api/session');
+  $('user').textContent = `${session.username} (${session.role})`;
+  $('logout').addEventListener('click', async () => {
+    await call('/api/logout', { method: 'POST' });
+    location.href = '/login';
+  });
+  if (session.role !== 'reidentifier' && $('audit-link')) $('audit-link').hidden = true;
+  if ($('link-modality')) {
+    $('link-modality').href = session.links.modality;
+    $('link-pacs').href = session.links.pacs;
+  }
+}
+
+// ---- login ----
+function loginPage() {
+  $('login').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('error').textContent = '';
+    const res = await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: $('username').value, password: $('password').value }) });
+    if (!res.ok) {
+      $('error').textContent = (await res.json().catch(() => ({}))).error || 'login failed';
+      return;
+    }
+    const next = new URLSearchParams(location.search).get('next');
+    location.href = next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  });
+}
+
+// ---- dashboard ----
+async function refreshDashboard() {
+  const s = await call('/api/summary');
+  const counts = $('counts');
+  counts.replaceChildren(
+    ...s.states.map((state) => {
+      const div = document.createElement('div');
+      div.className = 'count';
+      div.dataset.state = state;
+      const b = document.createElement('b');
+      b.textContent = String(s.counts[state]);
+      div.append(b, state);
+      return div;
+    }),
+  );
+  $('oldest').textContent = s.oldestUnfinished ? `${Math.round((Date.now() - Date.parse(s.oldestUnfinished)) / 1000)} s` : 'none';
+  $('depth').textContent = String(s.queueDepth);
+  for (const [id, up] of [['pacs', s.pacs], ['db', s.crosswalk]]) {
+    $(id).textContent = up ? 'reachable' : 'UNREACHABLE';
+    $(id).className = up ? 'ok' : 'bad';
+  }
+  const max = Math.max(1, ...s.perMinute.map((m) => m.done));
+  $('bars').replaceChildren(
+    ...s.perMinute.map((m) => {
+      const d = document.createElement('div');
+      d.style.height = `${Math.round((m.done / max) * 60)}px`;
+      d.title = `${m.minute}: ${m.done}`;
+      return d;
+    }),
+  );
+  const jobs = await call(`/api/jobs?search=${encodeURIComponent($('job-search').value)}`);
+  $('jobs').replaceChildren(...jobs.map((j) => row([j.id, j.state, j.aliasId, j.newSopInstanceUid, j.updatedAt, j.reason])));
+  const q = await call('/api/quarantine');
+  $('quarantine').replaceChildren(
+    ...q.map((j) => {
+      const actions = document.createElement('span');
+      if (session.role === 'reidentifier') {
+        actions.append(
+          button('requeue', () => call(`/api/quarantine/${j.id}/requeue`, { method: 'POST' }).then(refreshDashboard)),
+          button('purge', () => call(`/api/quarantine/${j.id}/purge`, { method: 'POST' }).then(refreshDashboard)),
+        );
+      }
+      return row([j.id, j.updatedAt, j.kept ? 'yes' : 'no', j.reason, actions]);
+    }),
+  );
+}
+
+async function dashboardPage() {
+  await header();
+  $('job-search').addEventListener('input', () => refreshDashboard());
+  await refreshDashboard();
+  setInterval(() => refreshDashboard().catch(() => {}), 2000); // live: polling every 2 s
+}
+
+// ---- crosswalk ----
+let selected = null;
+
+async function refreshPatients() {
+  const page = await call(`/api/patients?search=${encodeURIComponent($('search').value)}`);
+  $('total').textContent = `${page.total} aliases`;
+  $('patients').replaceChildren(
+    ...page.items.map((p) => row([p.aliasId, p.aliasName, p.aliasSex, p.studies, p.instances, p.createdAt, p.lastStudyAt, button('open', () => openAlias(p.aliasId))])),
+  );
+}
+
+async function openAlias(alias) {
+  selected = alias;
+  $('detail').hidden = false;
+  $('detail-alias').textContent = alias;
+  $('revealed').hidden = true;
+  $('revealed').textContent = '';
+  $('reveal-error').textContent = '';
+  $('reveal-box').hidden = session.role !== 'reidentifier';
+  const studies = await call(`/api/patients/${encodeURIComponent(alias)}/studies`);
+  $('studies').replaceChildren(...studies.map((s) => row([s.accessionAlias, s.createdAt])));
+}
+
+async function crosswalkPage() {
+  await header();
+  $('search').addEventListener('input', () => refreshPatients());
+  $('reveal').addEventListener('click', async () => {
+    $('reveal-error').textContent = '';
+    try {
+      const r = await call(`/api/patients/${encodeURIComponent(selected)}/reveal`, { method: 'POST', body: JSON.stringify({ reason: $('reason').value }) });
+      $('revealed').hidden = false;
+      $('revealed').textContent = JSON.stringify(r, null, 2);
+    } catch (e) {
+      $('reveal-error').textContent = e.message;
+    }
+  });
+  await refreshPatients();
+}
+
+// ---- audit ----
+async function auditPage() {
+  await header();
+  try {
+    const records = await call('/api/audit');
+    $('audit').replaceChildren(...records.map((a) => row([a.at, a.action, a.aliasId ?? '*', a.user, a.reason, a.disclosed.join(', ')])));
+  } catch (e) {
+    $('error').textContent = e.message;
+  }
+}
+
+const pages = { login: loginPage, dashboard: dashboardPage, crosswalk: crosswalkPage, audit: auditPage };
+pages[document.body.dataset.page]?.();
