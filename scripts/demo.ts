@@ -130,13 +130,16 @@ The dev stack is running (login demo/demo everywhere):
 
   modality  Orthanc Explorer  ${modality.httpUrl}/app/explorer.html
   PACS      Orthanc Explorer  ${pacs.httpUrl}/app/explorer.html
-  middleman DICOM             ${d.middleman.aet}@${d.middleman.host}:${d.middleman.dicomPort}   (its web UI on ${d.middleman.webUrl} comes with the next issue)
+  middleman web UI            ${d.middleman.webUrl}   (demo/demo may reveal identities; viewer/viewer may not)
+  middleman DICOM             ${d.middleman.aet}@${d.middleman.host}:${d.middleman.dicomPort}
 
 What to click:
   1. In the modality's explorer, open a patient, then a study, and press "Send to DICOM modality" → "middleman".
   2. In the PACS's explorer the study appears under its alias patient, de-identified (PatientIdentityRemoved YES);
      a few seconds after arriving raw, it is replaced by its de-identified copy.
-  3. \`DPHIANT_DATA_DIR=.stack/data npx dphiant status\` shows the journal and the quarantine;
+  3. The middleman's dashboard (${d.middleman.webUrl}) shows the jobs as they flow, the crosswalk page the aliases;
+     revealing an identity asks for a reason and is written to the audit log.
+  4. \`DPHIANT_DATA_DIR=.stack/data npx dphiant status\` shows the journal and the quarantine;
      \`DPHIANT_DATA_DIR=.stack/data npx dphiant crosswalk list\` the aliases;
      \`DPHIANT_DATA_DIR=.stack/data npx dphiant crosswalk reveal <alias> --reason "…"\` re-identifies (audited).
      .stack/middleman.log is the middleman's log (aliases and hashes of UIDs, no PHI values).
