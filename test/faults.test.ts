@@ -13,18 +13,8 @@ import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
 import { freePorts } from './support/ports.js';
+import { Rng } from '../src/synth/rng.js';
 
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -145,13 +135,13 @@ describe('fault: kill -9 the middleman at seeded random moments during a 500-ins
 
   it('ends with every instance the modality sent de-identified in the PACS exactly once, none raw, none lost', async () => {
     const seed = Number(process.env.DPHIANT_FAULT_SEED ?? 20261125);
-    const random = prng(seed);
+    const rng = new Rng(`faults|${seed}`);
     s = await faultStack(500);
     await s.startMiddleman();
     await s.send();
     const kills: number[] = [];
     for (let k = 0; k < 10; k++) {
-      const delay = Math.round(200 + random() * 1800);
+      const delay = rng.int(200, 2000);
       await sleep(delay);
       await s.mm!.kill9();
       kills.push(delay);

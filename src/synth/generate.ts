@@ -2,6 +2,7 @@
 // Every value comes from a PRNG keyed by (seed, prefix, patient, study, series, instance), so an instance is the
 // same whether it is made alone (generateOne) or within a batch, and adding patients does not change earlier ones.
 import { createHash } from 'node:crypto';
+import { Rng } from './rng.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TS, encodingOf } from '../dicom/transfer-syntax.js';
@@ -41,34 +42,6 @@ const STUDY_KINDS: Record<Modality, readonly { study: string; series: readonly s
 };
 
 /** sfc32 seeded from SHA-256 of the key: independent, reproducible streams per patient/study/series/instance. */
-class Rng {
-  private a: number; private b: number; private c: number; private d: number;
-  constructor(key: string) {
-    const h = createHash('sha256').update(key).digest();
-    [this.a, this.b, this.c, this.d] = [h.readUInt32LE(0), h.readUInt32LE(4), h.readUInt32LE(8), h.readUInt32LE(12)];
-    for (let i = 0; i < 12; i++) this.next();
-  }
-  next(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return (t >>> 0) / 4294967296;
-  }
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-  pick<T>(list: readonly T[]): T {
-    return list[Math.floor(this.next() * list.length)]!;
-  }
-  digits(n: number): string {
-    let s = '';
-    for (let i = 0; i < n; i++) s += String(this.int(0, 9));
-    return s;
-  }
-}
 
 /** A 2.25 UID from a UUIDv8 whose 122 free bits are SHA-256 of the key: deterministic and practically unique. */
 function uidFor(key: string): string {

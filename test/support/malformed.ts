@@ -8,6 +8,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { encodeDataset, type Element } from '../../src/dicom/writer.js';
 import { TS } from '../../src/dicom/transfer-syntax.js';
 import { generateElements, CT_IMAGE_STORAGE, MR_IMAGE_STORAGE } from '../../src/synth/generate.js';
+import { Rng } from '../../src/synth/rng.js';
 
 export const KINDS = {
   truncated: 180,
@@ -40,39 +41,6 @@ export interface MalformedCase {
 
 // ---------------------------------------------------------------- PRNG
 
-/** sfc32 seeded from SHA-256 of the key. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-  constructor(key: string) {
-    const h = createHash('sha256').update(key).digest();
-    [this.a, this.b, this.c, this.d] = [h.readUInt32LE(0), h.readUInt32LE(4), h.readUInt32LE(8), h.readUInt32LE(12)];
-    for (let i = 0; i < 12; i++) this.next();
-  }
-  next(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return (t >>> 0) / 4294967296;
-  }
-  /** Integer in [min, max]. */
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1));
-  }
-  pick<T>(list: readonly T[]): T {
-    return list[Math.floor(this.next() * list.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = Math.floor(this.next() * 256);
-    return b;
-  }
-}
 
 // ---------------------------------------------------------------- the reference reader
 
