@@ -32,7 +32,12 @@ export function verifyPassword(password: string, stored: string): boolean {
 }
 
 const FAILURE_WINDOW_MS = 5 * 60_000;
-const MAX_FAILURES = 5;
+/** Per user name: protects one account without locking out everyone else at the same address. */
+const MAX_FAILURES_PER_USER = 5;
+/** Per address: slows a password spray over many user names. */
+const MAX_FAILURES_PER_ADDRESS = 50;
+/** Bound on the failure records kept (unknown user names included). */
+const MAX_TRACKED = 10_000;
 
 export class Auth {
   private readonly sessions = new Map<string, Session>();
@@ -47,7 +52,16 @@ export class Auth {
   /** Whether this user name or address has failed too often lately. */
   throttled(username: string, address: string): boolean {
     const now = Date.now();
-    return [`user:${username}`, `addr:${address}`].some((k) => (this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS).length >= MAX_FAILURES);
+    const recent = (k: string) => (this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS).length;
+    return recent(`user:${username}`) >= MAX_FAILURES_PER_USER || recent(`addr:${address}`) >= MAX_FAILURES_PER_ADDRESS;
+  }
+
+  private recordFailure(username: string, address: string): void {
+    const now = Date.now();
+    if (this.failures.size > MAX_TRACKED) {
+      for (const [k, times] of this.failures) if (times.every((t) => now - t >= FAILURE_WINDOW_MS)) this.failures.delete(k);
+    }
+    for (const k of [`user:${username}`, `addr:${address}`]) this.failures.set(k, [...(this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS), now].slice(-MAX_FAILURES_PER_ADDRESS));
   }
 
   /** A new session, or null for a wrong user name or password (the failure is counted). */
@@ -56,8 +70,7 @@ export class Auth {
     // verify against some hash even for an unknown user, so timing does not tell which names exist
     const ok = verifyPassword(password, user?.passwordHash ?? this.users[0]!.passwordHash) && !!user;
     if (!ok) {
-      const now = Date.now();
-      for (const k of [`user:${username}`, `addr:${address}`]) this.failures.set(k, [...(this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS), now]);
+      this.recordFailure(username, address);
       return null;
     }
     const session: Session = { token: randomBytes(32).toString('base64url'), username, role: user!.role, csrf: randomBytes(24).toString('base64url'), lastSeen: Date.now() };

@@ -59,8 +59,9 @@ function loginPage() {
       $('error').textContent = (await res.json().catch(() => ({}))).error || 'login failed';
       return;
     }
-    const next = new URLSearchParams(location.search).get('next');
-    location.href = next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
+    // only a page of this site: a URL parser decides, not a prefix check ("/\\evil.example" is another host)
+    const next = new URL(new URLSearchParams(location.search).get('next') || '/', location.origin);
+    location.href = next.origin === location.origin ? next.pathname + next.search : '/';
   });
 }
 
@@ -120,9 +121,12 @@ async function dashboardPage() {
 
 // ---- crosswalk ----
 let selected = null;
+let searchSeq = 0;
 
 async function refreshPatients() {
+  const seq = ++searchSeq;
   const page = await call(`/api/patients?search=${encodeURIComponent($('search').value)}`);
+  if (seq !== searchSeq) return; // a newer search is on its way: this answer is stale
   $('total').textContent = `${page.total} aliases`;
   $('patients').replaceChildren(
     ...page.items.map((p) => row([p.aliasId, p.aliasName, p.aliasSex, p.studies, p.instances, p.createdAt, p.lastStudyAt, button('open', () => openAlias(p.aliasId))])),
