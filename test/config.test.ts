@@ -43,6 +43,12 @@ describe('configuration', () => {
     ['pacs.url', { DPHIANT_PACS_URL: 'ftp://x' }, 'http(s) URL'],
     ['logLevel', { DPHIANT_LOG_LEVEL: 'loud' }, 'one of'],
     ['pacs.password', { DPHIANT_DEV_STACK: 'false' }, 'only in the dev stack'],
+    ['keyFile', { DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'real-secret', DPHIANT_CROSSWALK_KEY: 'ab'.repeat(32) }, 'site key file is required'],
+    [
+      'web.users',
+      { DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'real-secret', DPHIANT_KEY_FILE: '/etc/dphiant/site.key', DPHIANT_CROSSWALK_KEY: 'ab'.repeat(32) },
+      'dev stack passwords',
+    ],
   ];
   for (const [key, env, reason] of bad) {
     it(`rejects a bad ${key} (${Object.values(env)[0]}) naming the key and the reason`, () => {

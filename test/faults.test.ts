@@ -203,10 +203,11 @@ describe('fault: the crosswalk database (FerretDB) stopped mid-burst, then start
       this.skip();
     }
     const db = ferret as MongoServer;
-    s = await faultStack(200, { DPHIANT_CROSSWALK_URL: `${db.url}/faults`, DPHIANT_PIPELINE_RETRY_MAX_MS: '5000', DPHIANT_PIPELINE_MAX_ATTEMPTS: '40' });
+    s = await faultStack(300, { DPHIANT_CROSSWALK_URL: `${db.url}/faults`, DPHIANT_PIPELINE_RETRY_MAX_MS: '5000', DPHIANT_PIPELINE_MAX_ATTEMPTS: '40' });
     await s.startMiddleman();
     await s.send();
-    await sleep(800);
+    // mid-burst: as soon as the first instances are de-identified
+    for (let i = 0; i < 200 && s.journal.counts().DONE < 20; i++) await sleep(50);
     await db.stop();
     const down = Date.now();
     await sleep(15_000);

@@ -367,13 +367,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   config.dataDir = path.resolve(config.dataDir);
   if (config.crosswalk.dateOffsetMinDays > config.crosswalk.dateOffsetMaxDays)
     throw new ConfigError('crosswalk.dateOffsetMinDays', 'must not be greater than crosswalk.dateOffsetMaxDays');
-  if (!config.devStack && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
-    throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
   if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
     throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
   if (!config.devStack && !config.crosswalk.keyFile && !config.crosswalk.key)
     throw new ConfigError('crosswalk.keyFile', 'outside the dev stack a crosswalk key is required (dphiant keygen, then crosswalk.keyFile or DPHIANT_CROSSWALK_KEY)');
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
+  if (!config.devStack && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
+    throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
     throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   return config;
