@@ -12,13 +12,11 @@ import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
 import { parseFile, type ParsedDataset } from '../dicom/walker.js';
 import { stringValue, specificCharacterSet } from '../dicom/values.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type LoadConfig = (argv: any) => Config;
 
 /** retainUIDs → retain-uids, retainLongFullDates → retain-long-full-dates */
 const kebab = (k: string) => k.replace(/([a-z])([A-Z]+)/g, (_m, a: string, b: string) => `${a}-${b.toLowerCase()}`);
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function withProfileOptions(y: Argv<any>): Argv<any> {
   let out: Argv<any> = y.option('profile', { type: 'string', describe: 'site profile JSON (overrides anonymize.profile)' });
   for (const k of OPTION_KEYS) out = out.option(kebab(k), { type: 'boolean', describe: `PS3.15 option ${k} (overrides anonymize.${k})` });

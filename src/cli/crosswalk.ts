@@ -8,7 +8,6 @@ import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
 import { readKeyFile, writeKeyFile } from '../keys.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type LoadConfig = (argv: any) => Config;
 
 /** Who asks: the operating-system account, and the name given with --user if any. */

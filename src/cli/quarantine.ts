@@ -6,7 +6,6 @@ import { pacsRestClient } from '../middleman.js';
 import { Journal, journalPath } from '../pipeline/journal.js';
 import { Quarantine, quarantineDir } from '../pipeline/quarantine.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type LoadConfig = (argv: any) => Config;
 
 export function quarantineCommand(loadConfig: LoadConfig): CommandModule<object, any> {

@@ -188,7 +188,6 @@ interface ScpInternals {
   socket: Socket;
   connected: boolean;
 }
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 interface StoreScp extends ScpInternals {}
 
 export class DicomServer {
