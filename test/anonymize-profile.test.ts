@@ -12,16 +12,10 @@ import { parseFile, walk, type ParsedDataset } from '../src/dicom/walker.js';
 import { stringValue } from '../src/dicom/values.js';
 import { findUp } from '../src/paths.js';
 import { generateStudies } from '../src/synth/generate.js';
-import { run } from './support/dcmtk.js';
+import { dphiant } from './support/cli.js';
 import { SHARED_DICOM, sharedDicomFiles } from './support/files.js';
 
-const CLI = findUp('dist/src/cli/main.js');
 /** The environment without any DPHIANT_* setting of the developer's shell. */
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_')));
-
-function dphiant(args: string[], env: Record<string, string> = {}) {
-  return run(process.execPath, [CLI, ...args], { env: { ...cleanEnv, ...env } as NodeJS.ProcessEnv });
-}
 
 function top(ds: ParsedDataset, tag: number): string {
   const el = ds.elements.find((e) => e.tag === tag);

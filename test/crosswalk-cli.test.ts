@@ -4,14 +4,11 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { findUp } from '../src/paths.js';
 import { part10, type Element } from '../src/dicom/writer.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
-import { run } from './support/dcmtk.js';
+import { dphiant } from './support/cli.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
 
-const CLI = findUp('dist/src/cli/main.js');
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_')));
 const PLANTED = { name: 'Wolkenstein^Ermengarde', id: 'PLNT-55821', birth: '19440229', accession: 'ACCPL-991' };
 
 function instance(n: number): Buffer {
@@ -46,7 +43,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
     this.timeout(120_000);
     let dir: string;
     let env: Record<string, string>;
-    const dphiant = (args: string[], extra: Record<string, string> = {}) => run(process.execPath, [CLI, ...args], { env: { ...cleanEnv, ...env, ...extra } as NodeJS.ProcessEnv });
+    const cli = (args: string[], extra: Record<string, string> = {}) => dphiant(args, { ...env, ...extra });
 
     before(async function () {
       if (backend !== 'SQLite' && 'skip' in ferret) {
@@ -60,12 +57,12 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
 
     it('keygen writes a 0600 key file and never overwrites one', async () => {
       for (const name of ['site.key', 'crosswalk.key']) {
-        const r = await dphiant(['keygen', '--out', path.join(dir, name)]);
+        const r = await cli(['keygen', '--out', path.join(dir, name)]);
         expect(r.code, r.stderr).to.equal(0);
         expect(statSync(path.join(dir, name)).mode & 0o777).to.equal(0o600);
         expect(readFileSync(path.join(dir, name), 'utf8').trim()).to.match(/^[0-9a-f]{64}$/);
       }
-      const again = await dphiant(['keygen', '--out', path.join(dir, 'site.key')]);
+      const again = await cli(['keygen', '--out', path.join(dir, 'site.key')]);
       expect(again.code).not.to.equal(0);
       env.DPHIANT_KEY_FILE = path.join(dir, 'site.key');
       env.DPHIANT_CROSSWALK_KEY_FILE = path.join(dir, 'crosswalk.key');
@@ -77,44 +74,44 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       mkdirSync(input, { recursive: true });
       writeFileSync(path.join(input, 'a.dcm'), instance(1));
       writeFileSync(path.join(input, 'b.dcm'), instance(2));
-      const r = await dphiant(['anonymize', input, '--out', path.join(dir, 'out'), '--jobs', '2']);
+      const r = await cli(['anonymize', input, '--out', path.join(dir, 'out'), '--jobs', '2']);
       expect(r.code, r.stdout + r.stderr).to.equal(0);
       expectNoPhi(r.stdout + r.stderr, 'anonymize output');
-      const list = await dphiant(['crosswalk', 'list']);
+      const list = await cli(['crosswalk', 'list']);
       expect(list.stdout).to.match(/^1 patient aliases in the (sqlite|mongodb) crosswalk/);
       expect(list.stdout).to.match(/\tF\tstudies 1\t/);
       expectNoPhi(list.stdout + list.stderr, 'crosswalk list');
     });
 
     it('reveal needs a reason; with one it prints the identity and the audit shows who and why', async () => {
-      const alias = (await dphiant(['crosswalk', 'list'])).stdout.split('\n')[1]!.split('\t')[0]!;
-      const refused = await dphiant(['crosswalk', 'reveal', alias]);
+      const alias = (await cli(['crosswalk', 'list'])).stdout.split('\n')[1]!.split('\t')[0]!;
+      const refused = await cli(['crosswalk', 'reveal', alias]);
       expect(refused.code).to.equal(1);
       expect(refused.stderr).to.contain('needs a reason');
       expectNoPhi(refused.stdout + refused.stderr, 'a refused reveal');
-      const shown = await dphiant(['crosswalk', 'reveal', alias, '--reason', 'tumour board follow-up', '--user', 'dr.lee']);
+      const shown = await cli(['crosswalk', 'reveal', alias, '--reason', 'tumour board follow-up', '--user', 'dr.lee']);
       expect(shown.code, shown.stderr).to.equal(0);
       expect(JSON.parse(shown.stdout).identity).to.include({ patientId: PLANTED.id, name: PLANTED.name, birthDate: PLANTED.birth });
-      const audit = await dphiant(['crosswalk', 'audit']);
+      const audit = await cli(['crosswalk', 'audit']);
       expect(audit.stdout.trim().split('\n')).to.have.length(1);
       expect(audit.stdout).to.match(new RegExp(`\\treveal\\t${alias}\\tdr\\.lee \\(os user .+\\)\\ttumour board follow-up`));
     });
 
     it('exports the mapping to a 0600 file, audited, and rekeys to a new crosswalk key', async () => {
       const out = path.join(dir, 'export.csv');
-      const r = await dphiant(['crosswalk', 'export', '--out', out, '--reason', 'registry reconciliation']);
+      const r = await cli(['crosswalk', 'export', '--out', out, '--reason', 'registry reconciliation']);
       expect(r.code, r.stderr).to.equal(0);
       expect(statSync(out).mode & 0o777).to.equal(0o600);
       expect(readFileSync(out, 'utf8')).to.contain(PLANTED.id);
-      await dphiant(['keygen', '--out', path.join(dir, 'crosswalk2.key')]);
-      const rekey = await dphiant(['crosswalk', 'rekey', '--new-key', path.join(dir, 'crosswalk2.key'), '--reason', 'scheduled rotation']);
+      await cli(['keygen', '--out', path.join(dir, 'crosswalk2.key')]);
+      const rekey = await cli(['crosswalk', 'rekey', '--new-key', path.join(dir, 'crosswalk2.key'), '--reason', 'scheduled rotation']);
       expect(rekey.code, rekey.stderr).to.equal(0);
       expect(rekey.stdout).to.match(/re-sealed [1-9]\d* values/);
-      const old = await dphiant(['crosswalk', 'list']);
+      const old = await cli(['crosswalk', 'list']);
       expect(old.code, 'the old key no longer opens the crosswalk').to.equal(1);
       expect(old.stderr).to.contain('sealed with key');
       env.DPHIANT_CROSSWALK_KEY_FILE = path.join(dir, 'crosswalk2.key');
-      const audit = await dphiant(['crosswalk', 'audit']);
+      const audit = await cli(['crosswalk', 'audit']);
       expect(audit.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[1])).to.deep.equal(['rekey', 'export', 'reveal']);
     });
 
@@ -134,9 +131,7 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
 
 describe('the middleman outside the dev stack', () => {
   it('refuses to start without keys, naming the setting', async () => {
-    const r = await run(process.execPath, [CLI, 'serve'], {
-      env: { ...cleanEnv, DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'a-real-password' } as NodeJS.ProcessEnv,
-    });
+    const r = await dphiant(['serve'], { DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'a-real-password' });
     expect(r.code).to.equal(2);
     expect(r.stderr).to.match(/keyFile|crosswalk\.keyFile/);
   });

@@ -8,13 +8,11 @@ import { encodeDataset, part10 } from '../src/dicom/writer.js';
 import { sendRawDataset } from './support/raw-scu.js';
 import { generateElements } from '../src/synth/generate.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
-import { run, storescu } from './support/dcmtk.js';
-import { findUp } from '../src/paths.js';
+import { storescu } from './support/dcmtk.js';
+import { dphiant } from './support/cli.js';
 import { startStack, type TestStack } from './support/stack.js';
 import { waitUntilSettled, pacsInventory } from './support/pipeline.js';
 
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_')));
-const dphiant = (args: string[], env: Record<string, string>) => run(process.execPath, [findUp('dist/src/cli/main.js'), ...args], { env: { ...cleanEnv, ...env } as NodeJS.ProcessEnv });
 
 describe('pipeline: instances end de-identified in the PACS', function () {
   this.timeout(300_000);

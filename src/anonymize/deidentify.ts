@@ -1,7 +1,7 @@
 // One instance, start to finish: parse, match the patient in the crosswalk, de-identify, verify.
 // The batch command and the pipeline's worker both call this; only the alias source differs.
 import { parseDataset, parseFile, type ParsedDataset } from '../dicom/walker.js';
-import { stringValue, specificCharacterSet } from '../dicom/values.js';
+import { topLevelString } from '../dicom/values.js';
 import type { AliasSource, PatientAlias, PatientIdentity } from '../crosswalk/types.js';
 import { anonymize, type AnonymizeResult } from './engine.js';
 import { scanForPhi, VerificationError } from './gate.js';
@@ -50,18 +50,13 @@ function gatherForGate(chunks: Uint8Array[], input: ParsedDataset): Buffer {
   return scratch.subarray(0, at);
 }
 
-function topString(ds: ParsedDataset, tag: number): string {
-  const el = ds.elements.find((e) => e.tag === tag);
-  return el ? stringValue(ds, el, specificCharacterSet(ds)) : '';
-}
-
 /**
  * De-identifies one PS3.10 file. Throws DicomParseError for input that is not readable DICOM and
  * VerificationError (attribute paths, no values) when the gate finds identifying values in the output.
  */
 export async function deidentify(file: Buffer, profile: Profile, key: Buffer, aliases: AliasSource): Promise<Deidentified> {
   const { meta, dataset } = parseFile(file);
-  return deidentifyParsed(dataset, topString(meta, 0x00020002), profile, key, aliases);
+  return deidentifyParsed(dataset, topLevelString(meta, 0x00020002), profile, key, aliases);
 }
 
 /** The same for a data set received over the network (no file meta): its bytes and transfer syntax. */
@@ -73,11 +68,11 @@ async function deidentifyParsed(dataset: ParsedDataset, metaSopClassUid: string,
   const identity = identityOf(dataset);
   const alias = await aliases.patient(identity);
   const accessionAlias = await aliases.study(alias, {
-    studyInstanceUid: topString(dataset, 0x0020000d),
-    accessionNumber: topString(dataset, 0x00080050),
+    studyInstanceUid: topLevelString(dataset, 0x0020000d),
+    accessionNumber: topLevelString(dataset, 0x00080050),
   });
   const needles = phiNeedles(dataset, profile);
-  const sopClassUid = topString(dataset, 0x00080016) || metaSopClassUid;
+  const sopClassUid = topLevelString(dataset, 0x00080016) || metaSopClassUid;
   const result = anonymize({
     dataset,
     sopClassUid,

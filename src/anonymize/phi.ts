@@ -2,7 +2,7 @@
 // the "needles" the verification gate and the Clean action look for in every value of the output.
 import type { DicomElement, ParsedDataset } from '../dicom/walker.js';
 import { walk } from '../dicom/walker.js';
-import { specificCharacterSet, stringValue } from '../dicom/values.js';
+import { specificCharacterSet, stringValue, topLevelString } from '../dicom/values.js';
 import type { PatientIdentity } from '../crosswalk/types.js';
 import type { Profile } from './profile.js';
 
@@ -36,11 +36,7 @@ const KIND: Map<number, NeedleKind> = new Map([
 
 /** The patient's identity from the top level of the data set. */
 export function identityOf(ds: ParsedDataset): PatientIdentity {
-  const charset = specificCharacterSet(ds);
-  const top = (tag: number) => {
-    const el = ds.elements.find((e) => e.tag === tag);
-    return el ? stringValue(ds, el, charset) : '';
-  };
+  const top = (tag: number) => topLevelString(ds, tag);
   return {
     patientId: top(0x00100020),
     issuerOfPatientId: top(0x00100021),

@@ -9,8 +9,8 @@ import { phiNeedles, type Needle } from '../anonymize/phi.js';
 import { Profile, profileFromSettings, type Options, type SiteProfile } from '../anonymize/profile.js';
 import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
 import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
-import { parseFile, type ParsedDataset } from '../dicom/walker.js';
-import { stringValue, specificCharacterSet } from '../dicom/values.js';
+import { parseFile } from '../dicom/walker.js';
+import { stringValue, specificCharacterSet, topLevelString } from '../dicom/values.js';
 
 type LoadConfig = (argv: any) => Config;
 
@@ -36,11 +36,6 @@ export function profileFrom(cfg: Config, argv: Record<string, unknown>): { optio
 
 /** PatientName, PatientID, AccessionNumber: what the crosswalk replaces. */
 const ALIASED_TAGS = [0x00100010, 0x00100020, 0x00080050];
-
-function topValue(ds: ParsedDataset, tag: number): string {
-  const el = ds.elements.find((e) => e.tag === tag);
-  return el && !el.items ? stringValue(ds, el, specificCharacterSet(ds)) : '';
-}
 
 function bar(done: number, total: number, perSecond: number): void {
   const width = 30;
@@ -103,7 +98,7 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
           try {
             const ds = parseFile(readFileSync(file)).dataset;
             for (const n of phiNeedles(ds, profile)) if (!seen.has(n.text)) (seen.add(n.text), needles.push(n));
-            for (const t of ALIASED_TAGS) originalIds.add(topValue(ds, t));
+            for (const t of ALIASED_TAGS) originalIds.add(topLevelString(ds, t));
           } catch {
             /* not DICOM: nothing to look for */
           }
@@ -119,7 +114,7 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
           const removed = dataset.elements.find((e) => e.tag === 0x00120062);
           if (!removed || stringValue(dataset, removed, specificCharacterSet(dataset)) !== 'YES') problems.push('PatientIdentityRemoved is not YES');
           // like the gate, the aliases the crosswalk wrote are not searched (they may share a word with a physician's name)
-          const aliases = new Set(ALIASED_TAGS.map((t) => topValue(dataset, t)).filter((v) => v && !originalIds.has(v)));
+          const aliases = new Set(ALIASED_TAGS.map((t) => topLevelString(dataset, t)).filter((v) => v && !originalIds.has(v)));
           problems.push(...scanForPhi(dataset, needles, profile, aliases).map((h) => `${h.kind} in ${h.path}`));
         } catch (e) {
           problems = [`unreadable: ${(e as Error).message}`];

@@ -4,7 +4,8 @@ import type { Config } from '../config/index.js';
 import { loadKeys } from '../crosswalk/open.js';
 import { pacsRestClient } from '../middleman.js';
 import { Journal, journalPath } from '../pipeline/journal.js';
-import { Quarantine, quarantineDir } from '../pipeline/quarantine.js';
+import os from 'node:os';
+import { purgeQuarantined, Quarantine, quarantineDir, requeueQuarantined } from '../pipeline/quarantine.js';
 
 type LoadConfig = (argv: any) => Config;
 
@@ -36,14 +37,10 @@ export function quarantineCommand(loadConfig: LoadConfig): CommandModule<object,
           const job = journal.get(id);
           if (job?.state !== 'QUARANTINED') throw new Error(`job ${id} is not quarantined`);
           if (argv.action === 'requeue') {
-            // the raw instance goes back to the PACS; the running middleman picks the job up within a second
-            await pacs.upload(quarantine.get(id));
-            journal.requeued(id);
-            quarantine.remove(id);
+            await requeueQuarantined(job, { journal, quarantine, pacs });
             console.log(`job ${id} requeued`);
           } else {
-            quarantine.remove(id);
-            journal.transition(id, 'QUARANTINED', 'PURGED', `purged: ${job.reason ?? ''}`.slice(0, 500));
+            purgeQuarantined(job, { journal, quarantine }, os.userInfo().username);
             console.log(`job ${id} purged`);
           }
         }

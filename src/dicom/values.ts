@@ -163,6 +163,12 @@ export function stringValue(ds: ParsedDataset, el: DicomElement, charset?: strin
   return trimEnd(decodeText(rawValue(ds, el), el.vr, charset ?? specificCharacterSet(ds)));
 }
 
+/** The text of a top-level element: '' when it is absent, a sequence or encapsulated data. */
+export function topLevelString(ds: ParsedDataset, tag: number, charset?: string[]): string {
+  const el = ds.elements.find((e) => e.tag === tag);
+  return el && !el.items && !el.fragments ? stringValue(ds, el, charset) : '';
+}
+
 /** The values of a text element ([] when empty), split on backslash except for LT, ST, UT and UR. */
 export function stringValues(ds: ParsedDataset, el: DicomElement, charset?: string[]): string[] {
   const text = stringValue(ds, el, charset);

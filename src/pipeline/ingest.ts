@@ -4,7 +4,7 @@
 // any failure → REJECTED with a reason and a failure status, and the middleman keeps nothing.
 import { readFile, rm } from 'node:fs/promises';
 import { DicomParseError, parseDataset } from '../dicom/walker.js';
-import { stringValue } from '../dicom/values.js';
+import { topLevelString } from '../dicom/values.js';
 import type { Logger } from '../log.js';
 import { fingerprint } from '../log.js';
 import type { PacsTarget, StoreOutcome } from '../scu/store.js';
@@ -35,10 +35,7 @@ export function checkDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedB
     if (e instanceof DicomParseError) return { status: Status.CannotUnderstand, comment: `malformed data set at offset ${e.offset}`.slice(0, 64) };
     throw e;
   }
-  const top = (tag: number) => {
-    const el = ds.elements.find((e) => e.tag === tag);
-    return el && !el.items && !el.fragments ? stringValue(ds, el, []) : '';
-  };
+  const top = (tag: number) => topLevelString(ds, tag, []);
   if (top(0x00080018) !== inst.sopInstanceUid) return { status: Status.CannotUnderstand, comment: 'SOP Instance UID differs from the C-STORE request' };
   if (top(0x00080016) !== inst.sopClassUid) return { status: SOP_CLASS_MISMATCH, comment: 'SOP Class UID differs from the C-STORE request' };
   return null;

@@ -4,6 +4,8 @@
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openBytes, sealBytes } from '../crosswalk/crypto.js';
+import type { OrthancClient } from '../pacs/orthanc.js';
+import type { Job, Journal } from './journal.js';
 
 export class Quarantine {
   constructor(
@@ -40,4 +42,24 @@ export class Quarantine {
 
 export function quarantineDir(dataDir: string): string {
   return path.join(dataDir, 'quarantine');
+}
+
+/** An operator's decision on a quarantined job: the CLI and the web UI both act through these. */
+export interface QuarantineActions {
+  journal: Journal;
+  quarantine: Quarantine;
+  pacs: OrthancClient;
+}
+
+/** The raw instance goes back to the PACS and the job to IN_PACS; a running middleman picks it up within a second. */
+export async function requeueQuarantined(job: Job, d: QuarantineActions): Promise<void> {
+  await d.pacs.upload(d.quarantine.get(job.id));
+  d.journal.requeued(job.id);
+  d.quarantine.remove(job.id);
+}
+
+/** The sealed copy is deleted for good; the job ends PURGED, its reason kept. */
+export function purgeQuarantined(job: Job, d: Omit<QuarantineActions, 'pacs'>, by: string): void {
+  d.quarantine.remove(job.id);
+  d.journal.transition(job.id, 'QUARANTINED', 'PURGED', `purged by ${by}: ${job.reason ?? ''}`.slice(0, 500));
 }

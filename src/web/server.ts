@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
 import { findUp } from '../paths.js';
 import { JOB_STATES, type Job, type Journal } from '../pipeline/journal.js';
-import type { Quarantine } from '../pipeline/quarantine.js';
+import { purgeQuarantined, requeueQuarantined, type Quarantine } from '../pipeline/quarantine.js';
 import type { DeidentificationWorker } from '../pipeline/worker.js';
 import { Auth, cookie, SESSION_COOKIE, type Role, type Session } from './auth.js';
 
@@ -120,14 +120,9 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     const { id, action } = req.params as { id: string; action: string };
     const job = d.journal.get(Number(id));
     if (job?.state !== 'QUARANTINED') return reply.code(404).send({ error: 'no such quarantined job' });
-    if (action === 'requeue') {
-      await d.pacs.upload(d.quarantine.get(job.id));
-      d.journal.requeued(job.id);
-      d.quarantine.remove(job.id);
-    } else if (action === 'purge') {
-      d.quarantine.remove(job.id);
-      d.journal.transition(job.id, 'QUARANTINED', 'PURGED', `purged by ${s.username}: ${job.reason ?? ''}`.slice(0, 500));
-    } else return reply.code(404).send({ error: 'unknown action' });
+    if (action === 'requeue') await requeueQuarantined(job, d);
+    else if (action === 'purge') purgeQuarantined(job, d, `${s.username} (web)`);
+    else return reply.code(404).send({ error: 'unknown action' });
     d.log.warn({ job: job.id, user: s.username, action }, 'quarantine action');
     return { ok: true };
   }));
