@@ -17,6 +17,7 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/src/anonymize/data ./src/anonymize/data
+COPY --from=build /app/src/dicom/data ./src/dicom/data
 COPY --from=build /app/src/web/static ./src/web/static
 COPY --from=build /app/orthanc ./orthanc
 RUN mkdir -p /var/lib/dphiant && chown node:node /var/lib/dphiant

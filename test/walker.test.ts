@@ -9,6 +9,9 @@ import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { decodeText, encodeString, numberValues, rawValue, specificCharacterSet, stringValue, stringValues } from '../src/dicom/values.js';
 import { DicomParseError, parseDataset, parseFile, walk, type DicomElement, type ParsedDataset } from '../src/dicom/walker.js';
+import { isStandardUid, uidRegistry } from '../src/dicom/uid-registry.js';
+import { encodeDataset, type Element } from '../src/dicom/writer.js';
+import { findUp } from '../src/paths.js';
 import { generateOne } from '../src/synth/generate.js';
 import { sharedDicomFiles } from './support/files.js';
 
@@ -562,6 +565,232 @@ describe('the byte-preserving DICOM walker', () => {
       expectParseError(() => parseDataset(Buffer.from([0xff, 0xff, 0xff, 0xff]), TS.DeflatedExplicitVRLittleEndian), 0, /does not inflate/);
     });
   });
+
+  describe('on UN elements of attributes the dictionary knows (CP-246, PS3.5 6.2.2)', () => {
+    const LE = TS.ExplicitVRLittleEndian;
+    const BE = TS.ExplicitVRBigEndian;
+    const IMPLICIT = TS.ImplicitVRLittleEndian;
+    const EXPLICIT: [string, string][] = [['explicit VR little endian', LE], ['explicit VR big endian', BE]];
+    const U = 0xffffffff;
+    const ITEM = 0xfffee000;
+    const ITEM_DELIMITER = 0xfffee00d;
+    const SEQUENCE_DELIMITER = 0xfffee0dd;
+    const REFERENCED_STUDY_SEQUENCE = 0x00081110;
+    const REFERENCED_SOP_CLASS_UID = 0x00081150;
+    const REFERENCED_SOP_INSTANCE_UID = 0x00081155;
+    const PATIENT_NAME = 0x00100010;
+    const PATIENT_ID = 0x00100020;
+    // UTF-8, so a name read as UN (bytes as latin1) and read as PN (in the character set) differ
+    const CHARSET: Element = { tag: 0x00080005, vr: 'CS', value: 'ISO_IR 192' };
+    const NAME = 'Müller^Jörg';
+    const AFTER: Element = { tag: PATIENT_ID, vr: 'LO', value: 'ID-1' };
+    const IMPLICIT_LE = { explicitVR: false, littleEndian: true };
+
+    /** An item or delimiter header in implicit VR LE, as the items of a UN are written whatever the data set's syntax. */
+    function implicitHeader(tag: number, length: number): Buffer {
+      const h = Buffer.alloc(8);
+      h.writeUInt16LE(tag >>> 16, 0);
+      h.writeUInt16LE(tag & 0xffff, 2);
+      h.writeUInt32LE(length, 4);
+      return h;
+    }
+    /** Items as a converter that lost the VR of a sequence writes them into a UN: implicit VR LE. */
+    function implicitItems(items: Element[][], undefinedLength = false): Buffer {
+      return Buffer.concat(
+        items.flatMap((elements) => {
+          const content = encodeDataset(elements, IMPLICIT, { charset: 'utf8' });
+          return undefinedLength ? [implicitHeader(ITEM, U), content, implicitHeader(ITEM_DELIMITER, 0)] : [implicitHeader(ITEM, content.length), content];
+        }),
+      );
+    }
+    /** The explicit VR header of a UN of undefined length (the writer gives only SQ an undefined length). */
+    function undefinedLengthUn(tag: number, ts: string): Buffer {
+      const h = Buffer.alloc(12);
+      const be = ts === BE;
+      be ? h.writeUInt16BE(tag >>> 16, 0) : h.writeUInt16LE(tag >>> 16, 0);
+      be ? h.writeUInt16BE(tag & 0xffff, 2) : h.writeUInt16LE(tag & 0xffff, 2);
+      h.write('UN', 4, 'latin1');
+      h.writeUInt32LE(U, 8); // all ones in either byte order
+      return h;
+    }
+    const studyItems = (): Element[][] => [
+      [
+        { tag: REFERENCED_SOP_CLASS_UID, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2' },
+        { tag: REFERENCED_SOP_INSTANCE_UID, vr: 'UI', value: '1.2.3.4.5' },
+        { tag: PATIENT_NAME, vr: 'PN', value: NAME },
+      ],
+      [{ tag: REFERENCED_SOP_INSTANCE_UID, vr: 'UI', value: '1.2.3.4.6' }],
+    ];
+    const tree = (seq: DicomElement) => seq.items!.map((item) => item.elements.map((e) => [hex8(e.tag), e.vr, e.depth]));
+    const expectedTree = [
+      [['00081150', 'UI', 1], ['00081155', 'UI', 1], ['00100010', 'PN', 1]],
+      [['00081155', 'UI', 1]],
+    ];
+    /** PatientID at the very end: its offsets follow from the bytes alone, not from the walker. */
+    function expectAfterIntact(ds: ParsedDataset, data: Buffer): void {
+      const id = byTag(ds, PATIENT_ID);
+      expect([id.start, id.valueStart, id.valueEnd, id.end]).to.deep.equal([data.length - 12, data.length - 4, data.length, data.length]);
+      expect(stringValue(ds, id)).to.equal('ID-1');
+    }
+
+    for (const [label, ts] of EXPLICIT) {
+      it(`${label}: a defined-length UN Referenced Study Sequence is read as SQ with its implicit VR LE items, at the offsets written`, () => {
+        const value = implicitItems(studyItems());
+        const data = encodeDataset([CHARSET, { tag: REFERENCED_STUDY_SEQUENCE, vr: 'UN', value }, AFTER], ts, { charset: 'utf8' });
+        const at = encodeDataset([CHARSET], ts).length;
+        const ds = parseDataset(data, ts);
+        expectTiling(ds, ds.elements, 0, data.length);
+        const seq = byTag(ds, REFERENCED_STUDY_SEQUENCE);
+        expect([seq.vr, seq.writtenVr]).to.deep.equal(['SQ', 'UN']);
+        expect([seq.start, seq.valueStart, seq.length, seq.valueEnd, seq.end]).to.deep.equal([at, at + 12, value.length, at + 12 + value.length, at + 12 + value.length]);
+        expect(seq.encoding).to.deep.equal({ explicitVR: true, littleEndian: ts === LE });
+        expect(tree(seq)).to.deep.equal(expectedTree);
+        const first = seq.items![0]!.elements;
+        for (const e of first) expect(e.encoding).to.deep.equal(IMPLICIT_LE);
+        expect(stringValue(ds, first[1]!)).to.equal('1.2.3.4.5');
+        expect(stringValue(ds, first[2]!)).to.equal(NAME);
+        expect(stringValue(ds, seq.items![1]!.elements[0]!)).to.equal('1.2.3.4.6');
+        const paths: string[] = [];
+        walk(ds, (el, p) => void paths.push([...p, el].map((e) => hex8(e.tag)).join('/')));
+        expect(paths).to.include('00081110/00100010');
+        expectAfterIntact(ds, data);
+      });
+    }
+
+    it('leaves a defined-length UN sequence whose value is not implicit VR LE items an opaque UN, and parses the rest', () => {
+      const garbage: [string, Buffer][] = [
+        ['text', Buffer.from('NOT AN ITEM LIST', 'latin1')],
+        ['a truncated item header', Buffer.from([0xfe, 0xff, 0x00, 0xe0, 0x10, 0x00])],
+        ['an item longer than the value', Buffer.concat([implicitHeader(ITEM, 100), Buffer.alloc(8)])],
+        ['an item whose element runs past it', Buffer.concat([implicitHeader(ITEM, 12), implicitHeader(PATIENT_NAME, 200), Buffer.from('A^B ')])],
+        ['items in explicit VR', encodeDataset([{ tag: REFERENCED_STUDY_SEQUENCE, vr: 'SQ', value: studyItems() }], LE).subarray(12)],
+      ];
+      for (const ts of [LE, BE]) {
+        for (const [what, value] of garbage) {
+          const data = encodeDataset([CHARSET, { tag: REFERENCED_STUDY_SEQUENCE, vr: 'UN', value }, AFTER], ts);
+          const ds = parseDataset(data, ts);
+          expectTiling(ds, ds.elements, 0, data.length);
+          const un = byTag(ds, REFERENCED_STUDY_SEQUENCE);
+          expect([un.vr, un.writtenVr, un.items], what).to.deep.equal(['UN', undefined, undefined]);
+          expect(rawValue(ds, un).equals(value), what).to.equal(true);
+          expectAfterIntact(ds, data);
+        }
+      }
+      // items nested deeper than allowed are no reason to reject the data set either: the sequence stays opaque
+      const deep = encodeDataset([CHARSET, { tag: REFERENCED_STUDY_SEQUENCE, vr: 'UN', value: implicitItems(studyItems()) }, AFTER], LE);
+      expect(byTag(parseDataset(deep, LE), REFERENCED_STUDY_SEQUENCE).vr).to.equal('SQ');
+      expect(byTag(parseDataset(deep, LE, { maxDepth: 0 }), REFERENCED_STUDY_SEQUENCE).vr).to.equal('UN');
+    });
+
+    for (const [label, ts] of EXPLICIT) {
+      it(`${label}: an undefined-length UN Referenced Study Sequence gets vr SQ and writtenVr UN; a private one stays UN`, () => {
+        const before = encodeDataset([CHARSET], ts);
+        const creator = encodeDataset([{ tag: 0x00090010, vr: 'LO', value: 'ACME' }], ts);
+        const items = implicitItems(studyItems(), true);
+        const data = Buffer.concat([
+          before,
+          undefinedLengthUn(REFERENCED_STUDY_SEQUENCE, ts), items, implicitHeader(SEQUENCE_DELIMITER, 0),
+          creator,
+          undefinedLengthUn(0x00091001, ts), items, implicitHeader(SEQUENCE_DELIMITER, 0),
+          encodeDataset([AFTER], ts),
+        ]);
+        const ds = parseDataset(data, ts);
+        expectTiling(ds, ds.elements, 0, data.length);
+        const seq = byTag(ds, REFERENCED_STUDY_SEQUENCE);
+        expect([seq.vr, seq.writtenVr, seq.length]).to.deep.equal(['SQ', 'UN', U]);
+        const at = before.length;
+        expect([seq.start, seq.valueStart, seq.valueEnd, seq.end]).to.deep.equal([at, at + 12, at + 12 + items.length, at + 12 + items.length + 8]);
+        expect(tree(seq)).to.deep.equal(expectedTree);
+        expect(seq.items![0]!.elements[2]!.encoding).to.deep.equal(IMPLICIT_LE);
+        expect(stringValue(ds, seq.items![0]!.elements[2]!)).to.equal(NAME);
+        const priv = byTag(ds, 0x00091001);
+        expect([priv.vr, priv.writtenVr]).to.deep.equal(['UN', undefined]);
+        expect(tree(priv)).to.deep.equal(expectedTree);
+        expectAfterIntact(ds, data);
+      });
+    }
+
+    for (const [label, ts] of EXPLICIT) {
+      it(`${label}: a PatientName written as UN reads as PN in the character set; text VRs likewise, binary VRs stay UN`, () => {
+        const latin1 = (s: string, pad = ' '): Buffer => Buffer.from(s.length % 2 ? s + pad : s, 'latin1');
+        const nameBytes = Buffer.from(`${NAME} `, 'utf8');
+        expect(nameBytes.length % 2).to.equal(0);
+        const data = encodeDataset(
+          [
+            CHARSET,
+            { tag: 0x00080020, vr: 'UN', value: latin1('20240131') }, // StudyDate DA
+            { tag: PATIENT_NAME, vr: 'UN', value: nameBytes },
+            { tag: 0x0020000d, vr: 'UN', value: latin1('1.2.3.4.5', '\0') }, // StudyInstanceUID UI
+            { tag: 0x00280010, vr: 'UN', value: ts === LE ? Buffer.from([0x00, 0x02]) : Buffer.from([0x02, 0x00]) }, // Rows US
+            { tag: 0x7fe00010, vr: 'UN', value: Buffer.alloc(4) }, // Pixel Data OW
+          ],
+          ts,
+        );
+        const ds = parseDataset(data, ts);
+        expectTiling(ds, ds.elements, 0, data.length);
+        expect(ds.elements.map((e) => [hex8(e.tag), e.vr, e.writtenVr ?? null])).to.deep.equal([
+          ['00080005', 'CS', null],
+          ['00080020', 'DA', 'UN'],
+          ['00100010', 'PN', 'UN'],
+          ['0020000D', 'UI', 'UN'],
+          ['00280010', 'UN', null],
+          ['7FE00010', 'UN', null],
+        ]);
+        const name = byTag(ds, PATIENT_NAME);
+        expect(name.valueStart - name.start, 'the 12-byte UN header is kept').to.equal(12);
+        expect(stringValue(ds, name)).to.equal(NAME);
+        expect(stringValues(ds, byTag(ds, 0x00080020))).to.deep.equal(['20240131']);
+        expect(stringValue(ds, byTag(ds, 0x0020000d))).to.equal('1.2.3.4.5');
+      });
+    }
+
+    it('keeps private UN elements UN (even when their value looks like items), but reads a Private Creator written as UN as LO', () => {
+      const items = implicitItems(studyItems());
+      for (const ts of [LE, BE]) {
+        const data = encodeDataset(
+          [
+            { tag: 0x00090010, vr: 'UN', value: Buffer.from('ACME', 'latin1') },
+            { tag: 0x00091001, vr: 'UN', value: Buffer.from('A^B ', 'latin1') },
+            { tag: 0x00091002, vr: 'UN', value: items },
+            AFTER,
+          ],
+          ts,
+        );
+        const ds = parseDataset(data, ts);
+        expectTiling(ds, ds.elements, 0, data.length);
+        expect(ds.elements.map((e) => [hex8(e.tag), e.vr, e.writtenVr ?? null, e.items?.length ?? null])).to.deep.equal([
+          ['00090010', 'LO', 'UN', null],
+          ['00091001', 'UN', null, null],
+          ['00091002', 'UN', null, null],
+          ['00100020', 'LO', null, null],
+        ]);
+        expect(stringValue(ds, ds.elements[0]!)).to.equal('ACME');
+      }
+    });
+
+    it('changes nothing in an implicit VR data set: its sequences and names come from the dictionary, without writtenVr', () => {
+      const data = encodeDataset(
+        [
+          CHARSET,
+          { tag: REFERENCED_STUDY_SEQUENCE, vr: 'SQ', value: studyItems(), undefinedLength: true },
+          { tag: 0x00091002, vr: 'UN', value: implicitItems(studyItems()) }, // no creator, no dictionary VR: UN
+          { tag: PATIENT_NAME, vr: 'PN', value: NAME },
+          AFTER,
+        ],
+        IMPLICIT,
+        { charset: 'utf8' },
+      );
+      const ds = parseDataset(data, IMPLICIT);
+      expectTiling(ds, ds.elements, 0, data.length);
+      const seen: string[] = [];
+      walk(ds, (el) => void seen.push(`${hex8(el.tag)} ${el.vr} ${el.writtenVr ?? '-'} ${el.items?.length ?? '-'}`));
+      expect(seen).to.deep.equal([
+        '00080005 CS - -', '00081110 SQ - 2', '00081150 UI - -', '00081155 UI - -', '00100010 PN - -', '00081155 UI - -',
+        '00091002 UN - -', '00100010 PN - -', '00100020 LO - -',
+      ]);
+      expect(stringValue(ds, byTag(ds, PATIENT_NAME))).to.equal(NAME);
+    });
+  });
 });
 
 describe('the data dictionary', () => {
@@ -597,6 +826,33 @@ describe('the data dictionary', () => {
     expect(parseTag('(7fe0,0010)')).to.equal(0x7fe00010);
     expect(parseTag('FFFEE000')).to.equal(0xfffee000);
     for (const s of ['(0010,0010', '0010,00100', 'NoSuchKeyword', '', '(gggg,eeee)']) expect(() => parseTag(s), s).to.throw(/not a DICOM tag/);
+  });
+});
+
+describe('the PS3.6 UID registry (src/dicom/data)', () => {
+  const file = JSON.parse(readFileSync(findUp('src/dicom/data/ps3.6-uid-registry.json'), 'utf8')) as { rowCount: number; uids: { uid: string }[] };
+
+  it('holds every row of the data file, as many as its rowCount says', () => {
+    expect(file.rowCount).to.equal(490);
+    expect(file.uids).to.have.length(file.rowCount);
+    expect(uidRegistry().size).to.equal(file.rowCount);
+    expect(uidRegistry().get('1.2.840.10008.1.2.1')?.type).to.equal('Transfer Syntax');
+  });
+
+  it('knows every UID of the file as standard, padded with a NUL or a space or not', () => {
+    for (const { uid } of file.uids) {
+      expect(isStandardUid(uid), uid).to.equal(true);
+      expect(isStandardUid(`${uid}\0`), `${uid} NUL`).to.equal(true);
+      expect(isStandardUid(`${uid} `), `${uid} space`).to.equal(true);
+    }
+  });
+
+  it('takes Context Group UIDs by their root, and no other UID the registry does not list', () => {
+    expect(file.uids.some((u) => u.uid.startsWith('1.2.840.10008.6.1.'))).to.equal(false);
+    expect(isStandardUid('1.2.840.10008.6.1.2')).to.equal(true);
+    expect(isStandardUid('1.2.840.10008.6.1.1017\0')).to.equal(true);
+    for (const uid of ['1.2.840.10008.999.1', '1.2.3', '2.25.1234', '1.2.840.10008.6.1.', '1.2.840.10008.6.1', '1.2.840.10008.6.1.01', '', '1.2.840.10008.1.2.1.5'])
+      expect(isStandardUid(uid), JSON.stringify(uid)).to.equal(false);
   });
 });
 

@@ -14,9 +14,19 @@ export interface Encoding {
 export interface DicomElement {
   /** (group << 16 | element) >>> 0 */
   tag: number;
-  /** As written (explicit VR), else from the dictionary: 'UN' if unknown, 'SQ' for an undefined-length value made of items. */
+  /**
+   * The VR the value is read as. Explicit VR: as written, except that a UN of a tag the dictionary knows is read as
+   * that attribute (PS3.5 6.2.2, CP-246): a sequence becomes 'SQ' when its value parses as implicit VR LE items, a
+   * text or numeric-string VR replaces UN; binary VRs stay UN (see writtenVr). Implicit VR: from the dictionary,
+   * 'UN' if unknown, 'SQ' for an undefined-length value made of items.
+   */
   vr: string;
-  /** How this element's header is encoded (the content of a UN of undefined length is implicit VR LE, CP-246). */
+  /**
+   * 'UN' exactly when the header said UN and `vr` is something else; the header bytes (start..valueStart) still
+   * say UN, and a sequence's items are implicit VR LE whatever `encoding` says.
+   */
+  writtenVr?: 'UN';
+  /** How this element's header is encoded (the items of a sequence written as UN are implicit VR LE, CP-246). */
   encoding: Encoding;
   /** Offset of the first header byte in ParsedDataset.buffer. */
   start: number;
@@ -27,7 +37,7 @@ export interface DicomElement {
   valueEnd: number;
   /** After the whole element, delimitation item included. */
   end: number;
-  /** SQ, and UN of undefined length (read as a sequence). */
+  /** SQ (also a UN read as one, see writtenVr), and any other UN of undefined length (read as a sequence, vr UN). */
   items?: DicomItem[];
   /** Encapsulated pixel data: the value ranges of its items (basic offset table first). */
   fragments?: { start: number; end: number }[];
@@ -85,6 +95,8 @@ const PIXEL_REPRESENTATION = 0x00280103;
 const VR_BY_CODE: (string | undefined)[] = new Array(65536);
 const LONG = new Uint8Array(65536);
 const LONG_VRS = new Set('OB OD OF OL OV OW SQ SV UC UN UR UT UV'.split(' '));
+/** Dictionary VRs a UN value is read as: their value is text whatever the byte order, so no bytes need swapping. */
+const UN_AS_TEXT = new Set('AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT'.split(' '));
 for (const vr of 'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' ')) {
   const code = (vr.charCodeAt(0) << 8) | vr.charCodeAt(1);
   VR_BY_CODE[code] = vr;
@@ -174,6 +186,7 @@ function readElements(c: Ctx, enc: Encoding, pos: number, end: number, depth: nu
       }
       el.valueEnd = el.end = valueEnd;
       if (vr === 'SQ') el.items = readItems(c, enc, valueStart, valueEnd, depth + 1, false, pr);
+      else if (vr === 'UN' && enc.explicitVR) readDefinedLengthUn(c, el, pr);
       else if (tag === PIXEL_REPRESENTATION && length === 2 && !enc.explicitVR) pr = u16(b, valueStart, le);
     }
     elements.push(el);
@@ -181,6 +194,30 @@ function readElements(c: Ctx, enc: Encoding, pos: number, end: number, depth: nu
   }
   c.pos = pos;
   return elements;
+}
+
+/**
+ * A UN of defined length in an explicit VR data set, read as what the dictionary says it is. A sequence is tried
+ * as implicit VR LE items (CP-246); when that fails the value stays an opaque UN, as the writer may have put
+ * anything there and the data set around it is still sound.
+ */
+function readDefinedLengthUn(c: Ctx, el: DicomElement, pr: number): void {
+  const dictionaryVr = vrOf(el.tag);
+  if (dictionaryVr === 'SQ') {
+    let items: DicomItem[];
+    try {
+      items = readItems(c, IMPLICIT_LE, el.valueStart, el.valueEnd, el.depth + 1, false, pr);
+    } catch (e) {
+      if (e instanceof DicomParseError) return;
+      throw e;
+    }
+    el.items = items;
+    el.vr = 'SQ';
+    el.writtenVr = 'UN';
+  } else if (dictionaryVr !== undefined && UN_AS_TEXT.has(dictionaryVr)) {
+    el.vr = dictionaryVr;
+    el.writtenVr = 'UN';
+  }
 }
 
 /** An element of undefined length: a sequence (SQ, UN per CP-246, implicit items) or encapsulated pixel data. */
@@ -195,7 +232,13 @@ function readUndefinedLength(c: Ctx, el: DicomElement, end: number, pr: number):
   let fragments = false;
   if (enc.explicitVR) {
     if (el.vr === 'SQ') sequence = enc;
-    else if (el.vr === 'UN') sequence = IMPLICIT_LE;
+    else if (el.vr === 'UN') {
+      sequence = IMPLICIT_LE;
+      if (vrOf(el.tag) === 'SQ') {
+        el.vr = 'SQ';
+        el.writtenVr = 'UN';
+      }
+    }
     // PS3.5 A.4: of all OB/OW values, only Pixel Data may be encapsulated (undefined length); any other one is malformed
     else if ((el.vr === 'OB' || el.vr === 'OW') && el.tag === PIXEL_DATA && (c.encapsulated || startsWithItem)) fragments = true;
   } else if (el.tag === PIXEL_DATA && startsWithItem) {
