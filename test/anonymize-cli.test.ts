@@ -4,7 +4,7 @@
 // layout asked for, and leaves the old→new mapping CSVs (readable by the owner only) beside them.
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { splitPart10 } from '../src/dicom/part10.js';
@@ -297,5 +297,100 @@ describe('dphiant anonymize and dphiant verify on a folder of files', function (
       for (const i of manifest.instances) text = text.split(i.path).join('<file>');
       expect(phiIn(scrub(text), phi), 'identifying values in verify output').to.deep.equal([]);
     });
+  });
+});
+
+/** Sets (or adds) a top-level element of generated elements. */
+function setElement(els: Element[], tag: number, vr: string, value: string): Element[] {
+  const el = els.find((e) => e.tag === tag);
+  if (el) el.value = value;
+  else els.push({ tag, vr, value });
+  return els;
+}
+
+describe('dphiant anonymize on values it cannot write as they are', function () {
+  this.timeout(300_000);
+  let root: string;
+  let keyFile: string;
+  let dataDir: string;
+  before(() => {
+    root = mkdtempSync(path.join(tmpdir(), 'dphiant-anonymize-values-'));
+    keyFile = path.join(root, 'site.key');
+    writeFileSync(keyFile, '6d'.repeat(32) + '\n', { mode: 0o600 });
+    dataDir = path.join(root, 'data');
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('rejects an instance whose new value its character set (ISO_IR 100) cannot hold, with a reason naming no value', async () => {
+    const input = path.join(root, 'charset-in');
+    mkdirSync(input);
+    // the site writes a fixed StudyDescription that Latin-1 has no byte for; the generator's data sets are ISO_IR 100
+    const profile = path.join(root, 'chinese-description.json');
+    writeFileSync(profile, JSON.stringify({ attributes: { StudyDescription: { fixed: '李' } } }));
+    const latin1 = generateElements({ seed: SEED, patientIndex: 1, rows: ROWS, cols: ROWS });
+    expect(top(parseFile(part10(latin1, '1.2.840.10008.1.2.1')).dataset, 0x00080005)).to.equal('ISO_IR 100');
+    writeFileSync(path.join(input, 'latin1.dcm'), part10(latin1, '1.2.840.10008.1.2.1'));
+    // the same kind of instance without a StudyDescription: nothing to write in it, de-identified
+    const without = generateElements({ seed: SEED, patientIndex: 2, rows: ROWS, cols: ROWS }).filter((e) => e.tag !== 0x00081030);
+    writeFileSync(path.join(input, 'no-description.dcm'), part10(without, '1.2.840.10008.1.2.1'));
+    const r = await dphiant(['anonymize', input, '--out', path.join(root, 'charset-out'), '--key', keyFile, '--profile', profile, '--jobs', '1'], { cwd: root, env: { DPHIANT_DATA_DIR: dataDir } });
+    expect(r.code, r.stderr).to.equal(1);
+    expect(r.stdout).to.match(/^files 2, de-identified 1, rejected 1, failed 0,/m);
+    expect(r.stdout.split('\n').filter((l) => /^(rejected|failed)/.test(l))).to.deep.equal([`rejected ${path.join(input, 'latin1.dcm')}: value not encodable in the data set's character set`]);
+    expect(r.stdout + r.stderr).not.to.contain('李');
+    expect(filesUnder(path.join(root, 'charset-out'))).to.deep.equal([path.join('charset-in', 'no-description.dcm')]);
+  });
+
+  it('with --layout alias --retain-uids names no folder or file after a UID that is not one, and writes nothing outside --out', async () => {
+    const input = path.join(root, 'uids-in');
+    mkdirSync(input);
+    // out is <root>/a/out: from <out>/<alias>/, "../../escaped" is <root>/a/escaped, still inside the test folder
+    const parent = path.join(root, 'a');
+    const out = path.join(parent, 'out');
+    const badStudy = '../../escaped';
+    const badSeries = 'x/y';
+    const badSop = '../../../../sop-escaped';
+    const instance = (n: number, study: string, series: string, sop: string) => {
+      const els = generateElements({ seed: SEED, patientIndex: 3, instanceIndex: n, rows: ROWS, cols: ROWS });
+      setElement(els, 0x0020000d, 'UI', study);
+      setElement(els, 0x0020000e, 'UI', series);
+      setElement(els, 0x00080018, 'UI', sop);
+      writeFileSync(path.join(input, `${n}.dcm`), part10(els, '1.2.840.10008.1.2.1'));
+    };
+    instance(0, badStudy, badSeries, '1.2.826.0.1.3680043.10.1.1');
+    instance(1, badStudy, badSeries, '1.2.826.0.1.3680043.10.1.2');
+    instance(2, '1.2.826.0.1.3680043.10.2', '1.2.826.0.1.3680043.10.3', badSop);
+    const r = await dphiant(['anonymize', input, '--out', out, '--mappings', path.join(root, 'uids-mappings'), '--key', keyFile, '--layout', 'alias', '--retain-uids', '--jobs', '2'], { cwd: root, env: { DPHIANT_DATA_DIR: dataDir } });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^files 3, de-identified 3, rejected 0, failed 0,/m);
+    expect(filesUnder(parent).filter((f) => !f.startsWith(`out${path.sep}`)), 'files written outside --out').to.deep.equal([]);
+    const files = filesUnder(out);
+    expect(files).to.have.length(3);
+    const standIn = /^invalid-[0-9a-f]{32}$/;
+    const byStudy = new Map<string, string[]>();
+    for (const f of files) {
+      const parts = f.split(path.sep);
+      expect(parts, f).to.have.length(4);
+      const ds = datasetOfFile(path.join(out, f));
+      const [alias, study, series, file] = parts as [string, string, string, string];
+      expect(alias).to.equal(top(ds, 0x00100020));
+      expect(alias).to.match(/^DPH[A-Z2-7]{8}$/);
+      const sop = top(ds, 0x00080018);
+      if (top(ds, 0x0020000d) === badStudy) {
+        // the retained UIDs are the input's: the stand-ins are in the path only
+        expect(top(ds, 0x0020000e)).to.equal(badSeries);
+        expect(study).to.match(standIn);
+        expect(series).to.match(standIn);
+        expect(file).to.equal(`${sop}.dcm`);
+      } else {
+        expect(sop).to.equal(badSop);
+        expect([study, series]).to.deep.equal([top(ds, 0x0020000d), top(ds, 0x0020000e)]);
+        expect(file.replace(/\.dcm$/, '')).to.match(standIn);
+      }
+      byStudy.set(study, [...(byStudy.get(study) ?? []), series]);
+    }
+    const badFolders = [...byStudy.entries()].filter(([s]) => standIn.test(s));
+    expect(badFolders, 'one stand-in folder for the two instances of the study').to.have.length(1);
+    expect(new Set(badFolders[0]![1]).size, 'and one for their series').to.equal(1);
   });
 });

@@ -258,8 +258,8 @@ describe('planted PHI is removed or the instance is rejected', function () {
   this.timeout(120_000);
 
   it('WindowCenterWidthExplanation is an attribute the confidentiality table does not list (the premise of the unlisted cases)', () => {
-    expect(new Profile({}).isUnlisted(WINDOW_EXPLANATION)).to.equal(true);
-    expect(new Profile({}).isUnlisted(0x00080104), 'CodeMeaning').to.equal(true);
+    expect(new Profile({}).ruleFor(WINDOW_EXPLANATION).action.kind, 'decided by the safety pass').to.equal('safety');
+    expect(new Profile({}).isVocabulary(0x00080104), 'CodeMeaning is vocabulary').to.equal(true);
   });
 
   CASES.forEach((c, ci) => {
@@ -315,7 +315,7 @@ describe('planted PHI is removed or the instance is rejected', function () {
       }
       expect(error, 'deidentify throws a VerificationError').to.be.instanceOf(VerificationError);
       const v = error as VerificationError;
-      expect(v.hits).to.deep.include({ path: 'StudyDescription', kind: 'name' });
+      expect(v.hits).to.deep.include({ path: 'StudyDescription', kind: 'patient name' });
       expect(v.message).to.match(/\bStudyDescription\b/);
       for (const part of [GIVEN, FAMILY, NAME]) expect(v.message.toLowerCase(), 'the message holds no part of the name').to.not.include(part.toLowerCase());
     });

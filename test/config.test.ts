@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, DEFAULT_CONFIG, envName, loadConfig } from '../src/config/index.js';
+import { crosswalkSettings } from '../src/crosswalk/open.js';
 import { run } from './support/dcmtk.js';
 
 const CLI = path.resolve('dist/src/cli/main.js');
@@ -35,6 +36,16 @@ describe('configuration', () => {
     ]);
   });
 
+  it('aliases unidentified instances per study unless crosswalk.unidentified says single (file or DPHIANT_CROSSWALK_UNIDENTIFIED)', () => {
+    expect(loadConfig({ env: {} }).crosswalk.unidentified).to.equal('per-study');
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ crosswalk: { unidentified: 'single' } }));
+    expect(loadConfig({ file, env: {} }).crosswalk.unidentified).to.equal('single');
+    expect(loadConfig({ file, env: { DPHIANT_CROSSWALK_UNIDENTIFIED: 'per-study' } }).crosswalk.unidentified).to.equal('per-study');
+    expect(crosswalkSettings(loadConfig({ env: { DPHIANT_CROSSWALK_UNIDENTIFIED: 'single' } }), { site: Buffer.alloc(32, 1), crosswalk: Buffer.alloc(32, 2) }).unidentified).to.equal('single');
+  });
+
   const bad: [string, Record<string, string>, string][] = [
     ['scp.port', { DPHIANT_SCP_PORT: '70000' }, 'integer from 1 to 65535'],
     ['scp.port', { DPHIANT_SCP_PORT: 'abc' }, 'not an integer'],
@@ -42,6 +53,7 @@ describe('configuration', () => {
     ['scp.acceptUnknownSopClasses', { DPHIANT_SCP_ACCEPT_UNKNOWN_SOP_CLASSES: 'maybe' }, 'true or false'],
     ['pacs.url', { DPHIANT_PACS_URL: 'ftp://x' }, 'http(s) URL'],
     ['logLevel', { DPHIANT_LOG_LEVEL: 'loud' }, 'one of'],
+    ['crosswalk.unidentified', { DPHIANT_CROSSWALK_UNIDENTIFIED: 'per-patient' }, 'one of per-study, single'],
     ['pacs.password', { DPHIANT_DEV_STACK: 'false' }, 'only in the dev stack'],
     ['keyFile', { DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'real-secret', DPHIANT_CROSSWALK_KEY: 'ab'.repeat(32) }, 'site key file is required'],
     [

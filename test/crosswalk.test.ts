@@ -25,6 +25,13 @@ function person(n: number, sex = 'F', over: Partial<PatientIdentity> = {}): Pati
   return { patientId: `PID-${n}`, issuerOfPatientId: 'HOSP-A', name: `Realname${n}^Given${n}`, sex, birthDate: '19700101', ...over };
 }
 
+/** An instance with no patient identity at all (a phantom, a secondary capture) of one study. */
+function unidentified(studyInstanceUid: string, over: Partial<PatientIdentity> = {}): PatientIdentity {
+  return { patientId: '', issuerOfPatientId: '', name: '', sex: '', birthDate: '', studyInstanceUid, ...over };
+}
+
+const NO_IDENTITY = { patientId: '', issuerOfPatientId: '', name: '', sex: '', birthDate: '' };
+
 interface Backend {
   name: string;
   /** Opens a store on a fresh database (same `db` → the same database). */
@@ -123,6 +130,73 @@ function contract(getBackend: () => Backend | undefined, label: string) {
       await byId.close();
     });
 
+    it('matches an instance with only a PatientID by it under the demographics key', async () => {
+      const store = await b.open(settings({ matchKey: 'demographics' }));
+      const onlyId = { ...NO_IDENTITY, patientId: 'PID-ONLY', studyInstanceUid: '1.2.3.1' };
+      const a = await store.patient(onlyId);
+      expect((await store.patient({ ...onlyId, studyInstanceUid: '1.2.3.2' })).aliasId).to.equal(a.aliasId);
+      expect((await store.reveal(a.aliasId, 'dr.who', 'check the match key')).unidentified).to.equal(undefined);
+      await store.close();
+    });
+
+    it('gives all instances of one unidentified study one alias, and each unidentified study its own (per-study)', async () => {
+      const store = await b.open(settings({ unidentified: 'per-study' }));
+      const first = await store.patient(unidentified('1.2.3.100'));
+      const again = await store.patient(unidentified('1.2.3.100'));
+      const onlyIssuer = await store.patient(unidentified('1.2.3.100', { issuerOfPatientId: 'HOSP-A' }));
+      const other = await store.patient(unidentified('1.2.3.200'));
+      expect(first.created).to.equal(true);
+      expect(again).to.deep.equal({ ...first, created: false });
+      expect(onlyIssuer.aliasId, 'an issuer without a PatientID identifies nobody').to.equal(first.aliasId);
+      expect(other.aliasId).not.to.equal(first.aliasId);
+      expect(first.aliasId).to.match(/^DPH[A-Z2-7]{8}$/);
+      expect(GIVEN_NAMES.O.map((n) => n.toUpperCase()), 'a neutral given name').to.include(first.aliasName.split('^')[1]);
+      expect((await store.listPatients()).items.map((p) => p.aliasSex)).to.deep.equal(['O', 'O']);
+      const accession = await store.study(first, { studyInstanceUid: '1.2.3.100', accessionNumber: '' });
+      const r = await store.reveal(first.aliasId, 'dr.who', 'which phantom study is this');
+      expect(r.unidentified).to.equal('per-study');
+      expect(r.identity).to.deep.equal(NO_IDENTITY);
+      expect(r.studies).to.deep.equal([{ accessionAlias: accession, studyInstanceUid: '1.2.3.100', accessionNumber: '' }]);
+      let refused: Error | undefined;
+      await store.patient(unidentified('')).catch((e: Error) => (refused = e));
+      expect(refused?.message).to.contain('Study Instance UID');
+      await store.close();
+    });
+
+    it('gives all unidentified instances one alias with crosswalk.unidentified single', async () => {
+      const store = await b.open(settings({ unidentified: 'single' }));
+      const one = await store.patient(unidentified('1.2.3.100'));
+      const two = await store.patient(unidentified('1.2.3.200'));
+      const none = await store.patient(unidentified(''));
+      expect(two.aliasId).to.equal(one.aliasId);
+      expect(none.aliasId).to.equal(one.aliasId);
+      expect((await store.listPatients()).total).to.equal(1);
+      const r = await store.reveal(one.aliasId, 'dr.who', 'audit of the test objects');
+      expect(r).to.include({ unidentified: 'single', aliasSex: 'O' });
+      expect(r.identity).to.deep.equal(NO_IDENTITY);
+      await store.close();
+    });
+
+    for (const mode of ['per-study', 'single'] as const) {
+      it(`never gives an unidentified study the alias of a real patient (${mode})`, async () => {
+        const store = await b.open(settings({ unidentified: mode }));
+        // real patients whose values equal what an unidentified key is made of
+        const real = [
+          await store.patient(person(1, 'F', { studyInstanceUid: '1.2.3.100' })),
+          await store.patient({ ...NO_IDENTITY, patientId: '1.2.3.100' }),
+          await store.patient({ ...NO_IDENTITY, patientId: 'unknown patient' }),
+          await store.patient({ ...NO_IDENTITY, name: 'unknown patient' }),
+          await store.patient({ ...NO_IDENTITY, name: '1.2.3.100' }),
+        ];
+        const phantom = await store.patient(unidentified('1.2.3.100'));
+        expect(phantom.created).to.equal(true);
+        expect(real.map((p) => p.aliasId)).not.to.include(phantom.aliasId);
+        expect(new Set(real.map((p) => p.aliasId)).size).to.equal(real.length);
+        expect((await store.reveal(real[0]!.aliasId, 'dr.who', 'check the real patient')).identity, 'the study is not part of the identity').to.deep.equal(person(1));
+        await store.close();
+      });
+    }
+
     it('numbers aliases with the counter pattern', async () => {
       const store = await b.open(settings({ aliasPattern: 'counter', aliasPrefix: 'RES' }));
       const ids = [];
@@ -217,10 +291,12 @@ function contract(getBackend: () => Backend | undefined, label: string) {
       const planted = { patientId: 'QZ9911PLANT', issuerOfPatientId: 'HOSP-A', name: 'Zebulonovich^Philomena', sex: 'F', birthDate: '19550317' };
       const p = await store.patient(planted);
       await store.study(p, { studyInstanceUid: '1.2.826.0.1.99', accessionNumber: 'ACCPLANT77' });
+      // an unidentified study: its Study Instance UID is its match key, blind-indexed like the others
+      await store.patient(unidentified('1.2.826.0.1.4242777'));
       await store.close();
       const files = b.files(db);
       expect(files.length, 'the store has files to search').to.be.greaterThan(0);
-      for (const needle of ['Zebulonovich', 'Philomena', 'QZ9911PLANT', 'ACCPLANT77', '19550317']) {
+      for (const needle of ['Zebulonovich', 'Philomena', 'QZ9911PLANT', 'ACCPLANT77', '19550317', '1.2.826.0.1.4242777']) {
         for (const f of files) {
           const count = readFileSync(f).toString('latin1').split(needle).length - 1;
           expect(count, `${needle} in ${path.basename(f)} (${statSync(f).size} bytes)`).to.equal(0);

@@ -87,9 +87,9 @@ describe('pipeline: instances end de-identified in the PACS', function () {
 
   it('quarantines an instance whose PHI the gate finds, removing it from the PACS and keeping it sealed', async () => {
     const els = generateElements({ rows: 8, cols: 8, seed: 123, patientIndex: 40 });
-    const name = String(els.find((e) => e.tag === 0x00100010)!.value);
-    // the family name in an attribute the table does not list, where no rule removes it
-    els.push({ tag: 0x00281055, vr: 'LO', value: `window for ${name.split('^')[0]}` });
+    const id = String(els.find((e) => e.tag === 0x00100020)!.value);
+    // the patient ID in Manufacturer, vendor vocabulary that the engine keeps as it is (the gate still reads it)
+    els.find((e) => e.tag === 0x00080070)!.value = `scanner ${id}`;
     const file = path.join(stack.work, 'leaky.dcm');
     const { writeFileSync, readdirSync, readFileSync: read } = await import('node:fs');
     writeFileSync(file, part10(els, TS.ExplicitVRLittleEndian));
@@ -97,13 +97,13 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(r.code, 'the modality is told it is stored: the PACS has it').to.equal(0);
     await waitUntilSettled(stack.mm.journal, 60_000);
     const job = stack.mm.journal.byState('QUARANTINED').at(-1)!;
-    expect(job.reason).to.match(/^verification: name in WindowCenterWidthExplanation/);
-    expect(job.reason).not.to.contain(name.split('^')[0]);
+    expect(job.reason).to.match(/^verification: id in Manufacturer/);
+    expect(job.reason).not.to.contain(id);
     const inv = await pacsInventory(stack.pacsRest);
     expect(inv.instances.every((i) => i.identityRemoved === 'YES'), 'no raw instance left').to.equal(true);
     const qdir = path.join(stack.mm.config.dataDir, 'quarantine');
     expect(readdirSync(qdir)).to.include(`${job.id}.dcm.sealed`);
-    expect(read(path.join(qdir, `${job.id}.dcm.sealed`)).toString('latin1')).not.to.contain(name.split('^')[0]);
+    expect(read(path.join(qdir, `${job.id}.dcm.sealed`)).toString('latin1')).not.to.contain(id);
   });
 
   it('lets an operator requeue a quarantined instance (it is quarantined again: the leak is still there) and purge it', async () => {
@@ -138,5 +138,45 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(job!.callingAet).to.equal('RECONCILER');
     expect((await stack.pacsRest.lookup(sop)).length, 'the raw copy is gone').to.equal(0);
     expect((await pacsInventory(stack.pacsRest)).instances.every((i) => i.identityRemoved === 'YES')).to.equal(true);
+  });
+});
+
+describe('pipeline: an instance whose new value its character set cannot hold', function () {
+  this.timeout(300_000);
+  let stack: TestStack;
+  let profileDir: string;
+
+  before(async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    profileDir = mkdtempSync(path.join(tmpdir(), 'dphiant-charset-profile-'));
+    const profile = path.join(profileDir, 'profile.json');
+    // a fixed StudyDescription Latin-1 has no byte for; the generator's data sets are ISO_IR 100
+    writeFileSync(profile, JSON.stringify({ attributes: { StudyDescription: { fixed: '李' } } }));
+    // retried quickly and only 3 times, so a failure taken for a transient one would show as 3 attempts, soon
+    stack = await startStack({ env: { DPHIANT_ANONYMIZE_PROFILE: profile, DPHIANT_PIPELINE_MAX_ATTEMPTS: '3', DPHIANT_PIPELINE_RETRY_BASE_MS: '10' } });
+  });
+  after(async () => {
+    await stack?.stop();
+    const { rmSync } = await import('node:fs');
+    if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+  });
+
+  it('is quarantined at the first attempt, the reason naming no value; one without that attribute goes through', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const latin1 = generateElements({ rows: 8, cols: 8, seed: 77, patientIndex: 1 });
+    const without = generateElements({ rows: 8, cols: 8, seed: 77, patientIndex: 2 }).filter((e) => e.tag !== 0x00081030);
+    const sopOf = (els: typeof latin1) => String(els.find((e) => e.tag === 0x00080018)!.value);
+    const files = [path.join(stack.work, 'latin1.dcm'), path.join(stack.work, 'no-description.dcm')];
+    writeFileSync(files[0]!, part10(latin1, TS.ExplicitVRLittleEndian));
+    writeFileSync(files[1]!, part10(without, TS.ExplicitVRLittleEndian));
+    const r = await storescu(files, { port: stack.mm.port });
+    expect(r.code).to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 60_000);
+    const quarantined = stack.mm.journal.byState('QUARANTINED');
+    expect(quarantined.map((j) => j.sopInstanceUid)).to.deep.equal([sopOf(latin1)]);
+    expect(quarantined[0]).to.include({ reason: "value not encodable in the data set's character set", attempts: 1 });
+    expect(stack.mm.journal.byState('DONE').map((j) => j.sopInstanceUid)).to.deep.equal([sopOf(without)]);
+    expect((await pacsInventory(stack.pacsRest)).instances.map((i) => i.identityRemoved)).to.deep.equal(['YES']);
   });
 });

@@ -29,6 +29,8 @@ export interface BatchSummary {
   rejected: { input: string; reason: string }[];
   failed: { input: string; reason: string }[];
   skipped: { input: string; reason: string }[];
+  /** What the gate found in files it did not reject (a "default": "keep" profile keeps identifying values on purpose). */
+  reported: { input: string; reason: string }[];
   seconds: number;
   perSecond: number;
   mappings: string;
@@ -65,7 +67,7 @@ function csv(rows: Iterable<[string, string]>): string {
 export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const files = listFiles(o.inputs);
   const started = process.hrtime.bigint();
-  const summary: BatchSummary = { files: files.length, deidentified: 0, rejected: [], failed: [], skipped: [], seconds: 0, perSecond: 0, mappings: o.mappings ?? `${o.out.replace(/\/+$/, '')}.mappings` };
+  const summary: BatchSummary = { files: files.length, deidentified: 0, rejected: [], failed: [], skipped: [], reported: [], seconds: 0, perSecond: 0, mappings: o.mappings ?? `${o.out.replace(/\/+$/, '')}.mappings` };
   const uids = new Map<string, string>();
   const patients = new Map<string, string>();
   mkdirSync(o.out, { recursive: true });
@@ -91,6 +93,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
         summary.deidentified++;
         for (const [a, b] of m.uids) uids.set(a, b);
         if (m.patient[0]) patients.set(m.patient[0], m.patient[1]);
+        if (m.gateReport) summary.reported.push({ input, reason: m.gateReport });
       } else summary[m.status].push({ input, reason: m.reason });
       done++;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -4,7 +4,7 @@ import { parseDataset, parseFile, type ParsedDataset } from '../dicom/walker.js'
 import { topLevelString } from '../dicom/values.js';
 import type { AliasSource, PatientAlias, PatientIdentity } from '../crosswalk/types.js';
 import { anonymize, type AnonymizeResult } from './engine.js';
-import { scanForPhi, VerificationError } from './gate.js';
+import { scanForPhi, VerificationError, type GateHit } from './gate.js';
 import { identityOf, phiNeedles } from './phi.js';
 import type { Profile } from './profile.js';
 
@@ -12,6 +12,8 @@ export interface Deidentified extends AnonymizeResult {
   identity: PatientIdentity;
   alias: PatientAlias;
   accessionAlias: string;
+  /** What the gate found; always empty unless the profile keeps everything (then it reports instead of rejecting). */
+  gateReport: GateHit[];
 }
 
 let scratch = Buffer.alloc(0);
@@ -81,10 +83,9 @@ async function deidentifyParsed(dataset: ParsedDataset, metaSopClassUid: string,
     needles,
     replacements: { patientName: alias.aliasName, patientId: alias.aliasId, accessionNumber: accessionAlias, dateOffsetDays: alias.dateOffsetDays },
   });
-  if (!profile.keepsEverything) {
-    // the gate reads the output as written, not the engine's intentions
-    const hits = scanForPhi(parseDataset(gatherForGate(result.chunks, dataset), dataset.transferSyntaxUid), needles, profile, new Set([alias.aliasName, alias.aliasId, accessionAlias]));
-    if (hits.length) throw new VerificationError(hits);
-  }
-  return { ...result, identity, alias, accessionAlias };
+  // the gate reads the output as written, not the engine's intentions
+  const hits = scanForPhi(parseDataset(gatherForGate(result.chunks, dataset), dataset.transferSyntaxUid), needles, profile, new Set([alias.aliasName, alias.aliasId, accessionAlias]));
+  // a "default": "keep" profile keeps identifying values on purpose (a byte-preservation check): report, do not reject
+  if (hits.length && !profile.keepsEverything) throw new VerificationError(hits);
+  return { ...result, identity, alias, accessionAlias, gateReport: hits };
 }

@@ -5,12 +5,14 @@
 import { deflateRawSync } from 'node:zlib';
 import { encodeElementChunks, encodeFileMeta, encodeHeader, type Element, type ElementEncoding } from '../dicom/writer.js';
 import type { DicomElement, DicomItem, ParsedDataset } from '../dicom/walker.js';
-import { encodeString, specificCharacterSet, stringValue } from '../dicom/values.js';
+import { encodeString, itemCharset, specificCharacterSet, stringValue } from '../dicom/values.js';
+import { isStandardUid } from '../dicom/uid-registry.js';
 import { DPHIANT_IMPLEMENTATION_CLASS_UID, DPHIANT_IMPLEMENTATION_VERSION } from '../dicom/uid.js';
 import { shiftDateValue } from './dates.js';
 import { keyedHash, remapUid } from './keyed.js';
 import { redact, type Needle } from './phi.js';
 import type { Action, Profile } from './profile.js';
+import type { Within } from './safety.js';
 import { confidentialityTable } from './table.js';
 
 export interface Replacements {
@@ -48,6 +50,8 @@ const DUMMY: Record<string, string | number> = {
   LO: 'ANONYMIZED', LT: 'ANONYMIZED', PN: 'ANONYMIZED', SH: 'ANONYMIZED', ST: 'ANONYMIZED', TM: '000000',
   UC: 'ANONYMIZED', UR: 'http://anonymized.invalid', UT: 'ANONYMIZED', US: 0, SS: 0, UL: 0, SL: 0, FL: 0, FD: 0,
 };
+/** Binary VRs without a number form above: zero bytes, as many as one value of the VR holds (OB/OW/UN: 2, even). */
+const DUMMY_BYTES: Record<string, number> = { AT: 4, OF: 4, OL: 4, OD: 8, OV: 8, SV: 8, UV: 8 };
 
 const DUMMY_TEXTS = new Set(Object.values(DUMMY).map(String));
 
@@ -65,10 +69,15 @@ interface Ctx {
   profile: Profile;
   r: Replacements;
   key: Buffer;
-  charset: string[];
   needles: Needle[];
   uids: Map<string, string>;
   counts: Record<string, number>;
+}
+
+/** Where a list of elements is: inside which kind of sequence (safety.ts), and the character set of its item. */
+interface Scope {
+  within: Within;
+  charset: string[];
 }
 
 type Out = { chunks: Uint8Array[]; length: number };
@@ -87,13 +96,13 @@ function slice(ctx: Ctx, start: number, end: number): Buffer {
 }
 
 /** A new value for a non-sequence element, or null to copy it as is. */
-function newValue(el: DicomElement, action: Action, ctx: Ctx): Element | null {
+function newValue(el: DicomElement, action: Action, ctx: Ctx, scope: Scope): Element | null {
   const vr = el.vr;
-  const text = () => stringValue(ctx.ds, el, ctx.charset);
+  const text = () => stringValue(ctx.ds, el, scope.charset);
   const textElement = (value: string): Element => ({
     tag: el.tag,
     vr,
-    value: CLEANABLE_TEXT.has(vr) ? encodeString(value, ctx.charset) : value,
+    value: CLEANABLE_TEXT.has(vr) ? encodeString(value, scope.charset) : value,
   });
   switch (action.kind) {
     case 'empty':
@@ -101,20 +110,22 @@ function newValue(el: DicomElement, action: Action, ctx: Ctx): Element | null {
     case 'dummy': {
       const d = DUMMY[vr];
       if (vr === 'UI') return { tag: el.tag, vr, value: remapUid(ctx.key, `dummy:${text()}`) };
-      if (d === undefined) return { tag: el.tag, vr, value: new Uint8Array(2) };
+      if (d === undefined) return { tag: el.tag, vr, value: new Uint8Array(DUMMY_BYTES[vr] ?? 2) };
       return { tag: el.tag, vr, value: d };
     }
     case 'keep':
       return null;
     case 'uid': {
       if (vr !== 'UI') return { tag: el.tag, vr }; // U on a non-UID value: nothing to keep consistent, empty it
-      const values = text().split('\\').map((u) => {
-        if (!u) return u;
+      const before = text();
+      const values = before.split('\\').map((u) => {
+        if (!u || isStandardUid(u)) return u; // SOP classes, transfer syntaxes, well-known frames name no patient
         let mapped = ctx.uids.get(u);
         if (!mapped) ctx.uids.set(u, (mapped = remapUid(ctx.key, u)));
         return mapped;
       });
-      return { tag: el.tag, vr, value: values.join('\\') };
+      const after = values.join('\\');
+      return after === before ? null : { tag: el.tag, vr, value: after };
     }
     case 'clean': {
       if ((vr === 'DA' || vr === 'DT') && ctx.profile.options.retainLongModifiedDates) {
@@ -133,19 +144,20 @@ function newValue(el: DicomElement, action: Action, ctx: Ctx): Element | null {
     case 'hash':
       return textElement(keyedHash(ctx.key, text(), MAX_LENGTH[vr] ?? 64));
     case 'remove':
-      throw new Error('remove has no value');
+    case 'safety':
+      throw new Error(`${action.kind} has no value`);
   }
 }
 
-/** Content encoding of a sequence's items: a UN sequence holds implicit VR little endian (CP-246). */
+/** Content encoding of a sequence's items: a sequence written as UN holds implicit VR little endian (CP-246). */
 function itemEncoding(el: DicomElement): ElementEncoding {
-  return el.vr === 'UN' ? { explicitVR: false, littleEndian: true } : el.encoding;
+  return (el.writtenVr ?? el.vr) === 'UN' ? { explicitVR: false, littleEndian: true } : el.encoding;
 }
 
 /** Edits one sequence; returns null when nothing inside changed. */
-function editSequence(el: DicomElement, ctx: Ctx): Out | null {
+function editSequence(el: DicomElement, ctx: Ctx, scope: Scope): Out | null {
   const items = el.items!;
-  const edited = items.map((item) => editElements(item.elements, ctx, false));
+  const edited = items.map((item) => editElements(item.elements, ctx, { within: scope.within, charset: itemCharset(ctx.ds, item.elements, scope.charset) }));
   if (edited.every((e) => e === null)) return null;
   const enc = itemEncoding(el);
   const body: Out = { chunks: [], length: 0 };
@@ -167,15 +179,23 @@ function editSequence(el: DicomElement, ctx: Ctx): Out | null {
     body.chunks.forEach((c) => push(out, c));
     push(out, slice(ctx, el.valueEnd, el.end)); // sequence delimitation item
   } else {
-    push(out, encodeHeader(el.tag, el.vr, body.length, el.encoding));
+    push(out, encodeHeader(el.tag, el.writtenVr ?? el.vr, body.length, el.encoding));
     body.chunks.forEach((c) => push(out, c));
   }
   return out;
 }
 
+/** The kind of sequence its items are in: D replaces, C (Clean Structured Content) redacts; the stronger one holds. */
+function withinOf(action: Action, outer: Within): Within {
+  if (outer === 'replace' || action.kind === 'dummy') return 'replace';
+  if (outer === 'redact' || action.kind === 'clean') return 'redact';
+  return 'normal';
+}
+
 type Decision = { kind: 'copy' } | { kind: 'drop' } | { kind: 'replace'; out: Out };
 
-function decide(el: DicomElement, action: Action, ctx: Ctx): Decision {
+function decide(el: DicomElement, rule: Action, ctx: Ctx, scope: Scope): Decision {
+  const action = rule.kind === 'safety' ? ctx.profile.safetyAction(el.vr, scope.within) : rule;
   if (action.kind === 'remove') {
     count(ctx, 'removed');
     return { kind: 'drop' };
@@ -184,15 +204,15 @@ function decide(el: DicomElement, action: Action, ctx: Ctx): Decision {
     if (action.kind === 'empty') {
       count(ctx, 'emptied');
       const out: Out = { chunks: [], length: 0 };
-      push(out, encodeHeader(el.tag, el.vr, 0, el.encoding));
+      push(out, encodeHeader(el.tag, el.writtenVr ?? el.vr, 0, el.encoding));
       return { kind: 'replace', out };
     }
-    // every other action keeps a sequence and cleans its items (K, D, C, U* of the table)
-    const out = editSequence(el, ctx);
+    // every other action keeps the sequence and applies the rules to its items: D replaces their values, C redacts
+    const out = editSequence(el, ctx, { within: withinOf(action, scope.within), charset: scope.charset });
     return out ? { kind: 'replace', out } : { kind: 'copy' };
   }
   if (el.fragments || el.tag === 0x7fe00010) return { kind: 'copy' }; // pixel data passes through untouched
-  const value = newValue(el, action, ctx);
+  const value = newValue(el, action, ctx, scope);
   if (value === null) {
     count(ctx, 'kept');
     return { kind: 'copy' };
@@ -208,11 +228,11 @@ const creatorBlock = (tag: number) => `${tag >>> 16}:${tag & 0xff}`;
 
 /**
  * Edits one list of elements (the data set or an item). Returns null when nothing changed, so unchanged
- * items and sequences are copied whole. `added` elements (top level only) are merged in by tag.
+ * items and sequences are copied whole. `added` elements (the engine's own, top level only) are merged in by tag.
  */
-function editElements(elements: DicomElement[], ctx: Ctx, topLevel: boolean, added: Element[] = []): Out | null {
+function editElements(elements: DicomElement[], ctx: Ctx, scope: Scope, added: Element[] = []): Out | null {
   const creators = new Map<string, string>();
-  for (const el of elements) if ((el.tag >>> 16) % 2 === 1 && isCreator(el.tag)) creators.set(creatorBlock(el.tag), stringValue(ctx.ds, el, ctx.charset));
+  for (const el of elements) if ((el.tag >>> 16) % 2 === 1 && isCreator(el.tag)) creators.set(creatorBlock(el.tag), stringValue(ctx.ds, el, scope.charset));
 
   const decisions: Decision[] = [];
   const keptBlocks = new Set<string>();
@@ -226,9 +246,9 @@ function editElements(elements: DicomElement[], ctx: Ctx, topLevel: boolean, add
     else if (addedTags.has(el.tag)) d = { kind: 'drop' }; // replaced by the engine's own value
     else if (group % 2 === 1) {
       const rule = ctx.profile.ruleForPrivate(el.tag, creators.get(blockOf(el.tag)));
-      d = decide(el, rule.action, ctx);
+      d = decide(el, rule.action, ctx, scope);
       if (d.kind !== 'drop') keptBlocks.add(blockOf(el.tag));
-    } else d = decide(el, ctx.profile.ruleFor(el.tag).action, ctx);
+    } else d = decide(el, ctx.profile.ruleFor(el.tag).action, ctx, scope);
     if (d.kind !== 'copy') changedGroups.add(group);
     decisions.push(d);
   }
@@ -262,7 +282,7 @@ function editElements(elements: DicomElement[], ctx: Ctx, topLevel: boolean, add
     runStart = runEnd = -1;
   };
   elements.forEach((el, i) => {
-    if (topLevel && pending.length && pending[0]!.tag < el.tag) {
+    if (pending.length && pending[0]!.tag < el.tag) {
       flushRun();
       flushAddedBefore(el.tag);
     }
@@ -281,6 +301,16 @@ function editElements(elements: DicomElement[], ctx: Ctx, topLevel: boolean, add
   });
   flushRun();
   flushAddedBefore(0xffffffff + 1);
+  return out;
+}
+
+/** Patient's Name and Patient ID are Type 2: an archive files an instance under its Patient ID, so both are written. */
+function missingPatientElements(ctx: Ctx, charset: string[]): Element[] {
+  if (ctx.profile.keepsEverything) return [];
+  const has = (tag: number) => ctx.ds.elements.some((e) => e.tag === tag);
+  const out: Element[] = [];
+  if (!has(0x00100010)) out.push({ tag: 0x00100010, vr: 'PN', value: encodeString(ctx.r.patientName, charset) });
+  if (!has(0x00100020)) out.push({ tag: 0x00100020, vr: 'LO', value: encodeString(ctx.r.patientId, charset) });
   return out;
 }
 
@@ -326,15 +356,15 @@ export function anonymize(input: AnonymizeInput): AnonymizeResult {
     profile: input.profile,
     r: input.replacements,
     key: input.key,
-    charset: specificCharacterSet(ds),
     needles: input.needles,
     uids: new Map(),
     counts: {},
   };
-  const body = editElements(ds.elements, ctx, true, methodElements(ctx))!;
+  const charset = specificCharacterSet(ds);
+  const body = editElements(ds.elements, ctx, { within: 'normal', charset }, [...methodElements(ctx), ...missingPatientElements(ctx, charset)])!;
   const uidOf = (tag: number) => {
     const el = ds.elements.find((e) => e.tag === tag);
-    const original = el ? stringValue(ds, el, ctx.charset) : '';
+    const original = el ? stringValue(ds, el, charset) : '';
     return ctx.uids.get(original) ?? original;
   };
   const sopInstanceUid = uidOf(SOP_INSTANCE_UID);

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseTag, keywordOf } from '../dicom/dictionary.js';
 import { confidentialityTable, OPTION_KEYS, safePrivateTable, type OptionKey, type TableCode, type TableRow } from './table.js';
+import { DEFAULT_SAFETY_PASS, describeSafetyPass, safetyAction, vocabularyTags, type SafetyPassSettings, type Within } from './safety.js';
 
 export type AliasField = 'patientName' | 'patientId' | 'accessionNumber';
 
@@ -16,7 +17,9 @@ export type Action =
   | { kind: 'uid' }
   | { kind: 'hash' }
   | { kind: 'fixed'; value: string }
-  | { kind: 'alias'; field: AliasField };
+  | { kind: 'alias'; field: AliasField }
+  /** Not in the table, decided by nothing else: the safety pass decides by VR (src/anonymize/safety.ts). */
+  | { kind: 'safety' };
 
 export interface Rule {
   action: Action;
@@ -36,17 +39,19 @@ export function describeAction(a: Action): string {
     case 'empty':
       return 'replace with a zero-length value';
     case 'dummy':
-      return 'replace with a dummy value valid for its VR (sequences: keep, clean the items)';
+      return 'replace with a dummy value valid for its VR (sequences: keep the structure, replace every value that could identify)';
     case 'keep':
-      return 'keep (sequences: clean the items)';
+      return 'keep (sequences: apply the rules to the items)';
     case 'clean':
-      return "clean: dates shifted by the patient's offset, identifying values in text redacted, sequences cleaned";
+      return "clean: dates shifted by the patient's offset, identifying values in text redacted (sequences: in their items too)";
     case 'uid':
       return "replace with 2.25.<first 128 bits of HMAC-SHA-256(site key, UID)>";
     case 'hash':
       return 'replace with HMAC-SHA-256(site key, value) in hex, cut to the VR maximum';
     case 'fixed':
       return `replace with ${JSON.stringify(a.value)}`;
+    case 'safety':
+      return 'decided by its VR (the safety pass rows at the end)';
     case 'alias':
       return `replace with the crosswalk's ${a.field === 'patientName' ? 'alias name (same sex as the patient)' : a.field === 'patientId' ? 'alias ID' : 'study alias'}`;
   }
@@ -99,6 +104,8 @@ export interface SiteProfile {
   default?: 'keep';
   options?: Partial<Options>;
   attributes?: Record<string, ActionSpec>;
+  /** Free text outside the table: { "shortText": "redact" | "remove", "longText": "redact" | "remove" }. */
+  safetyPass?: Partial<SafetyPassSettings>;
 }
 
 function specToAction(spec: ActionSpec, where: string): Action {
@@ -123,12 +130,17 @@ export function loadSiteProfile(file: string): SiteProfile {
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new Error(`site profile ${file}: must hold a JSON object`);
   const p = json as SiteProfile;
   if (p.default !== undefined && p.default !== 'keep') throw new Error(`site profile ${file}: default may only be "keep"`);
-  for (const k of Object.keys(p)) if (!['name', 'default', 'options', 'attributes'].includes(k)) throw new Error(`site profile ${file}: unknown key ${k}`);
+  for (const k of Object.keys(p)) if (!['name', 'default', 'options', 'attributes', 'safetyPass'].includes(k)) throw new Error(`site profile ${file}: unknown key ${k}`);
+  for (const [k, v] of Object.entries(p.safetyPass ?? {})) {
+    if (!['shortText', 'longText'].includes(k)) throw new Error(`site profile ${file}: unknown safetyPass key ${k} (shortText, longText)`);
+    if (v !== 'redact' && v !== 'remove') throw new Error(`site profile ${file}: safetyPass.${k} is "redact" or "remove"`);
+  }
   for (const k of Object.keys(p.options ?? {})) if (!(OPTION_KEYS as readonly string[]).includes(k)) throw new Error(`site profile ${file}: unknown option ${k}`);
   return p;
 }
 
-const NOT_LISTED = 'not in Table E.1-1 (kept)';
+const SAFETY_PASS = 'DPHIANT safety pass (not in Table E.1-1)';
+const VOCABULARY = 'DPHIANT vocabulary allow-list (not in Table E.1-1)';
 
 const hex4 = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
 export const tagString = (tag: number) => `(${hex4(tag >>> 16)},${hex4(tag & 0xffff)})`;
@@ -144,9 +156,11 @@ export class Profile {
   /** "GROUP:OFFSET:creator" → rule, for safe private attributes and site rules on private attributes. */
   private readonly privateRules = new Map<string, Rule>();
   private readonly siteByTag = new Map<number, Rule>();
+  readonly safetyPass: SafetyPassSettings;
 
   constructor(options: Partial<Options> = {}, site: SiteProfile = {}) {
     this.options = { ...NO_OPTIONS, ...site.options, ...options };
+    this.safetyPass = { ...DEFAULT_SAFETY_PASS, ...site.safetyPass };
     this.name = site.name ?? 'PS3.15 basic profile';
     this.keepsEverything = site.default === 'keep';
     if (this.options.retainLongFullDates && this.options.retainLongModifiedDates)
@@ -198,7 +212,10 @@ export class Profile {
     return { action: resolveCode(row.basicProfile), source: `PS3.15 ${edition} basic profile ${row.basicProfile}` };
   }
 
-  /** Rule of a standard (even-group) attribute. Attributes not in the table are kept (PS3.15 E.1.1). */
+  /**
+   * Rule of a standard (even-group) attribute. Attributes the table does not list go to the safety pass, except the
+   * vocabulary allow-list (kept); with a "default": "keep" site profile they are kept.
+   */
   ruleFor(tag: number): Rule {
     const site = this.siteByTag.get(tag);
     if (site) return site;
@@ -206,12 +223,30 @@ export class Profile {
     if (exact) return exact;
     if ((tag & 0xffff) === 0x0000) return { action: { kind: 'keep' }, source: 'group length (dropped when its group changes)' };
     for (const p of this.patterns) if (((tag & p.row.tagMask!) >>> 0) === p.row.tagValue) return p.rule;
-    return { action: { kind: 'keep' }, source: NOT_LISTED };
+    if (this.keepsEverything) return { action: { kind: 'keep' }, source: 'site profile default keep' };
+    if (vocabularyTags().has(tag)) return { action: { kind: 'keep' }, source: VOCABULARY };
+    return { action: { kind: 'safety' }, source: SAFETY_PASS };
   }
 
-  /** A standard attribute that neither the table nor the site profile names: kept, and trusted by PS3.15 E.1.1. */
-  isUnlisted(tag: number): boolean {
-    return (tag >>> 16) % 2 === 0 && this.ruleFor(tag).source === NOT_LISTED;
+  /** The action the safety pass takes on an element of this VR (`within`: see src/anonymize/safety.ts). */
+  safetyAction(vr: string, within: Within = 'normal'): Action {
+    return safetyAction(vr, within, this.options, this.safetyPass);
+  }
+
+  /** An attribute of the vocabulary allow-list: coded or vendor vocabulary, kept as it is. */
+  isVocabulary(tag: number): boolean {
+    return (tag >>> 16) % 2 === 0 && this.ruleFor(tag).source === VOCABULARY;
+  }
+
+  /**
+   * True when the output keeps this standard attribute's original value (a K option, a site "keep", the vocabulary,
+   * the safety pass under Full Dates or Retain UIDs): its value is then wanted in the output, not a value to hunt.
+   * Private attributes: only under a "default": "keep" site profile.
+   */
+  keepsOriginal(tag: number, vr: string): boolean {
+    if ((tag >>> 16) % 2 === 1) return this.keepsEverything;
+    const action = this.ruleFor(tag).action;
+    return (action.kind === 'safety' ? this.safetyAction(vr) : action).kind === 'keep';
   }
 
   /** Rule of a private data element (gggg,bbee) whose block bb is reserved by `creator`. */
@@ -241,6 +276,14 @@ export class Profile {
       if (rule.source.startsWith('site profile')) out.push({ tag: key, keyword: '', name: 'private attribute', action: describeAction(rule.action), source: rule.source });
     }
     if (this.options.retainSafePrivate) out.push({ tag: 'Table E.3.10-1', keyword: '', name: `${safePrivateTable().length} safe private attributes`, action: 'keep', source: 'Retain Safe Private Option' });
+    if (!this.keepsEverything) {
+      for (const tag of [...vocabularyTags()].sort((a, b) => a - b)) {
+        if (this.ruleFor(tag).source === VOCABULARY) out.push({ tag: tagString(tag), keyword: keywordOf(tag) ?? '', name: '', action: describeAction({ kind: 'keep' }), source: VOCABULARY });
+      }
+      for (const r of describeSafetyPass(this.options, this.safetyPass)) {
+        out.push({ tag: `any other ${r.vrs}`, keyword: '', name: 'attributes no rule above names', action: r.action, source: SAFETY_PASS });
+      }
+    }
     return out;
   }
 

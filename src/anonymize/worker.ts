@@ -3,10 +3,13 @@
 import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { AliasSource, PatientAlias, PatientIdentity } from '../crosswalk/types.js';
+import { ALIAS_ID, type AliasSource, type PatientAlias, type PatientIdentity } from '../crosswalk/types.js';
+import { isValidUid } from '../dicom/uid.js';
+import { CharsetError } from '../dicom/values.js';
 import { DicomParseError } from '../dicom/walker.js';
 import { deidentify } from './deidentify.js';
 import { VerificationError } from './gate.js';
+import { keyedHash } from './keyed.js';
 import { Profile, type Options, type SiteProfile } from './profile.js';
 
 export interface WorkerSetup {
@@ -24,7 +27,7 @@ export interface FileTask {
 }
 
 export type FileOutcome =
-  | { id: number; status: 'done'; output: string; uids: [string, string][]; patient: [string, string] }
+  | { id: number; status: 'done'; output: string; uids: [string, string][]; patient: [string, string]; gateReport?: string }
   | { id: number; status: 'rejected' | 'skipped' | 'failed'; reason: string };
 
 export type WorkerRequest = { what: 'patient'; id: number; identity: PatientIdentity } | { what: 'study'; id: number; patient: PatientAlias; study: { studyInstanceUid: string; accessionNumber: string } };
@@ -56,15 +59,30 @@ function aliasesFor(id: number): AliasSource {
   };
 }
 
+/**
+ * One folder or file name of the alias layout: the value itself when it is a UID (or an alias ID), else a keyed
+ * stand-in, the same for the same value. With Retain UIDs the UIDs are the input's, which may hold `/` or `..`.
+ */
+function pathComponent(value: string, valid: (v: string) => boolean): string {
+  return valid(value) ? value : `invalid-${keyedHash(key, `alias layout\0${value}`, 32)}`;
+}
+
+/** <out>/<alias>/<study>/<series>/<sop>.dcm, never outside <out>. */
+function aliasLayoutPath(out: string, aliasId: string, study: string, series: string, sop: string): string {
+  const uid = (v: string) => pathComponent(v, isValidUid);
+  const file = path.join(out, pathComponent(aliasId, (v) => ALIAS_ID.test(v)), uid(study), uid(series), `${uid(sop)}.dcm`);
+  const rel = path.relative(path.resolve(out), path.resolve(file));
+  if (path.isAbsolute(rel) || rel.split(path.sep).includes('..')) throw new Error('the alias layout path would leave the output folder');
+  return file;
+}
+
 async function handle(task: FileTask): Promise<FileOutcome> {
   const file = await readFile(task.input);
   if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') return { id: task.id, status: 'skipped', reason: 'not a DICOM PS3.10 file' };
   try {
     const d = await deidentify(file, profile, key, aliasesFor(task.id));
     const output =
-      task.layout === 'alias'
-        ? path.join(task.output, d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, `${d.report.sopInstanceUid}.dcm`)
-        : task.output;
+      task.layout === 'alias' ? aliasLayoutPath(task.output, d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid) : task.output;
     const dir = path.dirname(output);
     if (!madeDirs.has(dir)) {
       await mkdir(dir, { recursive: true });
@@ -76,9 +94,11 @@ async function handle(task: FileTask): Promise<FileOutcome> {
     } finally {
       await fh.close();
     }
-    return { id: task.id, status: 'done', output, uids: [...d.report.uids], patient: [d.identity.patientId, d.alias.aliasId] };
+    const gateReport = d.gateReport.length ? d.gateReport.map((h) => `${h.kind} in ${h.path}`).join('; ') : undefined;
+    return { id: task.id, status: 'done', output, uids: [...d.report.uids], patient: [d.identity.patientId, d.alias.aliasId], gateReport };
   } catch (e) {
     if (e instanceof VerificationError) return { id: task.id, status: 'rejected', reason: e.message };
+    if (e instanceof CharsetError) return { id: task.id, status: 'rejected', reason: CharsetError.REASON };
     if (e instanceof DicomParseError) return { id: task.id, status: 'failed', reason: `unreadable DICOM: ${e.message}` };
     return { id: task.id, status: 'failed', reason: (e as Error).message };
   }

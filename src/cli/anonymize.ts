@@ -73,6 +73,8 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
       for (const r of s.rejected) console.log(`rejected ${r.input}: ${r.reason}`);
       for (const r of s.failed) console.log(`failed   ${r.input}: ${r.reason}`);
       for (const r of s.skipped) console.log(`skipped  ${r.input}: ${r.reason}`);
+      if (s.reported.length) console.log(`the profile keeps everything ("default": "keep"), so the verification gate reported instead of rejecting:`);
+      for (const r of s.reported) console.log(`reported ${r.input}: ${r.reason}`);
       console.log(`mapping CSVs (they hold original IDs and UIDs: keep them as PHI): ${path.resolve(s.mappings)}`);
       process.exitCode = s.rejected.length || s.failed.length ? 1 : 0;
     },

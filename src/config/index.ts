@@ -100,6 +100,11 @@ export interface Config {
     key: string;
     /** id: PatientID + IssuerOfPatientID; demographics: PatientName + PatientBirthDate + PatientSex. */
     matchKey: 'id' | 'demographics';
+    /**
+     * Instances with no patient identity at all (no PatientID, name, birth date or sex: phantoms, secondary
+     * captures, test objects). per-study: one alias per Study Instance UID; single: one "unknown patient" alias.
+     */
+    unidentified: 'per-study' | 'single';
     /** random: prefix + 8 random base-32 characters; counter: prefix + an 8-digit counter. */
     aliasPattern: 'random' | 'counter';
     aliasPrefix: string;
@@ -142,7 +147,7 @@ export const DEFAULT_CONFIG: Config = {
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
   pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
-  crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
+  crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
 
@@ -267,6 +272,7 @@ const SCHEMA: Record<string, Check> = {
     if (v && !/^[0-9a-fA-F]{64}$/.test(v as string)) throw new ConfigError(k, 'must be 64 hex characters');
   },
   'crosswalk.matchKey': oneOf(['id', 'demographics']),
+  'crosswalk.unidentified': oneOf(['per-study', 'single']),
   'crosswalk.aliasPattern': oneOf(['random', 'counter']),
   'crosswalk.aliasPrefix': (v, k) => {
     if (typeof v !== 'string' || !/^[A-Z0-9]{1,8}$/.test(v)) throw new ConfigError(k, 'must be 1-8 upper-case letters or digits');

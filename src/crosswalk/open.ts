@@ -28,6 +28,7 @@ export function crosswalkSettings(config: Config, keys: Keys): CrosswalkSettings
     siteKey: keys.site,
     sealer: new Sealer(keys.crosswalk),
     matchKey: c.matchKey,
+    unidentified: c.unidentified,
     aliasPattern: c.aliasPattern,
     aliasPrefix: c.aliasPrefix,
     dateOffsetMinDays: c.dateOffsetMinDays,

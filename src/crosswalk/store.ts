@@ -6,6 +6,8 @@ import { aliasName, aliasSexOf, counterAliasId, dateOffset, randomAliasId, type 
 import type { AliasSource, PatientAlias, PatientIdentity } from './types.js';
 
 export type MatchKeyKind = 'id' | 'demographics';
+/** How instances without any patient identity (phantoms, secondary captures, test objects) are aliased. */
+export type UnidentifiedKind = 'per-study' | 'single';
 
 export interface CrosswalkSettings {
   /** The site key: blind index of the match keys. */
@@ -13,6 +15,8 @@ export interface CrosswalkSettings {
   sealer: Sealer;
   /** id: PatientID + IssuerOfPatientID; demographics: PatientName + PatientBirthDate + PatientSex. */
   matchKey: MatchKeyKind;
+  /** per-study (default): one alias per Study Instance UID; single: one "unknown patient" alias for all of them. */
+  unidentified?: UnidentifiedKind;
   aliasPattern: 'random' | 'counter';
   aliasPrefix: string;
   dateOffsetMinDays: number;
@@ -38,7 +42,10 @@ export interface RevealedPatient {
   aliasId: string;
   aliasName: string;
   aliasSex: AliasSex;
+  /** All empty for an alias of instances without patient identity. */
   identity: PatientIdentity;
+  /** Set when the alias stands for instances without any patient identity: of one study, or of all (single). */
+  unidentified?: UnidentifiedKind;
   dateOffsetDays: number;
   studies: { accessionAlias: string; studyInstanceUid: string; accessionNumber: string }[];
 }
@@ -97,16 +104,41 @@ export interface StudyRecord {
   createdAt: string;
 }
 
-/**
- * The blind index of the patient's match key. An instance without a PatientID (under the id key) is matched by
- * name + birth date + sex instead; one with none of these cannot be matched and is refused.
- */
-export function patientMatchHash(s: CrosswalkSettings, p: PatientIdentity): string {
+/** The sealed PHI of a patient record: the identity without the study it was first seen with. */
+interface SealedIdentity extends PatientIdentity {
+  unidentified?: UnidentifiedKind;
+}
+
+/** Whose alias this identity gets: a patient's, by match key, or (no identity at all) an unidentified one. */
+function matchOf(p: PatientIdentity, matchKey: MatchKeyKind): { kind: 'id' | 'demographics'; parts: string[] } | null {
   const byId = [p.patientId.trim(), p.issuerOfPatientId.trim()];
   const byDemographics = [p.name.trim().toUpperCase(), p.birthDate.trim(), p.sex.trim().toUpperCase()];
-  if (s.matchKey === 'id' && byId[0] !== '') return blindIndex(s.siteKey, 'patient:id', byId);
-  if (byDemographics.some((x) => x !== '')) return blindIndex(s.siteKey, 'patient:demographics', byDemographics);
-  throw new Error('crosswalk: the instance has no PatientID, name, birth date or sex to match the patient by');
+  const hasId = byId[0] !== '';
+  if (matchKey === 'id' && hasId) return { kind: 'id', parts: byId };
+  if (byDemographics.some((x) => x !== '')) return { kind: 'demographics', parts: byDemographics };
+  // demographics key, but only a PatientID: that still names one patient
+  if (hasId) return { kind: 'id', parts: byId };
+  return null;
+}
+
+/** The match key of all unidentified instances under crosswalk.unidentified single. */
+const UNKNOWN_PATIENT = 'unknown patient';
+
+const unidentifiedKind = (s: CrosswalkSettings): UnidentifiedKind => s.unidentified ?? 'per-study';
+
+/**
+ * The blind index of the patient's match key. An instance without a PatientID (under the id key) is matched by
+ * name + birth date + sex instead (and under the demographics key, one with a PatientID only by that). One with
+ * none of these is unidentified: matched by its Study Instance UID (per-study) or by one constant (single). The
+ * kind leads the hashed material, so no unidentified key can equal a patient's.
+ */
+export function patientMatchHash(s: CrosswalkSettings, p: PatientIdentity): string {
+  const m = matchOf(p, s.matchKey);
+  if (m) return blindIndex(s.siteKey, `patient:${m.kind}`, m.parts);
+  if (unidentifiedKind(s) === 'single') return blindIndex(s.siteKey, 'patient:unidentified:single', [UNKNOWN_PATIENT]);
+  const study = (p.studyInstanceUid ?? '').trim();
+  if (!study) throw new Error('crosswalk: the instance has no PatientID, name, birth date, sex or Study Instance UID to match the patient by');
+  return blindIndex(s.siteKey, 'patient:unidentified:study', [study]);
 }
 
 export function studyMatchHash(s: CrosswalkSettings, aliasId: string, studyInstanceUid: string): string {
@@ -115,14 +147,19 @@ export function studyMatchHash(s: CrosswalkSettings, aliasId: string, studyInsta
 
 /** A new patient record; `counter` gives the next number when aliases are counter-based. */
 export async function newPatientRecord(s: CrosswalkSettings, p: PatientIdentity, matchHash: string, counter: () => Promise<number>): Promise<PatientRecord> {
-  const sex = aliasSexOf(p.sex);
+  const identified = matchOf(p, s.matchKey) !== null;
+  const sex = aliasSexOf(p.sex); // 'O' for an unidentified instance, which has no sex
+  // an unidentified alias may stand for many instances (single): what one of them held (an issuer) is not its identity
+  const phi: SealedIdentity = identified
+    ? { patientId: p.patientId, issuerOfPatientId: p.issuerOfPatientId, name: p.name, sex: p.sex, birthDate: p.birthDate }
+    : { patientId: '', issuerOfPatientId: '', name: '', sex: '', birthDate: '', unidentified: unidentifiedKind(s) };
   return {
     matchHash,
     aliasId: s.aliasPattern === 'counter' ? counterAliasId(s.aliasPrefix, await counter()) : randomAliasId(s.aliasPrefix),
     aliasName: aliasName(sex, p.name),
     aliasSex: sex,
     dateOffset: s.sealer.seal(dateOffset(s.dateOffsetMinDays, s.dateOffsetMaxDays)),
-    phi: s.sealer.seal(p),
+    phi: s.sealer.seal(phi),
     createdAt: new Date().toISOString(),
   };
 }
@@ -142,11 +179,13 @@ export function aliasOf(s: CrosswalkSettings, r: PatientRecord, created: boolean
 }
 
 export function revealed(s: CrosswalkSettings, r: PatientRecord, studies: StudyRecord[]): RevealedPatient {
+  const { unidentified, ...identity } = s.sealer.open<SealedIdentity>(r.phi);
   return {
     aliasId: r.aliasId,
     aliasName: r.aliasName,
     aliasSex: r.aliasSex,
-    identity: s.sealer.open<PatientIdentity>(r.phi),
+    identity,
+    ...(unidentified ? { unidentified } : {}),
     dateOffsetDays: s.sealer.open<number>(r.dateOffset),
     studies: studies.map((st) => ({ accessionAlias: st.accessionAlias, ...s.sealer.open<{ studyInstanceUid: string; accessionNumber: string }>(st.phi) })),
   };

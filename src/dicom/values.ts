@@ -22,13 +22,19 @@ const charsetCache = new WeakMap<ParsedDataset, string[]>();
 /** The values of the top-level Specific Character Set (the first may be empty: default repertoire); [] if absent. */
 export function specificCharacterSet(ds: ParsedDataset): string[] {
   let cs = charsetCache.get(ds);
-  if (!cs) {
-    const el = ds.elements.find((e) => e.tag === SPECIFIC_CHARACTER_SET);
-    cs = el ? rawValue(ds, el).toString('latin1').split('\\').map((v) => v.trim().replace(/\0+$/, '')) : [];
-    if (cs.length === 1 && cs[0] === '') cs = [];
-    charsetCache.set(ds, cs);
-  }
+  if (!cs) charsetCache.set(ds, (cs = itemCharset(ds, ds.elements, [])));
   return cs;
+}
+
+/**
+ * The character set of an item's values: its own Specific Character Set when it has one (PS3.5 6.1.2.5.2: it then
+ * applies to that item and the items it contains), else the enclosing one.
+ */
+export function itemCharset(ds: ParsedDataset, elements: DicomElement[], inherited: string[]): string[] {
+  const el = elements.find((e) => e.tag === SPECIFIC_CHARACTER_SET);
+  if (!el || el.items || el.fragments) return inherited;
+  const cs = rawValue(ds, el).toString('latin1').split('\\').map((v) => v.trim().replace(/\0+$/, ''));
+  return cs.length === 1 && cs[0] === '' ? [] : cs;
 }
 
 // ---- decoding ----
@@ -226,9 +232,27 @@ function singleByteMap(label: string): Map<number, number> | undefined {
 }
 
 /**
+ * A value that the data set's Specific Character Set cannot represent: no retry changes that. The message names
+ * the character set and the value's length, never the value (it may be a name).
+ */
+export class CharsetError extends Error {
+  /** What the journal, the quarantine and `dphiant anonymize` say about such an instance. */
+  static readonly REASON = "value not encodable in the data set's character set";
+
+  constructor(
+    readonly characters: number,
+    readonly charset: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CharsetError';
+  }
+}
+
+/**
  * Text → bytes in the given Specific Character Set (no padding). ISO 2022 sets: only what the initial designation
- * of the first value holds (ASCII, or an ISO 8859 upper half), as no escape sequences are written. Throws when the
- * text cannot be represented.
+ * of the first value holds (ASCII, or an ISO 8859 upper half), as no escape sequences are written. Throws
+ * CharsetError when the text cannot be represented.
  */
 export function encodeString(text: string, charset: string[]): Buffer {
   const name = charset.length ? charset.join('\\') : 'default repertoire';
@@ -236,8 +260,8 @@ export function encodeString(text: string, charset: string[]): Buffer {
   if (charset.length <= 1 && term === 'ISO_IR 192') return Buffer.from(text, 'utf8');
   if (/^[\x00-\x7f]*$/.test(text)) return Buffer.from(text, 'latin1');
   const fail = (): never => {
-    // the text itself stays out of the message: it may be a name
-    throw new Error(`cannot encode a value of ${[...text].length} characters in Specific Character Set ${name}: only ${term === '' || term === 'ISO_IR 6' ? 'ASCII' : 'its single-byte repertoire'} can be written`);
+    const characters = [...text].length;
+    throw new CharsetError(characters, name, `cannot encode a value of ${characters} characters in Specific Character Set ${name}: only ${term === '' || term === 'ISO_IR 6' ? 'ASCII' : 'its single-byte repertoire'} can be written`);
   };
   if (term === 'ISO_IR 100') {
     if (/[^\x00-\xff]/.test(text)) fail();
@@ -258,4 +282,23 @@ export function encodeString(text: string, charset: string[]): Buffer {
     }
   }
   return Buffer.from(out);
+}
+
+// ---- walking with character sets ----
+
+/**
+ * Like `walk` in walker.ts, and with the character set each element's text is in: an item's own Specific Character
+ * Set when it has one, else the enclosing one (top level: specificCharacterSet). `path` is reused: copy it to keep it.
+ */
+export function walkWithCharset(ds: ParsedDataset, visit: (el: DicomElement, path: DicomElement[], charset: string[]) => void | 'skip'): void {
+  const path: DicomElement[] = [];
+  const visitAll = (elements: DicomElement[], charset: string[]): void => {
+    for (const el of elements) {
+      if (visit(el, path, charset) === 'skip' || !el.items) continue;
+      path.push(el);
+      for (const item of el.items) visitAll(item.elements, itemCharset(ds, item.elements, charset));
+      path.pop();
+    }
+  };
+  visitAll(ds.elements, specificCharacterSet(ds));
 }

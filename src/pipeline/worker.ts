@@ -4,8 +4,8 @@
 //   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed: invariant 4) → DONE
 // Every step is repeatable: the output is deterministic (keyed UIDs, stored aliases), so a repeat after a crash is
 // AlreadyStored in the PACS, and deleting what is gone is a no-op. PACS and database errors are retried with
-// backoff; after maxAttempts, or at once when the gate finds PHI or the data set is unreadable, the raw instance
-// moves to the quarantine.
+// backoff; after maxAttempts, or at once when the gate finds PHI, the data set is unreadable or a new value cannot be
+// written in its character set, the raw instance moves to the quarantine.
 import PQueue from 'p-queue';
 import type { Config } from '../config/index.js';
 import { deidentify, deidentifyDataset } from '../anonymize/deidentify.js';
@@ -13,6 +13,7 @@ import { encodeFileMeta } from '../dicom/writer.js';
 import { VerificationError } from '../anonymize/gate.js';
 import type { Profile } from '../anonymize/profile.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
+import { CharsetError } from '../dicom/values.js';
 import { DicomParseError } from '../dicom/walker.js';
 import type { Logger } from '../log.js';
 import { fingerprint } from '../log.js';
@@ -49,6 +50,17 @@ export class Handoff {
 
 /** An error that retrying cannot fix. */
 class Permanent extends Error {}
+
+/**
+ * Why de-identifying an instance failed for good (the same bytes, profile and aliases fail the same way every
+ * time), or undefined when a retry may succeed (crosswalk or other transient trouble). Names no value.
+ */
+function permanentReason(e: unknown): string | undefined {
+  if (e instanceof VerificationError) return `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500);
+  if (e instanceof DicomParseError) return `unreadable data set: ${e.message}`;
+  if (e instanceof CharsetError) return CharsetError.REASON;
+  return undefined;
+}
 
 export interface WorkerDeps {
   journal: Journal;
@@ -176,9 +188,9 @@ export class DeidentificationWorker {
         datasetTs ? deidentifyDataset(raw, datasetTs, profile, siteKey, crosswalk) : deidentify(raw, profile, siteKey, crosswalk),
       );
     } catch (e) {
-      if (e instanceof VerificationError) throw new Permanent(`verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
-      if (e instanceof DicomParseError) throw new Permanent(`unreadable data set: ${e.message}`);
-      throw e; // crosswalk or other transient trouble
+      const reason = permanentReason(e);
+      if (reason !== undefined) throw new Permanent(reason);
+      throw e;
     }
     const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
     const up = await this.metrics.time('upload', () => this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength)));
