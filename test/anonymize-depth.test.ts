@@ -193,6 +193,18 @@ const CASES: Case[] = [
     planted: ['Ming'],
   },
   {
+    what: 'a UN element of no known attribute holding a name is removed; a known binary attribute written as UN (Rows) is kept',
+    input: () => instance(LEE, '2.25.9100021', [
+      { tag: 0x00289998, vr: 'UN', value: Buffer.from('Lee^Ming', 'latin1') },
+      { tag: 0x00280010, vr: 'UN', value: Buffer.from([4, 0]) },
+    ]),
+    planted: ['Lee^Ming'],
+    check: (out) => {
+      expect(out.elements.some((e) => e.tag === 0x00289998), 'the unknown UN is removed').to.equal(false);
+      expect(out.elements.some((e) => e.tag === 0x00280010), 'Rows (as UN) is kept').to.equal(true);
+    },
+  },
+  {
     what: 'short names (Ng, Li) and another person\'s name in an unlisted short text',
     input: () => instance({ name: 'Ng^Li', id: 'Q8812', sex: 'M', birthDate: '19800101' }, '2.25.9100012', [
       { tag: 0x00081070, vr: 'PN', value: 'Abebe^Tsegaye' },

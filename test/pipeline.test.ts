@@ -1,10 +1,10 @@
 // The whole pipeline on real Orthanc servers: modality → middleman → PACS, de-identified in the PACS.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GIVEN_NAMES } from '../src/crosswalk/aliases.js';
 import { generateStudies, type Manifest } from '../src/synth/generate.js';
-import { encodeDataset, part10 } from '../src/dicom/writer.js';
+import { encodeDataset, part10, type Element } from '../src/dicom/writer.js';
 import { sendRawDataset } from './support/raw-scu.js';
 import { generateElements } from '../src/synth/generate.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
@@ -138,6 +138,37 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(job!.callingAet).to.equal('RECONCILER');
     expect((await stack.pacsRest.lookup(sop)).length, 'the raw copy is gone').to.equal(0);
     expect((await pacsInventory(stack.pacsRest)).instances.every((i) => i.identityRemoved === 'YES')).to.equal(true);
+  });
+
+  it('takes what real archives hold to DONE: no Patient ID, no identity at all (a phantom), an SR with free text naming people', async () => {
+    const without = (els: Element[], tags: number[]) => els.filter((e) => !tags.includes(e.tag));
+    const noId = without(generateElements({ rows: 8, cols: 8, seed: 401, patientIndex: 21 }), [0x00100020]);
+    const phantom = without(generateElements({ rows: 8, cols: 8, seed: 402, patientIndex: 22 }), [0x00100010, 0x00100020, 0x00100030, 0x00100040]);
+    const sr = without(generateElements({ rows: 8, cols: 8, seed: 403, patientIndex: 23 }), [0x7fe00010]);
+    const family = String(sr.find((e) => e.tag === 0x00100010)!.value).split('^')[0]!;
+    sr.find((e) => e.tag === 0x00080016)!.value = '1.2.840.10008.5.1.4.1.1.88.11'; // Basic Text SR
+    sr.push({ tag: 0x0040a730, vr: 'SQ', value: [[
+      { tag: 0x0040a010, vr: 'CS', value: 'CONTAINS' },
+      { tag: 0x0040a040, vr: 'CS', value: 'TEXT' },
+      { tag: 0x0040a160, vr: 'UT', value: `Mr ${family} seen 2023-04-05 by Dr Kim; callback 555-0199` },
+    ]] });
+    sr.sort((a, b) => a.tag - b.tag);
+    const files = [noId, phantom, sr].map((els, i) => {
+      const file = path.join(stack.work, `archive-${i}.dcm`);
+      writeFileSync(file, part10(els, TS.ExplicitVRLittleEndian));
+      return { file, sop: String(els.find((e) => e.tag === 0x00080018)!.value) };
+    });
+    const r = await storescu(files.map((f) => f.file), { port: stack.mm.port });
+    expect(r.code, r.stderr).to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 60_000);
+    const done = stack.mm.journal.byState('DONE', 100_000);
+    for (const f of files) {
+      const job = done.find((j) => j.sopInstanceUid === f.sop);
+      expect(job, `instance ${files.indexOf(f)} is DONE (quarantined: ${stack.mm.journal.byState('QUARANTINED').map((j) => j.reason).join('; ')})`).to.exist;
+    }
+    const inv = await pacsInventory(stack.pacsRest);
+    expect(inv.instances.every((i) => i.identityRemoved === 'YES'), 'no raw instance left').to.equal(true);
+    expect(inv.patients.every((p) => /^DPH/.test(p.patientId)), 'every patient in the PACS is filed under an alias ID').to.equal(true);
   });
 });
 

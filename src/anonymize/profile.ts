@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseTag, keywordOf } from '../dicom/dictionary.js';
 import { confidentialityTable, OPTION_KEYS, safePrivateTable, type OptionKey, type TableCode, type TableRow } from './table.js';
-import { DEFAULT_SAFETY_PASS, describeSafetyPass, safetyAction, vocabularyTags, type SafetyPassSettings, type Within } from './safety.js';
+import { DEFAULT_SAFETY_PASS, describeSafetyPass, safetyAction, safetyVr, vocabularyTags, type SafetyPassSettings, type Within } from './safety.js';
 
 export type AliasField = 'patientName' | 'patientId' | 'accessionNumber';
 
@@ -246,7 +246,7 @@ export class Profile {
   keepsOriginal(tag: number, vr: string): boolean {
     if ((tag >>> 16) % 2 === 1) return this.keepsEverything;
     const action = this.ruleFor(tag).action;
-    return (action.kind === 'safety' ? this.safetyAction(vr) : action).kind === 'keep';
+    return (action.kind === 'safety' ? this.safetyAction(safetyVr(tag, vr)) : action).kind === 'keep';
   }
 
   /** Rule of a private data element (gggg,bbee) whose block bb is reserved by `creator`. */

@@ -2,7 +2,7 @@
 // decides. PS3.15 E.1.1 keeps such attributes as non-identifying, but real instances put names, dates, UIDs and
 // free text in them (reviewer names, source-instance UIDs, retrieve URLs, SR text), so DPHIANT decides them by
 // their VR instead. Profile.describe() prints these rules, so `dphiant profile show` shows them to a site.
-import { tagOfKeyword } from '../dicom/dictionary.js';
+import { tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import type { Action } from './profile.js';
 
 /** What the safety pass does with free text outside the table: redact identifying values, or remove the attribute. */
@@ -64,6 +64,17 @@ const SHORT_TEXT = new Set(['LO', 'SH', 'UC']);
 const LONG_TEXT = new Set(['ST', 'LT', 'UT']);
 /** VRs that hold codes, numbers or bulk data: nothing a person types about a patient. */
 const KEPT_VRS = new Set(['CS', 'AS', 'DS', 'IS', 'US', 'SS', 'UL', 'SL', 'UV', 'SV', 'FL', 'FD', 'AT', 'OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'SQ']);
+
+/**
+ * The VR the safety pass decides an element by. The walker gives a UN element of a known text or sequence attribute
+ * its real VR already; a known binary attribute written as UN (Rows, a LUT) is numbers, kept like its VR. Any
+ * other UN stays UN: nobody can say what it holds.
+ */
+export function safetyVr(tag: number, vr: string): string {
+  if (vr !== 'UN') return vr;
+  const known = vrOf(tag);
+  return known && known !== 'SQ' && KEPT_VRS.has(known) ? known : 'UN';
+}
 
 export interface DateOptions {
   retainUIDs: boolean;
