@@ -100,7 +100,21 @@ function replaceShape(match: string, g: Groups): string {
  */
 export function redactPatterns(text: string): string {
   if (text.length < 2) return text;
-  let out = text.replace(SHAPES, (match: string, ...rest: unknown[]) => replaceShape(match, rest[rest.length - 1] as Groups));
+  // a pure function of the text, and device and protocol labels repeat in every instance: remember (bounded)
+  const known = remembered.get(text);
+  if (known !== undefined) return known;
+  const out = shapesRedacted(text);
+  if (remembered.size >= REMEMBERED_MAX) remembered.clear();
+  remembered.set(text, out);
+  return out;
+}
+
+const remembered = new Map<string, string>();
+const REMEMBERED_MAX = 10_000;
+
+function shapesRedacted(text: string): string {
+  // every shape holds a digit, an @ or a dot: most short values (labels, kernels) have none and skip the big regex
+  let out = /[\d@.]/.test(text) ? text.replace(SHAPES, (match: string, ...rest: unknown[]) => replaceShape(match, rest[rest.length - 1] as Groups)) : text;
   if (/[DMP]/.test(out)) out = out.replace(TITLED_NAME, (match: string, name: string) => match.slice(0, match.length - name.length) + xOut(name));
   return out;
 }

@@ -61,12 +61,17 @@ const ID_VRS = new Set(['LO', 'SH', 'UC', 'ST', 'LT']);
 const PHRASE_VRS = new Set(['LO', 'SH', 'UC', 'ST', 'LT', 'UT']);
 const ID_KEYWORD = /(?:ID|Id|IDs|Number|Numbers|Identifier)$/;
 
-const sources = new Map<string, Source | null>();
+/** VRs that can hold a name, ID, date, UID, address, telephone number or institution. */
+const SOURCE_VRS = new Set(['PN', 'DA', 'DT', 'UI', ...PHRASE_VRS]);
+/** Per VR, per tag: what an element holds (null: nothing identifying). */
+const sources = new Map<string, Map<number, Source | null>>();
 
 /** What kind of identifying value an element of this tag and VR holds, or null; by VR, then by keyword. */
 function sourceOf(tag: number, vr: string): Source | null {
-  const key = `${tag}:${vr}`;
-  let s = sources.get(key);
+  if (!SOURCE_VRS.has(vr)) return null;
+  let byTag = sources.get(vr);
+  if (!byTag) sources.set(vr, (byTag = new Map()));
+  let s = byTag.get(tag);
   if (s !== undefined) return s;
   s = null;
   const keyword = keywordOf(tag) ?? '';
@@ -78,7 +83,7 @@ function sourceOf(tag: number, vr: string): Source | null {
   else if (PHRASE_VRS.has(vr) && /InstitutionName|InstitutionalDepartmentName/.test(keyword)) s = { kind: 'institution', how: 'phrase' };
   else if (tag === ACCESSION_NUMBER) s = { kind: 'accession', how: 'id' };
   else if (tag === PATIENT_ID || tag === OTHER_PATIENT_IDS || (ID_VRS.has(vr) && ID_KEYWORD.test(keyword))) s = { kind: 'id', how: 'id' };
-  sources.set(key, s);
+  byTag.set(tag, s);
   return s;
 }
 
@@ -118,17 +123,21 @@ function nameWords(pn: string, out: (word: string, inside: boolean) => void): vo
 
 const MONTHS = ['january', 'february', 'march', 'april', 'may', 'june', 'july', 'august', 'september', 'october', 'november', 'december'];
 
-/** A date in DA and the textual forms people write. */
-function dateForms(da: string): string[] {
+/**
+ * A date in DA and the forms machines and people write it in. The birth date also in words (5 April 1967): it is
+ * the date people quote; any date in words is a shape the redaction's patterns take out anyway (patterns.ts).
+ */
+function dateForms(da: string, inWords: boolean): string[] {
   const m = /^(\d{4})(\d{2})(\d{2})$/.exec(da.trim());
   if (!m) return [];
   const [, y, mo, d] = m as unknown as [string, string, string, string];
+  const forms = [`${y}${mo}${d}`, `${y}-${mo}-${d}`, `${y}/${mo}/${d}`, `${y}.${mo}.${d}`, `${d}/${mo}/${y}`, `${mo}/${d}/${y}`, `${d}.${mo}.${y}`, `${d}-${mo}-${y}`];
   const month = MONTHS[Number(mo) - 1];
-  const forms = [`${y}${mo}${d}`, `${y}-${mo}-${d}`, `${y}/${mo}/${d}`, `${y}.${mo}.${d}`, `${d}/${mo}/${y}`, `${mo}/${d}/${y}`, `${d}.${mo}.${y}`, `${d}-${mo}-${y}`, `${mo}-${d}-${y}`];
-  const dn = String(Number(d));
-  const mn = String(Number(mo));
-  forms.push(`${dn}/${mn}/${y}`, `${mn}/${dn}/${y}`);
-  if (month) forms.push(`${dn} ${month} ${y}`, `${month} ${dn}, ${y}`, `${month} ${dn} ${y}`, `${d}-${month.slice(0, 3)}-${y}`, `${dn} ${month.slice(0, 3)} ${y}`, `${month.slice(0, 3)} ${dn}, ${y}`);
+  if (inWords && month) {
+    const dn = String(Number(d));
+    const mn = String(Number(mo));
+    forms.push(`${mo}-${d}-${y}`, `${dn}/${mn}/${y}`, `${mn}/${dn}/${y}`, `${dn} ${month} ${y}`, `${month} ${dn}, ${y}`, `${month} ${dn} ${y}`, `${d}-${month.slice(0, 3)}-${y}`, `${dn} ${month.slice(0, 3)} ${y}`, `${month.slice(0, 3)} ${dn}, ${y}`);
+  }
   return forms;
 }
 
@@ -156,9 +165,7 @@ function idMatchesInside(id: string): boolean {
  */
 export function phiNeedles(ds: ParsedDataset, profile: Profile): Needle[] {
   const byText = new Map<string, Needle>();
-  const add = (kind: NeedleKind, text: string, inside: boolean) => {
-    const t = text.trim().toLowerCase();
-    if (!t) return;
+  const add = (kind: NeedleKind, t: string, inside: boolean) => {
     const had = byText.get(t);
     if (!had) {
       byText.set(t, inside ? { kind, text: t, inside } : { kind, text: t });
@@ -175,36 +182,65 @@ export function phiNeedles(ds: ParsedDataset, profile: Profile): Needle[] {
     // a "default": "keep" profile keeps everything on purpose: the gate then reports what it would have rejected
     if (!source || (!profile.keepsEverything && profile.keepsOriginal(el.tag, vr))) return;
     for (const value of stringValues(ds, el, charset)) {
-      switch (source.how) {
-        case 'name':
-          nameWords(value, (word, inside) => add(source.kind, word, inside));
-          break;
-        case 'id': {
-          const id = value.trim();
-          if (length(id) >= 3) add(source.kind, id, idMatchesInside(id));
-          break;
-        }
-        case 'date':
-          for (const da of datesOf(value, vr)) if (da !== DUMMY_DATE) for (const form of dateForms(da)) add(source.kind, form, false);
-          break;
-        case 'uid': {
-          const uid = value.replace(/\0+$/, '').trim();
-          if (/^\d+(?:\.\d+)+$/.test(uid) && !isStandardUid(uid)) add('uid', uid, false);
-          break;
-        }
-        case 'phrase':
-          if (length(value.trim()) >= 3) add(source.kind, value.replace(/\s+/g, ' '), false);
-          break;
+      if (source.how === 'uid') {
+        // (stringValues trims UI values) a UID needle matters only where it is compared or met in text as a UID
+        if (!isStandardUid(value)) add('uid', value, false);
+        continue;
       }
+      for (const n of needlesOfValue(source, vr, value)) add(n.kind, n.text, n.inside === true);
     }
   });
   return [...byText.values()];
+}
+
+// Names, dates and IDs repeat from instance to instance of a patient and study: their needles are remembered
+// (bounded), so each instance pays only for what is new in it.
+const valueNeedles = new Map<Source, Map<string, Needle[]>>();
+let valueNeedlesSize = 0;
+const VALUE_NEEDLES_MAX = 20_000;
+
+/** The needles of one value of a name, ID, date or phrase element (lower-cased, trimmed, non-empty). */
+function needlesOfValue(source: Source, vr: string, value: string): Needle[] {
+  // a Source stands for one VR and tag (sourceOf): the value alone is the key within it
+  let byValue = valueNeedles.get(source);
+  if (!byValue) valueNeedles.set(source, (byValue = new Map()));
+  let out = byValue.get(value);
+  if (out) return out;
+  out = [];
+  const push = (text: string, inside: boolean) => {
+    const t = text.trim().toLowerCase();
+    if (t) out!.push(inside ? { kind: source.kind, text: t, inside } : { kind: source.kind, text: t });
+  };
+  switch (source.how) {
+    case 'name':
+      nameWords(value, push);
+      break;
+    case 'id': {
+      const id = value.trim();
+      if (length(id) >= 3) push(id, idMatchesInside(id));
+      break;
+    }
+    case 'date':
+      for (const da of datesOf(value, vr)) if (da !== DUMMY_DATE) for (const form of dateForms(da, source.kind === 'birth date')) push(form, false);
+      break;
+    case 'phrase':
+      if (length(value.trim()) >= 3) push(value.replace(/\s+/g, ' '), false);
+      break;
+  }
+  if (++valueNeedlesSize > VALUE_NEEDLES_MAX) {
+    valueNeedles.clear();
+    valueNeedlesSize = 0;
+  }
+  byValue.set(value, out);
+  return out;
 }
 
 // ---- matching ----
 
 const WORD = /[\p{L}\p{N}\p{M}]/u;
 const TOKENS = /[\p{L}\p{N}\p{M}]+/gu;
+const ASCII = /^[\x00-\x7f]*$/;
+const ASCII_TOKENS = /[A-Za-z0-9]+/g;
 /** A UID in text: digits and dots not preceded by a digit or a dot, as far as ".digit" continues. */
 const UID_RUN = /(?<![\d.])\d+(?:\.\d+)+/g;
 
@@ -266,8 +302,10 @@ export interface MatchOptions {
 export function matchNeedles(hay: string, needles: readonly Needle[], found: (start: number, end: number, needle: Needle) => void, opts: MatchOptions = {}): void {
   const c = compileNeedles(needles);
   if (c.byFirstToken.size) {
-    TOKENS.lastIndex = 0;
-    for (let m = TOKENS.exec(hay); m; m = TOKENS.exec(hay)) {
+    // most values are ASCII, where a token is [a-z0-9]+ and the Unicode-aware regex costs several times more
+    const tokens = ASCII.test(hay) ? ASCII_TOKENS : TOKENS;
+    tokens.lastIndex = 0;
+    for (let m = tokens.exec(hay); m; m = tokens.exec(hay)) {
       const list = c.byFirstToken.get(m[0]);
       if (!list) continue;
       for (const { needle, offset } of list) {

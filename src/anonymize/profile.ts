@@ -157,6 +157,9 @@ export class Profile {
   private readonly privateRules = new Map<string, Rule>();
   private readonly siteByTag = new Map<number, Rule>();
   readonly safetyPass: SafetyPassSettings;
+  private readonly resolved = new Map<number, Rule>();
+  private readonly safetyActions: Record<Within, Map<string, Action>> = { normal: new Map(), replace: new Map(), redact: new Map() };
+  private readonly kept = new Map<string, Map<number, boolean>>();
 
   constructor(options: Partial<Options> = {}, site: SiteProfile = {}) {
     this.options = { ...NO_OPTIONS, ...site.options, ...options };
@@ -217,6 +220,13 @@ export class Profile {
    * vocabulary allow-list (kept); with a "default": "keep" site profile they are kept.
    */
   ruleFor(tag: number): Rule {
+    // rules never change after construction; the engine, the needles and the gate ask for every element
+    let rule = this.resolved.get(tag);
+    if (!rule) this.resolved.set(tag, (rule = this.resolveRule(tag)));
+    return rule;
+  }
+
+  private resolveRule(tag: number): Rule {
     const site = this.siteByTag.get(tag);
     if (site) return site;
     const exact = this.byTag.get(tag);
@@ -230,7 +240,10 @@ export class Profile {
 
   /** The action the safety pass takes on an element of this VR (`within`: see src/anonymize/safety.ts). */
   safetyAction(vr: string, within: Within = 'normal'): Action {
-    return safetyAction(vr, within, this.options, this.safetyPass);
+    const byVr = this.safetyActions[within];
+    let action = byVr.get(vr);
+    if (!action) byVr.set(vr, (action = safetyAction(vr, within, this.options, this.safetyPass)));
+    return action;
   }
 
   /** An attribute of the vocabulary allow-list: coded or vendor vocabulary, kept as it is. */
@@ -245,8 +258,14 @@ export class Profile {
    */
   keepsOriginal(tag: number, vr: string): boolean {
     if ((tag >>> 16) % 2 === 1) return this.keepsEverything;
-    const action = this.ruleFor(tag).action;
-    return (action.kind === 'safety' ? this.safetyAction(safetyVr(tag, vr)) : action).kind === 'keep';
+    let byTag = this.kept.get(vr);
+    if (!byTag) this.kept.set(vr, (byTag = new Map()));
+    let keeps = byTag.get(tag);
+    if (keeps === undefined) {
+      const action = this.ruleFor(tag).action;
+      byTag.set(tag, (keeps = (action.kind === 'safety' ? this.safetyAction(safetyVr(tag, vr)) : action).kind === 'keep'));
+    }
+    return keeps;
   }
 
   /** Rule of a private data element (gggg,bbee) whose block bb is reserved by `creator`. */

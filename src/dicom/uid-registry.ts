@@ -15,6 +15,7 @@ export interface StandardUid {
 
 /** PS3.16 Context Group UIDs: defined by the standard, one per CID, but not rows of the registry. */
 const CONTEXT_GROUP_ROOT = '1.2.840.10008.6.1.';
+const STANDARD_ROOT = '1.2.840.10008.';
 
 let registry: ReadonlyMap<string, StandardUid> | undefined;
 
@@ -43,6 +44,7 @@ function trimPadding(s: string): string {
  */
 export function isStandardUid(uid: string): boolean {
   const u = trimPadding(uid);
+  if (!u.startsWith(STANDARD_ROOT)) return false; // every row and every context group lies under the root
   if (uidRegistry().has(u)) return true;
   return u.startsWith(CONTEXT_GROUP_ROOT) && u.length > CONTEXT_GROUP_ROOT.length && isValidUid(u);
 }
