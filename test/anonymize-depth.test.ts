@@ -13,6 +13,7 @@ import { parseFile, walk, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
 import { CT_IMAGE_STORAGE } from '../src/synth/generate.js';
 import { datasetBytes } from './support/files.js';
+import { SMALL_PIXEL_MODULE, withElements } from './support/instance.js';
 import { unSequence } from './support/plant.js';
 import { KeyedStandIn } from './support/standin.js';
 
@@ -20,7 +21,6 @@ const KEY = Buffer.from('1f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabb
 const BASIC_TEXT_SR = '1.2.840.10008.5.1.4.1.1.88.11';
 const STUDY_UID = '1.2.826.0.1.3680043.2.1125.7.1';
 const SERIES_UID = '1.2.826.0.1.3680043.2.1125.7.2';
-const PIXELS = Buffer.alloc(4 * 4 * 2, 0x11);
 
 interface Patient {
   name: string;
@@ -46,22 +46,9 @@ function instance(p: Patient, sop: string, extra: Element[], tsUid = TS.Explicit
     { tag: 0x00100040, vr: 'CS', value: p.sex },
     { tag: 0x0020000d, vr: 'UI', value: STUDY_UID },
     { tag: 0x0020000e, vr: 'UI', value: SERIES_UID },
-    ...(sopClass === CT_IMAGE_STORAGE
-      ? [
-          { tag: 0x00280002, vr: 'US', value: 1 },
-          { tag: 0x00280004, vr: 'CS', value: 'MONOCHROME2' },
-          { tag: 0x00280010, vr: 'US', value: 4 },
-          { tag: 0x00280011, vr: 'US', value: 4 },
-          { tag: 0x00280100, vr: 'US', value: 16 },
-          { tag: 0x00280101, vr: 'US', value: 12 },
-          { tag: 0x00280102, vr: 'US', value: 11 },
-          { tag: 0x00280103, vr: 'US', value: 0 },
-          { tag: 0x7fe00010, vr: 'OW', value: PIXELS },
-        ]
-      : []),
+    ...(sopClass === CT_IMAGE_STORAGE ? SMALL_PIXEL_MODULE : []),
   ];
-  const tags = new Set(extra.map((e) => e.tag));
-  const all = [...els.filter((e) => !tags.has(e.tag)), ...extra].filter((e) => e.value !== ''); // '' = absent
+  const all = withElements(els, extra).filter((e) => e.value !== ''); // '' = absent
   return part10(all, tsUid, { charset: p.charset === 'ISO_IR 192' ? 'utf8' : 'latin1' });
 }
 

@@ -19,6 +19,7 @@ import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
 import { CT_IMAGE_STORAGE, PRIVATE_CREATOR, generateElements } from '../src/synth/generate.js';
 import { datasetBytes } from './support/files.js';
+import { SMALL_PIXEL_MODULE, withElements } from './support/instance.js';
 
 const KEY = Buffer.from('0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0', 'hex');
 
@@ -61,8 +62,6 @@ function leaks(output: Buffer, planted: Planted[]): string[] {
   return planted.filter((p) => texts.some((t) => t.includes(p.text.toLowerCase()))).map((p) => `${p.label} ${JSON.stringify(p.text)}`);
 }
 
-const PIXELS = Buffer.alloc(4 * 4 * 2, 0x11);
-
 /** A small CT instance of the planted patient plus `extra` elements. */
 function instance(uidSuffix: number, extra: Element[], tsUid: string): Buffer {
   const els: Element[] = [
@@ -76,18 +75,9 @@ function instance(uidSuffix: number, extra: Element[], tsUid: string): Buffer {
     { tag: 0x00100040, vr: 'CS', value: 'F' },
     { tag: 0x0020000d, vr: 'UI', value: '2.25.4711001' },
     { tag: 0x0020000e, vr: 'UI', value: '2.25.4711002' },
-    { tag: 0x00280002, vr: 'US', value: 1 },
-    { tag: 0x00280004, vr: 'CS', value: 'MONOCHROME2' },
-    { tag: 0x00280010, vr: 'US', value: 4 },
-    { tag: 0x00280011, vr: 'US', value: 4 },
-    { tag: 0x00280100, vr: 'US', value: 16 },
-    { tag: 0x00280101, vr: 'US', value: 12 },
-    { tag: 0x00280102, vr: 'US', value: 11 },
-    { tag: 0x00280103, vr: 'US', value: 0 },
-    { tag: 0x7fe00010, vr: 'OW', value: PIXELS },
+    ...SMALL_PIXEL_MODULE,
   ];
-  const tags = new Set(extra.map((e) => e.tag));
-  return part10([...els.filter((e) => !tags.has(e.tag)), ...extra], tsUid);
+  return part10(withElements(els, extra), tsUid);
 }
 
 /** ReferencedImageSequence > PurposeOfReferenceCodeSequence > EquivalentCodeSequence, with `deepest` in the innermost item. */
