@@ -87,6 +87,24 @@ describe('de-identification profile', function () {
     expect(() => new Profile({}, loadSiteProfile(file))).to.throw('StudyDescription: unknown action "shred"');
   });
 
+  it("shows the safety pass and the site's text policy, and refuses a policy that is not redact or remove", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-site-'));
+    const basic = await dphiant(['profile', 'show']);
+    expect(basic.stdout).to.match(/any other ST LT UT\t\tremove; .*\[DPHIANT safety pass \(not in Table E\.1-1\)\]/);
+    expect(basic.stdout).to.match(/any other LO SH UC\t\tredact identifying values and patterns;/);
+    expect(basic.stdout).to.match(/\(0008,0104\)\tCodeMeaning\tkeep .*\[DPHIANT vocabulary allow-list/);
+    const file = path.join(dir, 'policy.json');
+    writeFileSync(file, JSON.stringify({ safetyPass: { shortText: 'remove', longText: 'redact' } }));
+    const site = await dphiant(['profile', 'show', '--profile', file]);
+    expect(site.stdout).to.match(/any other ST LT UT\t\tredact identifying values and patterns;/);
+    expect(site.stdout).to.match(/any other LO SH UC\t\tremove;/);
+    const modified = await dphiant(['profile', 'show', '--retain-long-modified-dates']);
+    expect(modified.stdout).to.match(/any other DA DT\t\tshift by the patient's date offset\t/);
+    const bad = path.join(dir, 'bad-policy.json');
+    writeFileSync(bad, JSON.stringify({ safetyPass: { longText: 'keep' } }));
+    expect(() => loadSiteProfile(bad)).to.throw('safetyPass.longText is "redact" or "remove"');
+  });
+
   it('gives two instances of one series, de-identified in two processes, the same new Study and Series UIDs; all new UIDs are valid', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-uids-'));
     const keyFile = path.join(dir, 'site.key');
