@@ -17,6 +17,17 @@ describe('configuration', () => {
     expect(c.dataDir).to.equal(path.resolve('./data'));
   });
 
+  for (const key of ['constructor', '__proto__', 'scp.__proto__', 'toString']) {
+    it(`rejects a config file whose key is ${key} as an unknown setting, and leaves Object.prototype alone`, () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));
+      const file = path.join(dir, 'c.json');
+      const inner = '{"polluted": true, "port": 1}';
+      writeFileSync(file, key.includes('.') ? `{"${key.split('.')[0]}": {"${key.split('.')[1]}": ${inner}}}` : `{"${key}": ${inner}}`);
+      expect(() => loadConfig({ file, env: {} })).to.throw(ConfigError, `${key}: unknown setting`);
+      expect(({} as Record<string, unknown>).polluted, 'Object.prototype untouched').to.equal(undefined);
+    });
+  }
+
   it('derives environment variable names from setting paths', () => {
     expect(envName('dataDir')).to.equal('DPHIANT_DATA_DIR');
     expect(envName('scp.maxInstanceBytes')).to.equal('DPHIANT_SCP_MAX_INSTANCE_BYTES');

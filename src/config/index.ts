@@ -335,7 +335,8 @@ function parseEnv(key: string, raw: string): unknown {
 function mergeFile(target: Record<string, unknown>, file: Record<string, unknown>, prefix = ''): void {
   for (const [k, v] of Object.entries(file)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (key in SCHEMA) setPath(target, key, v);
+    // own keys only: `in` would take "constructor" and "__proto__" for settings and write into prototypes
+    if (Object.hasOwn(SCHEMA, key)) setPath(target, key, v);
     else if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(SCHEMA).some((s) => s.startsWith(key + '.')))
       mergeFile(target, v as Record<string, unknown>, key);
     else throw new ConfigError(key, 'unknown setting');
