@@ -65,6 +65,11 @@ describe('configuration', () => {
     ['pacs.url', { DPHIANT_PACS_URL: 'ftp://x' }, 'http(s) URL'],
     ['logLevel', { DPHIANT_LOG_LEVEL: 'loud' }, 'one of'],
     ['crosswalk.unidentified', { DPHIANT_CROSSWALK_UNIDENTIFIED: 'per-patient' }, 'one of per-study, single'],
+    ['web.sessionMaxAgeMs', { DPHIANT_WEB_SESSION_MAX_AGE_MS: '500' }, 'integer from 1000'],
+    ['web.sessionIdleMs', { DPHIANT_WEB_SESSION_IDLE_MS: 'soon' }, 'not an integer'],
+    ['web.trustProxy', { DPHIANT_WEB_TRUST_PROXY: '0' }, 'integer from 1 to 64'],
+    ['web.trustProxy', { DPHIANT_WEB_TRUST_PROXY: '10.0.0.1,proxy.example' }, '"proxy.example" is not an IP address'],
+    ['web.trustProxy', { DPHIANT_WEB_TRUST_PROXY: '10.0.0.0/33' }, '"10.0.0.0/33" is not an IP address'],
     ['pacs.password', { DPHIANT_DEV_STACK: 'false' }, 'only in the dev stack'],
     ['keyFile', { DPHIANT_DEV_STACK: 'false', DPHIANT_PACS_PASSWORD: 'real-secret', DPHIANT_CROSSWALK_KEY: 'ab'.repeat(32) }, 'site key file is required'],
     [
@@ -85,6 +90,21 @@ describe('configuration', () => {
       }
     });
   }
+
+  it('reads web.trustProxy as true/false, a hop count or a list of addresses and CIDRs (file or DPHIANT_WEB_TRUST_PROXY); web.sessionMaxAgeMs defaults to 8 h', () => {
+    const c = loadConfig({ env: {} });
+    expect(c.web.trustProxy).to.equal(false);
+    expect(c.web.sessionMaxAgeMs).to.equal(8 * 3_600_000);
+    expect(loadConfig({ env: { DPHIANT_WEB_TRUST_PROXY: 'true' } }).web.trustProxy).to.equal(true);
+    expect(loadConfig({ env: { DPHIANT_WEB_TRUST_PROXY: '2' } }).web.trustProxy).to.equal(2);
+    expect(loadConfig({ env: { DPHIANT_WEB_TRUST_PROXY: '10.0.0.1, 10.1.0.0/16,::1,loopback' } }).web.trustProxy).to.deep.equal(['10.0.0.1', '10.1.0.0/16', '::1', 'loopback']);
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ web: { trustProxy: ['192.0.2.10'], sessionMaxAgeMs: 3_600_000 } }));
+    expect(loadConfig({ file, env: {} }).web).to.include({ sessionMaxAgeMs: 3_600_000 }).and.have.deep.property('trustProxy', ['192.0.2.10']);
+    writeFileSync(file, JSON.stringify({ web: { trustProxy: 'yes' } }));
+    expect(() => loadConfig({ file, env: {} })).to.throw(ConfigError, 'web.trustProxy: must be true, false, a hop count');
+  });
 
   it('rejects an unknown setting in the file', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));

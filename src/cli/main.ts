@@ -37,8 +37,13 @@ await yargs(hideBin(process.argv))
     async (argv) => {
       const cfg = config(argv);
       const log = createLogger(cfg.logLevel);
-      // last line of defence: a bug in one association must not end the others (invariant 8)
-      process.on('uncaughtException', (err) => log.error({ err: err.message, stack: err.stack }, 'uncaught exception'));
+      // after an uncaught exception the process state is unknown (a half-written journal step, a stuck association):
+      // log it (message and stack only, never a data set) and exit; the journal resumes unfinished jobs when the
+      // supervisor restarts the middleman (README: under a supervisor)
+      process.on('uncaughtException', (err) => {
+        log.fatal({ err: err.message, stack: err.stack }, 'uncaught exception: exiting');
+        process.exit(70);
+      });
       process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
       let mm;
       try {

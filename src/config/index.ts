@@ -1,6 +1,8 @@
 // The one home of DPHIANT's configuration: defaults (the dev stack of DESIGN.md), a JSON file, then
 // DPHIANT_* environment variables, validated once at start-up. Every setting is documented where it is defined.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
 
@@ -68,8 +70,18 @@ export interface Config {
     port: number;
     /** Who may log in: scrypt password hashes (`dphiant web hash-password`), role viewer or reidentifier. */
     users: WebUser[];
-    /** Sessions end after this long without a request. */
+    /** Sessions end after this long without a request of the user (the dashboard's polls do not count). */
     sessionIdleMs: number;
+    /** Sessions end this long after the login, however active. */
+    sessionMaxAgeMs: number;
+    /**
+     * Which proxies in front of the web UI to believe about the client address (X-Forwarded-For), as fastify's
+     * trustProxy: false = none (the peer is the client), true = any, a hop count, or a list of addresses/CIDRs
+     * (or loopback, linklocal, uniquelocal). The per-address login limit counts the address found this way.
+     */
+    trustProxy: boolean | number | string[];
+    /** PEM files of the web UI's certificate (chain) and private key: both set = HTTPS only, cookies Secure. */
+    tls: { cert: string; key: string };
     /** Orthanc Explorer of the modality, linked from the dashboard (the PACS's comes from pacs.url). */
     modalityExplorerUrl: string;
   };
@@ -144,7 +156,7 @@ export const DEFAULT_CONFIG: Config = {
     username: 'demo',
     password: 'demo',
   },
-  web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
+  web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
   pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
@@ -216,6 +228,16 @@ const isCallers: Check = (v, k) => {
   });
 };
 
+/** An entry of web.trustProxy as fastify (proxy-addr) reads it: an address, address/prefix, or a named range. */
+function isProxyAddress(a: unknown): boolean {
+  if (typeof a !== 'string') return false;
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(a)) return true;
+  const [addr = '', prefix, ...rest] = a.split('/');
+  const family = isIP(addr);
+  if (!family || rest.length) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
 /** Every setting: its validator. Its environment variable is derived from the path (scp.maxAssociations → DPHIANT_SCP_MAX_ASSOCIATIONS). */
 const SCHEMA: Record<string, Check> = {
   dataDir: isString,
@@ -251,7 +273,17 @@ const SCHEMA: Record<string, Check> = {
       if (w.role !== 'viewer' && w.role !== 'reidentifier') throw new ConfigError(`${k}[${i}].role`, 'must be viewer or reidentifier');
     });
   },
-  'web.sessionIdleMs': intIn(60_000, 7 * 86_400_000),
+  // from 1 s: tests prove the expiry in seconds; a site's values are minutes and hours
+  'web.sessionIdleMs': intIn(1_000, 7 * 86_400_000),
+  'web.sessionMaxAgeMs': intIn(1_000, 30 * 86_400_000),
+  'web.trustProxy': (v, k) => {
+    if (typeof v === 'boolean') return;
+    if (typeof v === 'number') return intIn(1, 64)(v, k);
+    if (!Array.isArray(v) || v.length === 0) throw new ConfigError(k, 'must be true, false, a hop count from 1 to 64, or a list of proxy addresses/CIDRs');
+    for (const a of v) if (!isProxyAddress(a)) throw new ConfigError(k, `${JSON.stringify(a)} is not an IP address, a CIDR, loopback, linklocal or uniquelocal`);
+  },
+  'web.tls.cert': isOptionalString,
+  'web.tls.key': isOptionalString,
   'web.modalityExplorerUrl': isUrl,
   keyFile: isOptionalString,
   'pipeline.enabled': isBoolean,
@@ -301,6 +333,13 @@ function setPath(obj: Record<string, unknown>, key: string, value: unknown): voi
 /** Parses an environment value by the type of the default it replaces. */
 function parseEnv(key: string, raw: string): unknown {
   const def = getPath(DEFAULT_CONFIG, key);
+  if (key === 'web.trustProxy') {
+    // "false", "true", a hop count "1", or "10.0.0.1,10.1.0.0/16"
+    const t = raw.trim();
+    if (t === 'true' || t === 'false') return t === 'true';
+    if (/^-?\d+$/.test(t)) return Number(t);
+    return t.split(',').map((x) => x.trim()).filter(Boolean);
+  }
   if (typeof def === 'number') {
     if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(key, `${envName(key)}=${JSON.stringify(raw)} is not an integer`);
     return Number(raw);
@@ -381,9 +420,42 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
   if (!config.devStack && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
     throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
+  checkTls(config.web.tls);
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
     throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   return config;
+}
+
+/**
+ * Both web.tls files or neither; each readable and PEM of its kind, and the key the certificate's. Read here so a
+ * wrong path stops the start with the setting's name, not later as a web server error.
+ */
+function checkTls(tls: Config['web']['tls']): void {
+  if (!tls.cert && !tls.key) return;
+  if (!tls.cert) throw new ConfigError('web.tls.cert', 'must be set together with web.tls.key');
+  if (!tls.key) throw new ConfigError('web.tls.key', 'must be set together with web.tls.cert');
+  const read = (key: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new ConfigError(key, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(read('web.tls.cert', tls.cert));
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError('web.tls.cert', `${tls.cert} is not a PEM certificate`);
+  }
+  let key;
+  try {
+    key = createPrivateKey(read('web.tls.key', tls.key));
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError('web.tls.key', `${tls.key} is not a PEM private key (without a passphrase)`);
+  }
+  if (!cert.checkPrivateKey(key)) throw new ConfigError('web.tls.key', `${tls.key} is not the private key of ${tls.cert}`);
 }
 
 /** The effective configuration with secrets masked, for `dphiant config show`. */

@@ -1,6 +1,6 @@
 // The middleman's web side on web.port: the dashboard, the crosswalk browser with audited reveal, the audit log,
 // and the operations endpoints /healthz, /readyz and /metrics. Pages and APIs need a session; only /healthz,
-// /readyz, /metrics (no PHI, no crosswalk data) and the login page do not.
+// /readyz, /metrics (no PHI, no crosswalk data) and the login page do not. HTTPS only when web.tls is set.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/index.js';
@@ -32,13 +32,25 @@ function publicJob(j: Job) {
   return { id: j.id, state: j.state, aliasId: j.aliasId, newSopInstanceUid: j.newSopInstanceUid, callingAet: j.callingAet, bytes: j.bytes, receivedAt: j.receivedAt, updatedAt: j.updatedAt, attempts: j.attempts, reason: j.reason };
 }
 
+/** The header app.js sets on the dashboard's timed refreshes: they read the session without extending its idle time. */
+export const POLL_HEADER = 'x-dphiant-poll';
+
 export function createWebServer(d: WebDeps): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 64 * 1024 });
-  const auth = new Auth(d.config.web.users, d.config.web.sessionIdleMs);
+  const w = d.config.web;
+  // loadConfig has read and checked both files; the server gets their contents
+  const https = w.tls.cert ? { cert: readFileSync(w.tls.cert), key: readFileSync(w.tls.key) } : null;
+  // fastify 5 takes a number for trustProxy but then trusts nothing; a hop count is the first n peers, as proxy-addr counts them
+  const hops = w.trustProxy;
+  const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops;
+  // an https fastify has another server type; the routes below use nothing that differs
+  const app = Fastify({ logger: false, bodyLimit: 64 * 1024, trustProxy, ...(https ? { https } : {}) }) as unknown as FastifyInstance;
+  const auth = new Auth(w.users, w.sessionIdleMs, w.sessionMaxAgeMs);
+  // the browser keeps the cookie for the absolute lifetime; the server ends idle sessions earlier
+  const cookieAttributes = `HttpOnly; SameSite=Strict; Path=/${https ? '; Secure' : ''}`;
   const page = (name: (typeof PAGES)[number]) => readFileSync(findUp(`src/web/static/${name}.html`), 'utf8');
   const links = { modality: d.config.web.modalityExplorerUrl, pacs: `${d.config.pacs.url.replace(/\/+$/, '')}/app/explorer.html` };
 
-  const sessionOf = (req: FastifyRequest) => auth.session(cookie(req.headers.cookie, SESSION_COOKIE));
+  const sessionOf = (req: FastifyRequest) => auth.session(cookie(req.headers.cookie, SESSION_COOKIE), req.headers[POLL_HEADER] !== '1');
 
   /** API guard: 401 without a session, 403 without the role, 403 without the CSRF token on state changes. */
   const api =
@@ -86,18 +98,18 @@ export function createWebServer(d: WebDeps): FastifyInstance {
       d.log.warn({ user: username, from: address }, 'login refused: too many failures');
       return reply.code(429).send({ error: 'too many failed logins; wait a few minutes' });
     }
-    const s = auth.login(username, password, address);
+    const s = await auth.login(username, password, address);
     if (!s) {
       d.log.warn({ user: username, from: address }, 'login failed'); // never the password
       return reply.code(401).send({ error: 'wrong user name or password' });
     }
     d.log.info({ user: s.username, role: s.role, from: address }, 'login');
-    reply.header('set-cookie', `${SESSION_COOKIE}=${s.token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.round(d.config.web.sessionIdleMs / 1000)}`);
+    reply.header('set-cookie', `${SESSION_COOKIE}=${s.token}; ${cookieAttributes}; Max-Age=${Math.ceil(w.sessionMaxAgeMs / 1000)}`);
     return { username: s.username, role: s.role, csrf: s.csrf };
   });
   app.post('/api/logout', api('any', async (req, reply) => {
     auth.logout(cookie(req.headers.cookie, SESSION_COOKIE));
-    reply.header('set-cookie', `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`);
+    reply.header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes}; Max-Age=0`);
     return { ok: true };
   }));
   app.get('/api/session', api('any', async (_req, _reply, s) => ({ username: s.username, role: s.role, csrf: s.csrf, links })));

@@ -6,8 +6,10 @@ const $ = (id) => document.getElementById(id);
 let session = null;
 
 async function call(path, options = {}) {
-  const headers = { ...(options.body ? { 'content-type': 'application/json' } : {}), ...(session ? { 'x-csrf-token': session.csrf } : {}) };
-  const res = await fetch(path, { credentials: 'same-origin', ...options, headers });
+  // options.poll: a timed refresh, not the user; the server does not count it as activity (src/web/server.ts POLL_HEADER)
+  const headers = { ...(options.body ? { 'content-type': 'application/json' } : {}), ...(session ? { 'x-csrf-token': session.csrf } : {}), ...(options.poll ? { 'x-dphiant-poll': '1' } : {}) };
+  const { poll, ...init } = options;
+  const res = await fetch(path, { credentials: 'same-origin', ...init, headers });
   if (res.status === 401) {
     location.href = `/login?next=${encodeURIComponent(location.pathname)}`;
     throw new Error('login required');
@@ -66,8 +68,8 @@ function loginPage() {
 }
 
 // ---- dashboard ----
-async function refreshDashboard() {
-  const s = await call('/api/summary');
+async function refreshDashboard(poll = false) {
+  const s = await call('/api/summary', { poll });
   const counts = $('counts');
   counts.replaceChildren(
     ...s.states.map((state) => {
@@ -95,16 +97,16 @@ async function refreshDashboard() {
       return d;
     }),
   );
-  const jobs = await call(`/api/jobs?search=${encodeURIComponent($('job-search').value)}`);
+  const jobs = await call(`/api/jobs?search=${encodeURIComponent($('job-search').value)}`, { poll });
   $('jobs').replaceChildren(...jobs.map((j) => row([j.id, j.state, j.aliasId, j.newSopInstanceUid, j.updatedAt, j.reason])));
-  const q = await call('/api/quarantine');
+  const q = await call('/api/quarantine', { poll });
   $('quarantine').replaceChildren(
     ...q.map((j) => {
       const actions = document.createElement('span');
       if (session.role === 'reidentifier') {
         actions.append(
-          button('requeue', () => call(`/api/quarantine/${j.id}/requeue`, { method: 'POST' }).then(refreshDashboard)),
-          button('purge', () => call(`/api/quarantine/${j.id}/purge`, { method: 'POST' }).then(refreshDashboard)),
+          button('requeue', () => call(`/api/quarantine/${j.id}/requeue`, { method: 'POST' }).then(() => refreshDashboard())),
+          button('purge', () => call(`/api/quarantine/${j.id}/purge`, { method: 'POST' }).then(() => refreshDashboard())),
         );
       }
       return row([j.id, j.updatedAt, j.kept ? 'yes' : 'no', j.reason, actions]);
@@ -116,7 +118,7 @@ async function dashboardPage() {
   await header();
   $('job-search').addEventListener('input', () => refreshDashboard());
   await refreshDashboard();
-  setInterval(() => refreshDashboard().catch(() => {}), 2000); // live: polling every 2 s
+  setInterval(() => refreshDashboard(true).catch(() => {}), 2000); // live: polling every 2 s, not activity
 }
 
 // ---- crosswalk ----
