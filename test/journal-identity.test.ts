@@ -65,9 +65,10 @@ describe('journal: the data directory and the log hold none of the original UIDs
 });
 
 // Both ways ingest learns the raw copy's Orthanc ID: computed from a data set it parsed, or, for one larger than
-// pipeline.handoffMaxInstanceBytes (0 here: none is parsed), asked of the PACS once after the forward.
+// pipeline.handoffMaxInstanceBytes (0 here: none is parsed), asked of the PACS once after the forward. The worker
+// fetches every raw copy back from the PACS (no hand-off): that is where a look-up by UID finds the wrong copy.
 for (const variant of <{ name: string; env: Record<string, string> }[]>[
-  { name: 'parsed before forwarding', env: {} },
+  { name: 'parsed before forwarding', env: { DPHIANT_PIPELINE_HANDOFF_MAX_BYTES: '0' } },
   { name: 'not parsed before forwarding', env: { DPHIANT_PIPELINE_HANDOFF_MAX_INSTANCE_BYTES: '0' } },
 ]) {
   describe(`pipeline with Retain UIDs, instances ${variant.name}: one de-identified copy each, none raw`, function () {
