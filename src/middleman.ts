@@ -15,6 +15,8 @@ import { Reconciler } from './pipeline/reconciler.js';
 import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
 import { DicomServer } from './scp/server.js';
 import { Metrics } from './metrics.js';
+import { secureDataDir } from './datadir.js';
+import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
 import type { PacsTarget } from './scu/store.js';
 
@@ -40,10 +42,13 @@ export function pacsRestClient(config: Config): OrthancClient {
 }
 
 export async function startMiddleman(config: Config, log: Logger): Promise<Middleman> {
+  secureDataDir(config.dataDir, (msg) => log.warn(msg));
   const keys = loadKeys(config, (msg) => log.warn(msg));
   const { profile } = profileFromSettings(config.anonymize);
   const crosswalk = await openCrosswalk(config, keys);
-  const journal = new Journal(journalPath(config.dataDir));
+  const journal = new Journal(journalPath(config.dataDir), keys.site, (msg) => log.warn(msg));
+  // a crosswalk file the store has just created has the process's default mode
+  secureDataDir(config.dataDir, () => undefined);
   const pacsRest = pacsRestClient(config);
   const p = config.pipeline;
   const handoff = new Handoff(p.handoffMaxBytes, p.handoffMaxInstanceBytes);
@@ -65,6 +70,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
   const ingest = new Ingest(journal, pacsTarget(config), log, {
     metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
+    pacsRest,
     inPacs: (jobId, bytes) => {
       if (!p.enabled) return;
       if (bytes) handoff.offer(jobId, bytes);
@@ -76,6 +82,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     spoolDir: path.join(config.dataDir, 'spool'),
     ingest: (inst) => ingest.store(inst),
     log,
+    fingerprint: (uid) => fingerprint(keys.site, uid),
   });
   const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, quarantine, metrics, log });
   let dicom: AddressInfo;

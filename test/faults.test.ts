@@ -9,6 +9,7 @@ import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
 import { OrthancClient } from '../src/pacs/orthanc.js';
 import { Journal, journalPath } from '../src/pipeline/journal.js';
 import { generateStudies } from '../src/synth/generate.js';
+import { devKeyPath, readKeyFile } from '../src/keys.js';
 import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
@@ -66,7 +67,7 @@ async function faultStack(instances: number, env: Record<string, string> = {}): 
     studies: await modalityRest.findStudies({}),
     async startMiddleman() {
       s.mm = await spawnMiddleman(mmEnv, mmPort);
-      s.journal ??= new Journal(journalPath(dataDir));
+      s.journal ??= new Journal(journalPath(dataDir), readKeyFile(devKeyPath(dataDir, 'site')));
       return s.mm;
     },
     async startPacs() {

@@ -113,7 +113,7 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
 
     jobsByUid = new Map();
     for (const state of ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'DONE', 'QUARANTINED', 'PURGED'] as JobState[]) {
-      for (const j of stack.mm.journal.byState(state, 1_000_000)) jobsByUid.set(j.sopInstanceUid, [...(jobsByUid.get(j.sopInstanceUid) ?? []), j]);
+      for (const j of stack.mm.journal.byState(state, 1_000_000)) jobsByUid.set(j.sopUidHash, [...(jobsByUid.get(j.sopUidHash) ?? []), j]);
     }
     inventory = await pacsInventory(stack.pacsRest);
   });
@@ -161,12 +161,12 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     }
     for (const [k, v] of Object.entries(byKind)) console.log(`        ${k.padEnd(16)} ${JSON.stringify(v)}`);
     const accepted = sent.filter((s) => s.verdict === 'accepted');
-    const quarantined = accepted.filter((s) => jobsByUid.get(s.c.sopInstanceUid)?.some((j) => j.state === 'QUARANTINED'));
+    const quarantined = accepted.filter((s) => jobsByUid.get(stack.mm.journal.uidHash(s.c.sopInstanceUid))?.some((j) => j.state === 'QUARANTINED'));
     console.log(`      accepted by the middleman: ${accepted.length}, of which quarantined: ${quarantined.length}`);
-    for (const s of accepted) console.log(`        accepted: ${describeCase(s.c)}: ${label(s.outcome)}; jobs ${JSON.stringify(jobsByUid.get(s.c.sopInstanceUid)?.map((j) => [j.state, j.reason]))}`);
+    for (const s of accepted) console.log(`        accepted: ${describeCase(s.c)}: ${label(s.outcome)}; jobs ${JSON.stringify(jobsByUid.get(stack.mm.journal.uidHash(s.c.sopInstanceUid))?.map((j) => [j.state, j.reason]))}`);
     // the ingest checks data sets of this size before forwarding: the refusal must be the middleman's, not the PACS's
-    const forwarded = sent.filter((s) => jobsByUid.get(s.c.sopInstanceUid)?.some((j) => j.state === 'REJECTED' && /^PACS /.test(j.reason ?? '')));
-    for (const s of forwarded) console.log(`        forwarded to the PACS: ${describeCase(s.c)}; jobs ${JSON.stringify(jobsByUid.get(s.c.sopInstanceUid)?.map((j) => [j.state, j.reason]))}`);
+    const forwarded = sent.filter((s) => jobsByUid.get(stack.mm.journal.uidHash(s.c.sopInstanceUid))?.some((j) => j.state === 'REJECTED' && /^PACS /.test(j.reason ?? '')));
+    for (const s of forwarded) console.log(`        forwarded to the PACS: ${describeCase(s.c)}; jobs ${JSON.stringify(jobsByUid.get(stack.mm.journal.uidHash(s.c.sopInstanceUid))?.map((j) => [j.state, j.reason]))}`);
     const wrong = sent.filter((s) => s.verdict !== 'refused' && s.verdict !== 'dropped' && !quarantined.includes(s));
     expect(wrong.map((s) => `${describeCase(s.c)}: ${label(s.outcome)}`), 'malformed data sets neither refused, dropped nor quarantined').to.deep.equal([]);
     expect(forwarded.map((s) => describeCase(s.c)), 'malformed data sets forwarded to the PACS and refused only because the PACS failed on them').to.deep.equal([]);
@@ -176,13 +176,14 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
     const counts = stack.mm.journal.counts();
     console.log(`      journal: ${JSON.stringify(counts)}`);
     const badUids = new Set(cases.map((c) => c.sopInstanceUid));
-    const badJobs = [...jobsByUid.entries()].filter(([uid]) => badUids.has(uid)).flatMap(([, jobs]) => jobs);
+    const badHashes = new Set([...badUids].map((u) => stack.mm.journal.uidHash(u)));
+    const badJobs = [...jobsByUid.entries()].filter(([hash]) => badHashes.has(hash)).flatMap(([, jobs]) => jobs);
     console.log(`      malformed ones in the journal: ${JSON.stringify(tally(badJobs, (j) => `${j.state}: ${(j.reason ?? '').replace(/\d+/g, 'N')}`))}`);
     const stored = badJobs.filter((j) => j.state !== 'REJECTED' && j.state !== 'QUARANTINED');
-    expect(stored.map((j) => `${describeCase(cases.find((c) => c.sopInstanceUid === j.sopInstanceUid)!)}: ${j.state}`), 'malformed jobs other than REJECTED or QUARANTINED').to.deep.equal([]);
+    expect(stored.map((j) => `${describeCase(cases.find((c) => stack.mm.journal.uidHash(c.sopInstanceUid) === j.sopUidHash)!)}: ${j.state}`), 'malformed jobs other than REJECTED or QUARANTINED').to.deep.equal([]);
 
     const goodUids = new Set(good.instances.map((i) => i.sopInstanceUid));
-    const goodDone = [...goodUids].filter((u) => jobsByUid.get(u)?.some((j) => j.state === 'DONE'));
+    const goodDone = [...goodUids].filter((u) => jobsByUid.get(stack.mm.journal.uidHash(u))?.some((j) => j.state === 'DONE'));
     expect(goodDone, 'every good instance DONE').to.have.length(good.instances.length);
 
     const acceptedDeidentified = badJobs.filter((j) => j.state === 'DONE').length;

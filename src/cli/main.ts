@@ -8,6 +8,7 @@ import { startMiddleman, pacsTarget } from '../middleman.js';
 import { Journal, journalPath, JOB_STATES } from '../pipeline/journal.js';
 import { hex } from '../pipeline/ingest.js';
 import { echo } from '../scu/echo.js';
+import { loadKeys } from '../crosswalk/open.js';
 import { synthCommand } from './synth.js';
 import { anonymizeCommands } from './anonymize.js';
 import { crosswalkCommands } from './crosswalk.js';
@@ -74,7 +75,8 @@ await yargs(hideBin(process.argv))
       console.log(`no journal yet at ${file}`);
       return;
     }
-    const journal = new Journal(file);
+    const warn = (m: string) => console.error(`warning: ${m}`);
+    const journal = new Journal(file, loadKeys(cfg, warn).site, warn);
     try {
       const counts = journal.counts();
       for (const s of JOB_STATES) console.log(`${s.padEnd(13)} ${counts[s]}`);

@@ -20,8 +20,9 @@ export function quarantineCommand(loadConfig: LoadConfig): CommandModule<object,
         .option('config', { type: 'string' }),
     handler: async (argv) => {
       const cfg = loadConfig(argv);
-      const journal = new Journal(journalPath(cfg.dataDir));
-      const quarantine = new Quarantine(quarantineDir(cfg.dataDir), loadKeys(cfg, (m) => console.error(`warning: ${m}`)).crosswalk);
+      const keys = loadKeys(cfg, (m) => console.error(`warning: ${m}`));
+      const journal = new Journal(journalPath(cfg.dataDir), keys.site, (m) => console.error(`warning: ${m}`));
+      const quarantine = new Quarantine(quarantineDir(cfg.dataDir), keys.crosswalk);
       try {
         if (argv.action === 'list') {
           const jobs = journal.byState('QUARANTINED', 100_000);

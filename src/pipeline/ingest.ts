@@ -2,11 +2,14 @@
 // check the data set → RECEIVED (journal) → forward to PACS → IN_PACS (journal, durable) → success to the sender,
 // and the job goes to the de-identification worker (with the bytes, when they fit the hand-off);
 // any failure → REJECTED with a reason and a failure status, and the middleman keeps nothing.
+// The job records the raw copy's Orthanc ID, confirmed against the PACS: from then on the pipeline fetches and
+// deletes only that ID, never whatever the PACS holds under the SOP Instance UID (with Retain UIDs the
+// de-identified copy has the same UID).
 import { readFile, rm } from 'node:fs/promises';
 import { DicomParseError, parseDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
 import type { Logger } from '../log.js';
-import { fingerprint } from '../log.js';
+import { orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
 import type { PacsTarget, StoreOutcome } from '../scu/store.js';
 import { storeInstance } from '../scu/store.js';
 import type { Journal } from './journal.js';
@@ -22,12 +25,26 @@ export interface IngestOptions {
   inPacs?: (jobId: number, bytes: Buffer | undefined) => void;
   forward?: Forward;
   metrics?: Metrics;
+  /** The PACS's REST API, to confirm the raw copy's Orthanc ID once the PACS accepted the C-STORE. */
+  pacsRest?: Pick<OrthancClient, 'instance' | 'lookup'>;
 }
+
+/** How long ingest waits for the PACS's REST API to identify a raw copy before answering the sender anyway. */
+const IDENTIFY_TIMEOUT_MS = 10_000;
 
 const SOP_CLASS_MISMATCH = 0xa900;
 
 /** Why a data set cannot be taken in, or null. Checks structure and that it is the instance the command names. */
 export function checkDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): { status: number; comment: string } | null {
+  const r = inspectDataset(bytes, inst, maxInflatedBytes);
+  return 'rawId' in r ? null : r;
+}
+
+/**
+ * checkDataset, and for a data set that passes, the Orthanc ID the PACS will give it: Orthanc's SHA-1 of the
+ * top-level Patient ID and the study, series and instance UIDs (src/pacs/orthanc.ts).
+ */
+export function inspectDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): { status: number; comment: string } | { rawId: string } {
   let ds;
   try {
     ds = parseDataset(bytes, inst.transferSyntaxUid, { maxInflatedBytes });
@@ -38,7 +55,8 @@ export function checkDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedB
   const top = (tag: number) => topLevelString(ds, tag, []);
   if (top(0x00080018) !== inst.sopInstanceUid) return { status: Status.CannotUnderstand, comment: 'SOP Instance UID differs from the C-STORE request' };
   if (top(0x00080016) !== inst.sopClassUid) return { status: SOP_CLASS_MISMATCH, comment: 'SOP Class UID differs from the C-STORE request' };
-  return null;
+  const id = (tag: number) => topLevelString(ds, tag).trim();
+  return { rawId: orthancInstanceId(id(0x00100020), id(0x0020000d), id(0x0020000e), inst.sopInstanceUid) };
 }
 
 export class Ingest {
@@ -57,18 +75,21 @@ export class Ingest {
 
   /** Forwards one instance and answers for its sender. Never throws. */
   async store(inst: ReceivedInstance): Promise<StoreReply> {
-    const uid = fingerprint(inst.sopInstanceUid);
+    const uid = this.journal.fingerprint(inst.sopInstanceUid);
     this.metrics.inc('dphiant_instances_received_total');
     try {
       let bytes: Buffer | undefined;
+      let rawId: string | null = null;
       if (inst.bytes <= this.opts.checkMaxBytes) {
         bytes = await readFile(inst.spoolPath);
-        const bad = checkDataset(bytes, inst, this.opts.checkMaxBytes);
-        if (bad) return this.refuse(inst, bad);
+        const checked = inspectDataset(bytes, inst, this.opts.checkMaxBytes);
+        if (!('rawId' in checked)) return this.refuse(inst, checked);
+        rawId = checked.rawId;
       }
       let jobId: number;
       try {
-        jobId = this.journal.received(inst);
+        // the computed ID is recorded at once: after a crash before the PACS answered, recovery asks for it
+        jobId = this.journal.received({ ...inst, rawId });
       } catch (e) {
         this.log.error({ uid, err: (e as Error).message }, 'journal write failed; instance refused');
         return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
@@ -77,8 +98,9 @@ export class Ingest {
       const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
       const reply = replyFor(outcome);
       const stored = outcome.kind === 'answered' && isSuccessOrWarning(outcome.status);
+      if (stored) rawId = await this.identifyRaw(inst, rawId, jobId);
       try {
-        if (stored) this.journal.transition(jobId, 'RECEIVED', 'IN_PACS');
+        if (stored) this.journal.inPacs(jobId, rawId);
         else this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null);
       } catch (e) {
         // the PACS may hold it, but unless the journal says so the sender must not be told it is safe
@@ -103,13 +125,42 @@ export class Ingest {
     }
   }
 
+  /**
+   * The raw copy's Orthanc ID as the PACS holds it: the computed one when the PACS has it, else (a large data set
+   * that was not parsed, or an ID computed differently than the PACS did) the one instance under this UID that is
+   * no job's output and, if several, the one no job covers yet. When the REST API does not answer, the computed ID
+   * (or null: the reconciler then identifies the copy by its UID hash). Never throws.
+   */
+  private async identifyRaw(inst: ReceivedInstance, computed: string | null, jobId: number): Promise<string | null> {
+    const rest = this.opts.pacsRest;
+    if (!rest) return computed;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${IDENTIFY_TIMEOUT_MS} ms`)), IDENTIFY_TIMEOUT_MS)));
+    const ask = async (): Promise<string | null> => {
+      if (computed && (await rest.instance(computed))) return computed;
+      const found = (await rest.lookup(inst.sopInstanceUid)).filter((r) => r.Type === 'Instance' && !this.journal.isOutput(r.ID)).map((r) => r.ID);
+      const uncovered = found.length > 1 ? found.filter((id) => !this.journal.knows(id)) : found;
+      if (uncovered.length === 1) return uncovered[0]!;
+      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), copies: found.length }, 'raw copy not identified in the PACS; the reconciler will');
+      return computed;
+    };
+    try {
+      return await Promise.race([ask(), timeout]);
+    } catch (e) {
+      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), err: (e as Error).message }, 'PACS REST API did not confirm the raw copy');
+      return computed;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** A data set refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI. */
   private refuse(inst: ReceivedInstance, bad: { status: number; comment: string }): StoreReply {
     this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(bad.comment) });
     try {
       const jobId = this.journal.received(inst);
       this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment);
-      this.log.warn({ job: jobId, uid: fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: hex(bad.status), reason: bad.comment }, 'refused before forwarding');
+      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: hex(bad.status), reason: bad.comment }, 'refused before forwarding');
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'journal write failed');
     }

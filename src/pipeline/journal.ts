@@ -1,8 +1,12 @@
 // The journal: one row per received instance and its state. SQLite in WAL mode with synchronous=FULL,
 // so a state is on disk before the sender is told anything (invariant 1).
+// It names a raw instance by a keyed hash of its SOP Instance UID and by its Orthanc ID, never by the UID itself:
+// next to the alias and the new UID, the original UID would be a re-identification map outside the encrypted
+// crosswalk (invariant 12).
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { keyedHash } from '../anonymize/keyed.js';
 
 export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'DONE', 'QUARANTINED', 'PURGED'] as const;
 /** States with work left for the middleman. */
@@ -11,7 +15,10 @@ export type JobState = (typeof JOB_STATES)[number];
 
 export interface Job {
   id: number;
-  sopInstanceUid: string;
+  /** HMAC-SHA-256 (site key, hex) of the original SOP Instance UID. */
+  sopUidHash: string;
+  /** The raw instance's Orthanc ID (content identity: Patient ID and the three UIDs); null until known. */
+  rawId: string | null;
   sopClassUid: string;
   transferSyntaxUid: string;
   callingAet: string;
@@ -32,6 +39,8 @@ export interface Job {
 
 export interface NewJob {
   sopInstanceUid: string;
+  /** The raw instance's Orthanc ID when it is known (computed from the data set, or what the PACS reports). */
+  rawId?: string | null;
   sopClassUid: string;
   transferSyntaxUid: string;
   callingAet: string;
@@ -41,7 +50,8 @@ export interface NewJob {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
   id                  INTEGER PRIMARY KEY,
-  sop_instance_uid    TEXT NOT NULL,
+  sop_uid_hash        TEXT NOT NULL,
+  raw_id              TEXT,
   sop_class_uid       TEXT NOT NULL,
   transfer_syntax_uid TEXT NOT NULL,
   calling_aet         TEXT NOT NULL,
@@ -56,34 +66,109 @@ CREATE TABLE IF NOT EXISTS jobs (
   new_sop_instance_uid TEXT,
   deidentified_id     TEXT
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
-CREATE INDEX IF NOT EXISTS jobs_sop_instance ON jobs (sop_instance_uid);
-CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
+// after the migration: the columns they name exist in every journal from here on
+const INDEXES = `
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_sop_uid_hash ON jobs (sop_uid_hash);
+CREATE INDEX IF NOT EXISTS jobs_raw_id ON jobs (raw_id);
+CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
+CREATE INDEX IF NOT EXISTS jobs_deidentified ON jobs (deidentified_id);
+`;
+
+const UNFINISHED_SQL = `('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`;
 
 export class Journal {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly move: Database.Statement;
 
-  constructor(readonly file: string) {
-    mkdirSync(path.dirname(file), { recursive: true });
+  /** `siteKey`: the key of the UID hashes (the site key, as everywhere a keyed hash names an identifier). */
+  constructor(
+    readonly file: string,
+    private readonly siteKey: Buffer,
+    warn: (msg: string) => void = () => undefined,
+  ) {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    // SQLite gives the -wal and -shm files the database file's mode: create it 0600 before SQLite does
+    if (!existsSync(file)) closeSync(openSync(file, 'a', 0o600));
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+      if (existsSync(f) && (statSync(f).mode & 0o077) !== 0) {
+        chmodSync(f, 0o600);
+        warn(`${f} was readable by group or others: now mode 0600`);
+      }
+    }
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
+    // what is deleted or rewritten (the migration below) is overwritten, not left in free pages
+    this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
+    if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
+    this.db.exec(INDEXES);
     this.insert = this.db.prepare(
-      `INSERT INTO jobs (sop_instance_uid, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
-       VALUES (@sopInstanceUid, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
+      `INSERT INTO jobs (sop_uid_hash, raw_id, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
+       VALUES (@sopUidHash, @rawId, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
     );
     this.move = this.db.prepare(`UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?`);
   }
 
+  /**
+   * A journal written before the UIDs were hashed has a sop_instance_uid column: hash its values into
+   * sop_uid_hash and drop it, then rewrite the file and empty the WAL so no page keeps the old values.
+   * Their raw IDs stay unknown; the reconciler fills them in from the PACS (it matches the hash).
+   */
+  private migratePlaintextUids(): boolean {
+    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    if (!columns.includes('sop_instance_uid')) return false;
+    this.db.function('dphiant_uid_hash', { deterministic: true }, (uid: unknown) => this.uidHash(String(uid ?? '')));
+    this.db.transaction(() => {
+      if (!columns.includes('sop_uid_hash')) this.db.exec(`ALTER TABLE jobs ADD COLUMN sop_uid_hash TEXT NOT NULL DEFAULT ''`);
+      if (!columns.includes('raw_id')) this.db.exec(`ALTER TABLE jobs ADD COLUMN raw_id TEXT`);
+      this.db.exec(`UPDATE jobs SET sop_uid_hash = dphiant_uid_hash(sop_instance_uid)`);
+      this.db.exec(`DROP INDEX IF EXISTS jobs_sop_instance`);
+      this.db.exec(`ALTER TABLE jobs DROP COLUMN sop_instance_uid`);
+    })();
+    this.db.exec('VACUUM');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return true;
+  }
+
+  /** The keyed hash the journal names an original SOP Instance UID by. */
+  uidHash(sopInstanceUid: string): string {
+    return keyedHash(this.siteKey, sopInstanceUid.replace(/[\0 ]+$/, ''));
+  }
+
+  /** The keyed fingerprint logs name a SOP Instance UID by (src/log.ts): the hash's prefix. */
+  fingerprint(sopInstanceUid: string): string {
+    return this.uidHash(sopInstanceUid).slice(0, 12);
+  }
+
   /** Records a received instance; returns its job id. */
   received(job: NewJob): number {
-    return Number(this.insert.run({ ...job, now: new Date().toISOString() }).lastInsertRowid);
+    const { sopInstanceUid, rawId, ...rest } = job;
+    return Number(this.insert.run({ ...rest, sopUidHash: this.uidHash(sopInstanceUid), rawId: rawId ?? null, now: new Date().toISOString() }).lastInsertRowid);
+  }
+
+  /** RECEIVED → IN_PACS: the PACS accepted the C-STORE; `rawId` is what it holds the raw copy as, when known. */
+  inPacs(id: number, rawId: string | null, reason: string | null = null): void {
+    const r = this.db
+      .prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = coalesce(?, raw_id), reason = ?, updated_at = ? WHERE id = ? AND state = 'RECEIVED'`)
+      .run(rawId, reason, new Date().toISOString(), id);
+    if (r.changes !== 1) throw new Error(`journal: job ${id} is not RECEIVED`);
+  }
+
+  /**
+   * The PACS holds a raw instance with this UID hash under `rawId`: unfinished jobs of that UID whose raw copy was
+   * not identified yet (the PACS REST API did not answer at ingest, a crash, a migrated journal) take it.
+   * Returns how many jobs did.
+   */
+  identifyRaw(sopUidHash: string, rawId: string): number {
+    return this.db
+      .prepare(`UPDATE jobs SET raw_id = ?, updated_at = ? WHERE sop_uid_hash = ? AND raw_id IS NULL AND state IN ${UNFINISHED_SQL}`)
+      .run(rawId, new Date().toISOString(), sopUidHash).changes;
   }
 
   /** Records a raw instance found in the PACS that no job covered (the reconciler), straight as IN_PACS. */
@@ -116,9 +201,9 @@ export class Journal {
     return this.get(id)?.attempts ?? 0;
   }
 
-  /** QUARANTINED → IN_PACS with a fresh attempt count (the raw instance is back in the PACS). */
-  requeued(id: number): void {
-    const r = this.db.prepare(`UPDATE jobs SET state = 'IN_PACS', attempts = 0, next_attempt_at = 0, reason = 'requeued', updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(new Date().toISOString(), id);
+  /** QUARANTINED → IN_PACS with a fresh attempt count (the raw instance is back in the PACS, as `rawId`). */
+  requeued(id: number, rawId: string): void {
+    const r = this.db.prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = ?, attempts = 0, next_attempt_at = 0, reason = 'requeued', updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(rawId, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not QUARANTINED`);
   }
 
@@ -127,18 +212,28 @@ export class Journal {
     return (this.db.prepare(`SELECT * FROM jobs WHERE state IN ('IN_PACS', 'DEIDENTIFIED') AND next_attempt_at <= ? ORDER BY id LIMIT ?`).all(now, limit) as Record<string, unknown>[]).map(toJob);
   }
 
-  /** Whether a job with work left covers this (raw) SOP Instance UID, or it is the output of one. */
-  knows(sopInstanceUid: string): boolean {
+  /**
+   * Whether the PACS instance `orthancId` is covered: the raw copy of a job with work left, or the output of any
+   * job. By Orthanc ID, not by UID: with Retain UIDs the de-identified copy, and another raw instance under the
+   * same UID, share the UID.
+   */
+  knows(orthancId: string): boolean {
     return !!this.db
-      .prepare(`SELECT 1 FROM jobs WHERE (sop_instance_uid = ? AND state IN ('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')) OR new_sop_instance_uid = ? LIMIT 1`)
-      .get(sopInstanceUid, sopInstanceUid);
+      .prepare(`SELECT 1 FROM jobs WHERE (raw_id = ? AND state IN ${UNFINISHED_SQL}) OR deidentified_id = ? LIMIT 1`)
+      .get(orthancId, orthancId);
   }
 
-  /** Another job that de-identified the same raw instance (the modality sent it twice), if any. */
+  /** Whether the PACS instance `orthancId` is the de-identified output of a job. */
+  isOutput(orthancId: string): boolean {
+    return !!this.db.prepare(`SELECT 1 FROM jobs WHERE deidentified_id = ? LIMIT 1`).get(orthancId);
+  }
+
+  /** Another job that de-identified the same raw instance (same content identity: the modality sent it twice), if any. */
   twinOf(job: Job): Job | undefined {
+    if (!job.rawId) return undefined;
     const row = this.db
-      .prepare(`SELECT * FROM jobs WHERE sop_instance_uid = ? AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`)
-      .get(job.sopInstanceUid, job.id) as Record<string, unknown> | undefined;
+      .prepare(`SELECT * FROM jobs WHERE raw_id = ? AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`)
+      .get(job.rawId, job.id) as Record<string, unknown> | undefined;
     return row && toJob(row);
   }
 
@@ -211,7 +306,8 @@ export class Journal {
 function toJob(r: Record<string, unknown>): Job {
   return {
     id: r.id as number,
-    sopInstanceUid: r.sop_instance_uid as string,
+    sopUidHash: r.sop_uid_hash as string,
+    rawId: (r.raw_id as string | null) ?? null,
     sopClassUid: r.sop_class_uid as string,
     transferSyntaxUid: r.transfer_syntax_uid as string,
     callingAet: r.calling_aet as string,

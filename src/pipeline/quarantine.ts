@@ -53,8 +53,8 @@ export interface QuarantineActions {
 
 /** The raw instance goes back to the PACS and the job to IN_PACS; a running middleman picks it up within a second. */
 export async function requeueQuarantined(job: Job, d: QuarantineActions): Promise<void> {
-  await d.pacs.upload(d.quarantine.get(job.id));
-  d.journal.requeued(job.id);
+  const up = await d.pacs.upload(d.quarantine.get(job.id));
+  d.journal.requeued(job.id, up.ID);
   d.quarantine.remove(job.id);
 }
 

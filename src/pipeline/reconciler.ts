@@ -1,8 +1,9 @@
 // The reconciler (invariant 2): finds raw instances in the PACS that no job covers — stored before a crash wiped
 // a journal entry, sent straight to the PACS, restored from a backup — and takes them into the pipeline.
 // At start-up it walks every instance; afterwards it follows Orthanc's change log.
+// A PACS instance is covered by its Orthanc ID (a job's raw copy or output), not by its UID; the UID only names,
+// through its keyed hash, the jobs whose raw copy is not identified yet (src/pipeline/journal.ts identifyRaw).
 import type { Logger } from '../log.js';
-import { fingerprint } from '../log.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
 import type { Journal } from './journal.js';
 
@@ -13,6 +14,8 @@ export class Reconciler {
   private running: Promise<void> | undefined;
   /** RECEIVED jobs of a previous run: it stopped between journalling them and hearing from the PACS. */
   private stale: number[];
+  /** Whether a full pass has completed: until then a stale job without a raw ID cannot be told absent. */
+  private scanned = false;
 
   constructor(
     private readonly journal: Journal,
@@ -23,10 +26,16 @@ export class Reconciler {
     this.stale = journal.byState('RECEIVED', 100_000).map((j) => j.id);
   }
 
-  /** A full pass now, then the change log every `intervalMs` (0: no periodic pass; stale jobs then retried every 5 s). */
+  /**
+   * A full pass now, then the change log every `intervalMs` (0: no periodic pass; stale jobs then retried every 5 s).
+   * The first full pass runs before stale jobs are resolved: it identifies the raw copies of those whose ID was not
+   * known (a large data set, not parsed before forwarding).
+   */
   start(intervalMs: number): Promise<void> {
-    const first = this.run(async () => (await this.resolveStale()) + (await this.fullScan()));
-    this.timer = setInterval(() => void this.run(async () => (await this.resolveStale()) + (intervalMs > 0 ? await this.followChanges() : 0)), intervalMs || 5000);
+    const first = this.run(async () => (await this.fullScan()) + (await this.resolveStale()));
+    // until a full pass has completed (the PACS was down at start-up), every tick tries one
+    const later = async () => (this.scanned ? (await this.resolveStale()) + (intervalMs > 0 ? await this.followChanges() : 0) : (await this.fullScan()) + (await this.resolveStale()));
+    this.timer = setInterval(() => void this.run(later), intervalMs || 5000);
     this.timer.unref();
     return first;
   }
@@ -40,9 +49,10 @@ export class Reconciler {
     while (this.stale.length) {
       const job = this.journal.get(this.stale[0]!);
       if (job?.state === 'RECEIVED') {
-        const inPacs = (await this.pacs.lookup(job.sopInstanceUid)).some((r) => r.Type === 'Instance');
+        if (!job.rawId && !this.scanned) return adopted;
+        const inPacs = !!job.rawId && (await this.pacs.instance(job.rawId)) !== null;
         if (inPacs) {
-          this.journal.transition(job.id, 'RECEIVED', 'IN_PACS', 'found in the PACS after a restart');
+          this.journal.inPacs(job.id, null, 'found in the PACS after a restart');
           this.adopt(job.id);
           adopted++;
         } else this.journal.transition(job.id, 'RECEIVED', 'REJECTED', 'not in the PACS after a restart; the sender was not told it was stored');
@@ -79,6 +89,7 @@ export class Reconciler {
       since += page.length;
     }
     this.journal.setMeta(SEQ_KEY, String(last));
+    this.scanned = true;
     return adopted;
   }
 
@@ -97,13 +108,16 @@ export class Reconciler {
 
   /** Adopts one PACS instance if it is raw and no job covers it; returns 1 if adopted. */
   private async consider(id: string): Promise<number> {
+    if (this.journal.knows(id)) return 0;
     const instance = await this.pacs.instance(id);
     const sop = instance?.MainDicomTags.SOPInstanceUID;
-    if (!sop || this.journal.knows(sop)) return 0;
+    if (!sop) return 0;
     if ((await this.pacs.tagValue(id, '0012-0062'))?.toUpperCase() === 'YES') return 0;
-    if (this.journal.knows(sop)) return 0; // ingested meanwhile
-    const jobId = this.journal.adopted({ sopInstanceUid: sop, sopClassUid: '', transferSyntaxUid: '', callingAet: 'RECONCILER', bytes: 0 });
-    this.log.warn({ job: jobId, uid: fingerprint(sop) }, 'raw instance adopted by the reconciler');
+    // a job of this UID that has not identified its raw copy: this is it
+    if (this.journal.identifyRaw(this.journal.uidHash(sop), id) > 0) return 0;
+    if (this.journal.knows(id)) return 0; // ingested meanwhile
+    const jobId = this.journal.adopted({ sopInstanceUid: sop, rawId: id, sopClassUid: '', transferSyntaxUid: '', callingAet: 'RECONCILER', bytes: 0 });
+    this.log.warn({ job: jobId, uid: this.journal.fingerprint(sop) }, 'raw instance adopted by the reconciler');
     this.adopt(jobId);
     return 1;
   }

@@ -6,6 +6,8 @@
 // AlreadyStored in the PACS, and deleting what is gone is a no-op. PACS and database errors are retried with
 // backoff; after maxAttempts, or at once when the gate finds PHI, the data set is unreadable or a new value cannot be
 // written in its character set, the raw instance moves to the quarantine.
+// The raw copy is the Orthanc ID the job recorded at ingest (src/pipeline/ingest.ts), never a look-up by SOP
+// Instance UID: with Retain UIDs the de-identified copy has the same UID.
 import PQueue from 'p-queue';
 import type { Config } from '../config/index.js';
 import { deidentify, deidentifyDataset } from '../anonymize/deidentify.js';
@@ -14,9 +16,9 @@ import { VerificationError } from '../anonymize/gate.js';
 import type { Profile } from '../anonymize/profile.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
 import { CharsetError } from '../dicom/values.js';
-import { DicomParseError } from '../dicom/walker.js';
+import { DicomParseError, parseDataset } from '../dicom/walker.js';
+import { topLevelString } from '../dicom/values.js';
 import type { Logger } from '../log.js';
-import { fingerprint } from '../log.js';
 import { OrthancHttpError, orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
 import type { Job, Journal } from './journal.js';
 import type { Quarantine } from './quarantine.js';
@@ -50,6 +52,25 @@ export class Handoff {
 
 /** An error that retrying cannot fix. */
 class Permanent extends Error {}
+
+/** The raw copy's Orthanc ID is not known yet: the reconciler identifies it from the PACS (by the UID hash). */
+class RawNotIdentified extends Error {
+  constructor() {
+    super('the raw copy in the PACS is not identified yet');
+  }
+}
+
+/**
+ * The SOP Instance UID of a received data set, read from its bytes (the journal keeps only a keyed hash of it);
+ * '' when they cannot be read.
+ */
+function sopInstanceUidOf(dataset: Buffer, tsUid: string): string {
+  try {
+    return topLevelString(parseDataset(dataset, tsUid), 0x00080018);
+  } catch {
+    return '';
+  }
+}
 
 /**
  * Why de-identifying an instance failed for good (the same bytes, profile and aliases fail the same way every
@@ -148,7 +169,9 @@ export class DeidentificationWorker {
       }
     } catch (e) {
       // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file
-      const asFile = raw ?? (received && Buffer.concat([encodeFileMeta({ sopClassUid: job.sopClassUid, sopInstanceUid: job.sopInstanceUid, tsUid: job.transferSyntaxUid }), received]));
+      const asFile =
+        raw ??
+        (received && Buffer.concat([encodeFileMeta({ sopClassUid: job.sopClassUid, sopInstanceUid: sopInstanceUidOf(received, job.transferSyntaxUid), tsUid: job.transferSyntaxUid }), received]));
       await this.failed(job, e as Error, asFile);
     }
   }
@@ -156,27 +179,28 @@ export class DeidentificationWorker {
   /**
    * The same raw instance arrived twice (a resubmitted store job, a retry after a lost answer): the PACS held one
    * copy, and the job that de-identified it also deleted it. This job is then done too, once the PACS confirms the
-   * de-identified copy and holds no raw one.
+   * de-identified copy and holds no raw one. A twin has the same raw Orthanc ID (the same content identity), not
+   * only the same UID: another instance under the same UID is not done by it.
    */
   private async doneByTwin(job: Job): Promise<boolean> {
     const twin = this.d.journal.twinOf(job);
-    if (!twin || (await this.rawId(job))) return false;
+    if (!twin || (await this.rawPresent(job))) return false;
     if (!(await this.d.pacs.instance(twin.deidentifiedId!))) return false;
     this.d.journal.transition(job.id, 'IN_PACS', 'DONE', `same instance as job ${twin.id}`);
     this.d.handoff.take(job.id);
     return true;
   }
 
-  /** The raw instance from the PACS, found by its SOP Instance UID. */
+  /** The raw instance from the PACS, by the Orthanc ID the job recorded. */
   private async fetchRaw(job: Job): Promise<Buffer> {
-    const id = await this.rawId(job);
-    if (!id) throw new Permanent('the raw instance is no longer in the PACS');
-    return this.d.pacs.instanceFile(id);
+    if (!job.rawId) throw new RawNotIdentified();
+    if (!(await this.rawPresent(job))) throw new Permanent('the raw instance is no longer in the PACS');
+    return this.d.pacs.instanceFile(job.rawId);
   }
 
-  private async rawId(job: Job): Promise<string | undefined> {
-    const found = await this.d.pacs.lookup(job.sopInstanceUid);
-    return found.find((r) => r.Type === 'Instance' && r.ID !== job.deidentifiedId)?.ID;
+  /** Whether the PACS still holds the job's raw copy. */
+  private async rawPresent(job: Job): Promise<boolean> {
+    return !!job.rawId && (await this.d.pacs.instance(job.rawId)) !== null;
   }
 
   /** `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file. */
@@ -193,17 +217,19 @@ export class DeidentificationWorker {
       throw e;
     }
     const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
+    // same Patient ID and UIDs as the raw copy (a profile keeping both): the PACS would answer AlreadyStored with
+    // the raw content, and deleting "the raw copy" would delete the only copy
+    if (expected === job.rawId) throw new Permanent('the de-identified instance would have the raw instance\'s Orthanc ID (same Patient ID and UIDs)');
     const up = await this.metrics.time('upload', () => this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength)));
     if ((up.Status !== 'Success' && up.Status !== 'AlreadyStored') || up.ID !== expected)
       throw new Error(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`);
     this.d.journal.deidentified(job.id, { aliasId: d.alias.aliasId, newSopInstanceUid: d.report.sopInstanceUid, deidentifiedId: up.ID });
   }
 
+  /** The job's raw copy only: a second send of the same content is the same Orthanc ID, other content is another job's. */
   private async deleteRaw(job: Job): Promise<void> {
-    // several copies can exist (the modality sent it twice): none stays raw
-    for (const r of await this.d.pacs.lookup(job.sopInstanceUid)) {
-      if (r.Type === 'Instance' && r.ID !== job.deidentifiedId) await this.d.pacs.deleteInstance(r.ID);
-    }
+    if (!job.rawId) throw new RawNotIdentified();
+    if (job.rawId !== job.deidentifiedId) await this.d.pacs.deleteInstance(job.rawId);
   }
 
   private async failed(job: Job, e: Error, raw: Buffer | undefined): Promise<void> {
@@ -211,9 +237,14 @@ export class DeidentificationWorker {
     const permanent = e instanceof Permanent;
     const attempts = this.d.journal.failed(job.id, reason, Date.now() + this.backoff(job.attempts + 1));
     this.metrics.inc('dphiant_failures_total', { reason: reasonClass(reason) });
-    const log = { job: job.id, uid: fingerprint(job.sopInstanceUid), state: job.state, attempts, reason };
+    const log = { job: job.id, uid: job.sopUidHash.slice(0, 12), state: job.state, attempts, reason };
     if (!permanent && attempts < this.d.settings.maxAttempts) {
       this.d.log.warn(log, 'step failed, will retry');
+      return;
+    }
+    if (e instanceof RawNotIdentified) {
+      // nothing to keep or remove yet: quarantining now would leave the raw copy in the PACS, uncovered
+      this.d.log.warn(log, 'raw copy not identified yet; will keep retrying');
       return;
     }
     if (job.state === 'DEIDENTIFIED') {
@@ -230,13 +261,13 @@ export class DeidentificationWorker {
 
   /** Keeps the raw instance sealed locally, removes it from the PACS, then journals QUARANTINED. */
   private async quarantine(job: Job, reason: string, raw: Buffer | undefined): Promise<void> {
-    const rawId = await this.rawId(job).catch(() => undefined);
+    const rawId = (await this.rawPresent(job)) ? job.rawId : undefined;
     const bytes = raw ?? (rawId ? await this.d.pacs.instanceFile(rawId) : undefined);
     if (bytes) this.d.quarantine.put(job.id, bytes);
     if (rawId) await this.d.pacs.deleteInstance(rawId);
     this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', bytes ? reason : `${reason}; nothing left to keep`);
     this.metrics.inc('dphiant_instances_quarantined_total');
-    this.d.log.warn({ job: job.id, uid: fingerprint(job.sopInstanceUid), reason }, 'quarantined');
+    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), reason }, 'quarantined');
   }
 
   private backoff(attempt: number): number {

@@ -7,7 +7,6 @@ import { rmSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
-import { fingerprint } from '../log.js';
 import { Status, type ReceivedInstance, type StoreReply } from '../pipeline/types.js';
 import { checkCaller, decideContext, plainAddress } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
@@ -29,6 +28,8 @@ export interface ScpOptions {
   spoolDir: string;
   ingest: (inst: ReceivedInstance) => Promise<StoreReply>;
   log: Logger;
+  /** Names a SOP Instance UID in the log (keyed: src/log.ts). */
+  fingerprint: (uid: string) => string;
 }
 
 Implementation.setImplementationVersion('DPHIANT_0_1');
@@ -143,7 +144,7 @@ class StoreScp extends Scp {
     const ref = request.getDataset() as SpoolReference;
     const spool = ref.spool;
     const sopInstanceUid = request.getAffectedSopInstanceUid() ?? '';
-    const uid = fingerprint(sopInstanceUid);
+    const uid = this.opts.fingerprint(sopInstanceUid);
     if (spool.oversized) {
       spool.drop();
       log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');

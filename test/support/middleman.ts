@@ -14,7 +14,8 @@ export interface TestMiddleman extends Middleman {
 }
 
 /** `port`: the SCP port (pick it first when an Orthanc must know the middleman before it starts). */
-export async function startTestMiddleman(env: Record<string, string>, port?: number): Promise<TestMiddleman> {
+/** `logFile`: the middleman's whole log (debug level) goes there, whatever DPHIANT_TEST_LOG says. */
+export async function startTestMiddleman(env: Record<string, string>, port?: number, logFile?: string): Promise<TestMiddleman> {
   port ??= await freePort();
   const config = loadConfig({
     env: {
@@ -26,6 +27,6 @@ export async function startTestMiddleman(env: Record<string, string>, port?: num
     },
   });
   // DPHIANT_TEST_LOG=debug shows the middleman's log while a test runs
-  const mm = await startMiddleman(config, createLogger(process.env.DPHIANT_TEST_LOG ?? 'silent'));
+  const mm = await startMiddleman(config, logFile ? createLogger('debug', logFile) : createLogger(process.env.DPHIANT_TEST_LOG ?? 'silent'));
   return { ...mm, config, port };
 }

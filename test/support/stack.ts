@@ -26,6 +26,8 @@ export interface StackOptions {
   modalityPeers?: Record<string, ModalityEntry>;
   /** DPHIANT_* settings of the middleman. */
   env?: Record<string, string>;
+  /** Write the middleman's log (debug level) to this file. */
+  logFile?: string;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
@@ -52,6 +54,7 @@ export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
     stack.mm = await startTestMiddleman(
       { DPHIANT_PACS_PORT: String(pacsDicom), DPHIANT_PACS_URL: stack.pacs.httpUrl, ...opts.env },
       mmPort,
+      opts.logFile,
     );
   } catch (e) {
     await stack.mm?.close();
