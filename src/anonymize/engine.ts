@@ -12,7 +12,7 @@ import { shiftDateValue } from './dates.js';
 import { keyedHash, remapUid } from './keyed.js';
 import { redact, type Needle } from './phi.js';
 import type { Action, Profile } from './profile.js';
-import { safetyVr, type Within } from './safety.js';
+import type { Within } from './safety.js';
 import { confidentialityTable } from './table.js';
 
 export interface Replacements {
@@ -195,7 +195,7 @@ function withinOf(action: Action, outer: Within): Within {
 type Decision = { kind: 'copy' } | { kind: 'drop' } | { kind: 'replace'; out: Out };
 
 function decide(el: DicomElement, rule: Action, ctx: Ctx, scope: Scope): Decision {
-  const action = rule.kind === 'safety' ? ctx.profile.safetyAction(safetyVr(el.tag, el.vr), scope.within) : rule;
+  const action = ctx.profile.actionOf(rule, el.tag, el.vr, scope.within);
   if (action.kind === 'remove') {
     count(ctx, 'removed');
     return { kind: 'drop' };

@@ -96,7 +96,8 @@ const NO_SPACE_SCRIPT = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p
 const HONORIFICS = new Set(['dr', 'mr', 'mrs', 'ms', 'mx', 'miss', 'prof', 'sir', 'dame', 'rev', 'jr', 'sr', 'ii', 'iii', 'iv', 'md', 'phd', 'do', 'rn', 'np', 'pa', 'dds', 'dmd', 'mbbs', 'frcr', 'frcp', 'esq']);
 const EDGE_PUNCTUATION = /^[^\p{L}\p{N}\p{M}]+|[^\p{L}\p{N}\p{M}]+$/gu;
 
-const length = (s: string) => {
+/** Length in characters (code points), as VR limits and name lengths count. */
+export const length = (s: string) => {
   let n = 0;
   for (const _ of s) n++;
   return n;

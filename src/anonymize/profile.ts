@@ -238,6 +238,11 @@ export class Profile {
     return { action: { kind: 'safety' }, source: SAFETY_PASS };
   }
 
+  /** What a rule does to an element of this tag and VR: the rule's own action, or the safety pass's for its VR. */
+  actionOf(rule: Action, tag: number, vr: string, within: Within = 'normal'): Action {
+    return rule.kind === 'safety' ? this.safetyAction(safetyVr(tag, vr), within) : rule;
+  }
+
   /** The action the safety pass takes on an element of this VR (`within`: see src/anonymize/safety.ts). */
   safetyAction(vr: string, within: Within = 'normal'): Action {
     const byVr = this.safetyActions[within];
@@ -261,10 +266,7 @@ export class Profile {
     let byTag = this.kept.get(vr);
     if (!byTag) this.kept.set(vr, (byTag = new Map()));
     let keeps = byTag.get(tag);
-    if (keeps === undefined) {
-      const action = this.ruleFor(tag).action;
-      byTag.set(tag, (keeps = (action.kind === 'safety' ? this.safetyAction(safetyVr(tag, vr)) : action).kind === 'keep'));
-    }
+    if (keeps === undefined) byTag.set(tag, (keeps = this.actionOf(this.ruleFor(tag).action, tag, vr).kind === 'keep'));
     return keeps;
   }
 
