@@ -28,7 +28,7 @@ export class Metrics {
     this.define('dphiant_instances_rejected_total', 'counter', 'instances refused before or by the PACS, by reason class');
     this.define('dphiant_instances_deidentified_total', 'counter', 'instances de-identified in the PACS (DONE)');
     this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine');
-    this.define('dphiant_failures_total', 'counter', 'failed pipeline steps (retried or not), by reason class');
+    this.define('dphiant_failures_total', 'counter', 'failed pipeline steps, by kind (transient: retried; permanent: quarantined) and error class');
     this.define('dphiant_stage_seconds', 'histogram', 'time spent in each pipeline stage');
   }
 

@@ -2,12 +2,13 @@
 // → DICOM server; the de-identification worker and the reconciler behind it.
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config/index.js';
+import { ConfigError, type Config } from './config/index.js';
 import { profileFromSettings } from './anonymize/profile.js';
 import { loadKeys, openCrosswalk } from './crosswalk/open.js';
 import type { CrosswalkStore } from './crosswalk/store.js';
 import type { Logger } from './log.js';
-import { OrthancClient } from './pacs/orthanc.js';
+import { OrthancClient, OrthancHttpError } from './pacs/orthanc.js';
+import { Backpressure, DependencyHealth, HEALTH_META_KEY } from './pipeline/health.js';
 import { Ingest } from './pipeline/ingest.js';
 import { Journal, journalPath } from './pipeline/journal.js';
 import { Quarantine, quarantineDir } from './pipeline/quarantine.js';
@@ -27,6 +28,7 @@ export interface Middleman {
   web: { host: string; port: number };
   crosswalk: CrosswalkStore;
   worker: DeidentificationWorker;
+  backpressure: Backpressure;
   pacsRest: OrthancClient;
   dicom: AddressInfo;
   close(): Promise<void>;
@@ -41,8 +43,32 @@ export function pacsRestClient(config: Config): OrthancClient {
   return new OrthancClient({ url: config.pacs.url, username: config.pacs.username, password: config.pacs.password });
 }
 
+/** How long the start-up check waits for the PACS REST API. */
+const CHECK_TIMEOUT_MS = 10_000;
+
+/**
+ * GET /system with the configured credentials. Wrong ones (401/403) stop the start with a ConfigError naming the
+ * settings (`dphiant serve` exits 2); an API that does not answer lets the middleman start, its failure recorded
+ * (backpressure applies after pipeline.backpressureAfterMs): an outage at start-up must not stop the node.
+ * Returns the error class of a failure, or null when the API answered.
+ */
+async function checkPacsRest(config: Config, log: Logger): Promise<string | null> {
+  const { url, username, password } = config.pacs;
+  try {
+    await new OrthancClient({ url, username, password, timeoutMs: CHECK_TIMEOUT_MS }).system();
+    return null;
+  } catch (e) {
+    if (!(e instanceof OrthancHttpError)) throw e;
+    if (e.status === 401 || e.status === 403)
+      throw new ConfigError('pacs.username/pacs.password', `the PACS REST API at ${url} answered HTTP ${e.status} to GET /system: the credentials are wrong or lack access`);
+    log.warn({ url, err: e.message }, 'PACS REST API not reachable at start-up; starting anyway (backpressure applies if it stays down)');
+    return e.status === 0 ? 'unreachable' : 'server';
+  }
+}
+
 export async function startMiddleman(config: Config, log: Logger): Promise<Middleman> {
   secureDataDir(config.dataDir, (msg) => log.warn(msg));
+  const restDown = await checkPacsRest(config, log);
   const keys = loadKeys(config, (msg) => log.warn(msg));
   const { profile } = profileFromSettings(config.anonymize);
   const crosswalk = await openCrosswalk(config, keys);
@@ -53,6 +79,19 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
   const p = config.pipeline;
   const handoff = new Handoff(p.handoffMaxBytes, p.handoffMaxInstanceBytes);
   const metrics = new Metrics();
+  const health = new DependencyHealth((snapshot) => journal.setMeta(HEALTH_META_KEY, JSON.stringify(snapshot)));
+  if (restDown) health.failed('pacs', restDown);
+  else health.succeeded('pacs');
+  // what a previous run left in the journal is not this run's health
+  journal.setMeta(HEALTH_META_KEY, JSON.stringify(health.snapshot()));
+  const backpressure = new Backpressure(
+    health,
+    () => {
+      const c = journal.counts();
+      return c.IN_PACS + c.DEIDENTIFIED;
+    },
+    p,
+  );
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
   const worker = new DeidentificationWorker({
     metrics,
@@ -65,12 +104,14 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     handoff,
     settings: p,
     log,
+    health,
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id));
   const ingest = new Ingest(journal, pacsTarget(config), log, {
     metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
     pacsRest,
+    backpressure,
     inPacs: (jobId, bytes) => {
       if (!p.enabled) return;
       if (bytes) handoff.offer(jobId, bytes);
@@ -84,7 +125,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
   });
-  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, quarantine, metrics, log });
+  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log });
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
@@ -106,6 +147,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     web: { host: config.web.host, port: config.web.port },
     crosswalk,
     worker,
+    backpressure,
     pacsRest,
     dicom,
     async close() {

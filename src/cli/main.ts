@@ -14,6 +14,29 @@ import { anonymizeCommands } from './anonymize.js';
 import { crosswalkCommands } from './crosswalk.js';
 import { quarantineCommand } from './quarantine.js';
 import { existsSync } from 'node:fs';
+import { DEPENDENCIES, HEALTH_META_KEY, type HealthSnapshot } from '../pipeline/health.js';
+
+const DEPENDENCY_NAMES = { pacs: 'PACS REST API', crosswalk: 'crosswalk' } as const;
+
+/** What the running middleman last published about its dependencies (src/pipeline/health.ts), for `status`. */
+function healthLines(published: string | undefined, p: Config['pipeline']): string[] {
+  if (!published) return ['dependencies: nothing published yet (the middleman has not run with this journal)'];
+  const h = JSON.parse(published) as HealthSnapshot;
+  const age = Math.round((Date.now() - h.at) / 1000);
+  const lines = [`dependencies (as the middleman saw them ${age} s ago, at ${new Date(h.at).toISOString()}):`];
+  for (const dep of DEPENDENCIES) {
+    const s = h.dependencies[dep];
+    const name = DEPENDENCY_NAMES[dep].padEnd(14);
+    if (s.failingSince === null) lines.push(`  ${name} ok`);
+    else {
+      const failing = Math.round((h.at - s.failingSince) / 1000);
+      const over = h.at - s.failingSince > p.backpressureAfterMs ? '; new C-STOREs refused (0xA700)' : '';
+      lines.push(`  ${name} failing for ${failing} s since ${new Date(s.failingSince).toISOString()} (${s.lastErrorClass}, ${s.failures} failed calls)${over}`);
+    }
+  }
+  lines.push(`stuck jobs (retrying after ${p.stuckAfterAttempts}+ failed attempts): ${h.stuckJobs}`);
+  return lines;
+}
 
 function config(argv: { config?: string }): Config {
   try {
@@ -51,6 +74,11 @@ await yargs(hideBin(process.argv))
         mm = await startMiddleman(cfg, log);
       } catch (e) {
         log.fatal({ err: (e as Error).message }, 'cannot start');
+        // a setting the start-up checks found wrong (the PACS REST credentials): exit 2, as for any invalid setting
+        if (e instanceof ConfigError) {
+          console.error(`dphiant: ${e.message}`);
+          process.exit(2);
+        }
         process.exit(1);
       }
       const stop = async (signal: string) => {
@@ -85,6 +113,10 @@ await yargs(hideBin(process.argv))
       const quarantined = journal.byState('QUARANTINED', 50);
       console.log(`quarantine: ${counts.QUARANTINED} instance(s)${counts.QUARANTINED ? ' (dphiant quarantine list)' : ''}`);
       for (const j of quarantined.slice(0, 10)) console.log(`  job ${j.id}  ${j.updatedAt}  ${j.reason ?? ''}`);
+      const backlog = counts.IN_PACS + counts.DEIDENTIFIED;
+      const bound = cfg.pipeline.maxBacklog;
+      console.log(`backlog: ${backlog} unfinished (IN_PACS + DEIDENTIFIED)${bound ? `, bound ${bound}${backlog >= bound ? ': new C-STOREs refused (0xA700)' : ''}` : ', no bound'}`);
+      for (const line of healthLines(journal.getMeta(HEALTH_META_KEY), cfg.pipeline)) console.log(line);
     } finally {
       journal.close();
     }

@@ -92,8 +92,18 @@ export interface Config {
     enabled: boolean;
     /** Instances de-identified at once. */
     concurrency: number;
-    /** Attempts of a step (PACS or database errors) before the instance is quarantined. */
-    maxAttempts: number;
+    /**
+     * Failed attempts of a transient failure (PACS REST API, crosswalk, disk) after which the job is reported stuck:
+     * logged at error level and counted in status and metrics. It keeps retrying: only permanent failures quarantine.
+     */
+    stuckAfterAttempts: number;
+    /**
+     * While the PACS REST API or the crosswalk has failed for longer than this, new C-STOREs are refused with 0xA700
+     * before forwarding (the sender keeps its copy) and /readyz answers 503.
+     */
+    backpressureAfterMs: number;
+    /** Unfinished jobs (IN_PACS + DEIDENTIFIED) at which new C-STOREs are refused with 0xA700; 0 = no bound. */
+    maxBacklog: number;
     /** Backoff between attempts: base × 2^(attempt-1), capped. */
     retryBaseMs: number;
     retryMaxMs: number;
@@ -158,7 +168,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
-  pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
+  pipeline: { enabled: true, concurrency: 4, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
@@ -288,7 +298,9 @@ const SCHEMA: Record<string, Check> = {
   keyFile: isOptionalString,
   'pipeline.enabled': isBoolean,
   'pipeline.concurrency': intIn(1, 64),
-  'pipeline.maxAttempts': intIn(1, 1000),
+  'pipeline.stuckAfterAttempts': intIn(1, 1_000_000),
+  'pipeline.backpressureAfterMs': intIn(1_000, 86_400_000),
+  'pipeline.maxBacklog': intIn(0, 100_000_000),
   'pipeline.retryBaseMs': intIn(10, 3_600_000),
   'pipeline.retryMaxMs': intIn(10, 86_400_000),
   'pipeline.handoffMaxBytes': intIn(0, 64 * 1024 ** 3),
@@ -371,13 +383,26 @@ function parseEnv(key: string, raw: string): unknown {
   return raw;
 }
 
-function mergeFile(target: Record<string, unknown>, file: Record<string, unknown>, prefix = ''): void {
+/**
+ * Settings of earlier versions that mean nothing now: accepted in a file or the environment with a warning, so an
+ * old configuration still starts.
+ */
+const RETIRED: Record<string, string> = {
+  'pipeline.maxAttempts':
+    'pipeline.maxAttempts is ignored: transient failures (PACS REST API, crosswalk, disk) are retried without a limit and only permanent ones quarantine; pipeline.stuckAfterAttempts sets when a retrying job is reported stuck',
+};
+
+function mergeFile(target: Record<string, unknown>, file: Record<string, unknown>, warn: (msg: string) => void, prefix = ''): void {
   for (const [k, v] of Object.entries(file)) {
     const key = prefix ? `${prefix}.${k}` : k;
+    if (Object.hasOwn(RETIRED, key)) {
+      warn(RETIRED[key]!);
+      continue;
+    }
     // own keys only: `in` would take "constructor" and "__proto__" for settings and write into prototypes
     if (Object.hasOwn(SCHEMA, key)) setPath(target, key, v);
     else if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(SCHEMA).some((s) => s.startsWith(key + '.')))
-      mergeFile(target, v as Record<string, unknown>, key);
+      mergeFile(target, v as Record<string, unknown>, warn, key);
     else throw new ConfigError(key, 'unknown setting');
   }
 }
@@ -386,11 +411,14 @@ export interface LoadOptions {
   /** JSON file; when absent, DPHIANT_CONFIG names it; when that is absent too, defaults + environment only. */
   file?: string;
   env?: NodeJS.ProcessEnv;
+  /** Where warnings about retired settings go; default standard error. */
+  warn?: (msg: string) => void;
 }
 
 /** Builds and validates the effective configuration. Throws ConfigError naming the key and the reason. */
 export function loadConfig(opts: LoadOptions = {}): Config {
   const env = opts.env ?? process.env;
+  const warn = opts.warn ?? ((msg: string) => console.error(`dphiant: warning: ${msg}`));
   const cfg = structuredClone(DEFAULT_CONFIG) as unknown as Record<string, unknown>;
   const file = opts.file ?? env.DPHIANT_CONFIG;
   if (file) {
@@ -402,8 +430,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
       throw new ConfigError('config file', `${file}: must hold a JSON object`);
-    mergeFile(cfg, parsed as Record<string, unknown>);
+    mergeFile(cfg, parsed as Record<string, unknown>, warn);
   }
+  for (const key of Object.keys(RETIRED)) if (env[envName(key)]) warn(`${envName(key)}: ${RETIRED[key]}`);
   for (const key of Object.keys(SCHEMA)) {
     const raw = env[envName(key)];
     if (raw !== undefined && raw !== '') setPath(cfg, key, parseEnv(key, raw));

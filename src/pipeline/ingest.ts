@@ -1,4 +1,5 @@
 // Ingest: what happens to one received instance before its sender gets an answer.
+// backpressure (refuse at once while a dependency of the worker fails or the backlog is over its bound) →
 // check the data set → RECEIVED (journal) → forward to PACS → IN_PACS (journal, durable) → success to the sender,
 // and the job goes to the de-identification worker (with the bytes, when they fit the hand-off);
 // any failure → REJECTED with a reason and a failure status, and the middleman keeps nothing.
@@ -14,6 +15,7 @@ import type { PacsTarget, StoreOutcome } from '../scu/store.js';
 import { storeInstance } from '../scu/store.js';
 import type { Journal } from './journal.js';
 import { Metrics, reasonClass } from '../metrics.js';
+import type { Backpressure } from './health.js';
 import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } from './types.js';
 
 export type Forward = (target: PacsTarget, inst: ReceivedInstance) => Promise<StoreOutcome>;
@@ -27,6 +29,8 @@ export interface IngestOptions {
   metrics?: Metrics;
   /** The PACS's REST API, to confirm the raw copy's Orthanc ID once the PACS accepted the C-STORE. */
   pacsRest?: Pick<OrthancClient, 'instance' | 'lookup'>;
+  /** Refuses new instances before forwarding while the worker cannot keep up (src/pipeline/health.ts). */
+  backpressure?: Pick<Backpressure, 'refusal' | 'admitted'>;
 }
 
 /** How long ingest waits for the PACS's REST API to identify a raw copy before answering the sender anyway. */
@@ -78,6 +82,9 @@ export class Ingest {
     const uid = this.journal.fingerprint(inst.sopInstanceUid);
     this.metrics.inc('dphiant_instances_received_total');
     try {
+      // before anything is read or forwarded: the sender keeps its copy and sends it again later
+      const refusal = this.opts.backpressure?.refusal();
+      if (refusal) return this.refuse(inst, refusal, 'backpressure');
       let bytes: Buffer | undefined;
       let rawId: string | null = null;
       if (inst.bytes <= this.opts.checkMaxBytes) {
@@ -113,6 +120,7 @@ export class Ingest {
         stored ? 'forwarded to PACS' : 'refused',
       );
       if (stored) {
+        this.opts.backpressure?.admitted();
         this.metrics.inc('dphiant_instances_forwarded_total');
         this.opts.inPacs?.(jobId, bytes);
       } else this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(reply.comment ?? '') });
@@ -154,9 +162,12 @@ export class Ingest {
     }
   }
 
-  /** A data set refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI. */
-  private refuse(inst: ReceivedInstance, bad: { status: number; comment: string }): StoreReply {
-    this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(bad.comment) });
+  /**
+   * An instance refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI.
+   * `reason`: the metric's reason class when the caller knows it (backpressure), else derived from the comment.
+   */
+  private refuse(inst: ReceivedInstance, bad: StoreReply & { comment: string }, reason = reasonClass(bad.comment)): StoreReply {
+    this.metrics.inc('dphiant_instances_rejected_total', { reason });
     try {
       const jobId = this.journal.received(inst);
       this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment);

@@ -1,7 +1,7 @@
 // The quarantine: raw instances the pipeline could not de-identify (the gate found PHI, the data set is
 // unreadable, or every retry failed). They leave the PACS and are kept here sealed with the crosswalk key
 // (AES-256-GCM), one file per job, until an operator requeues or purges them.
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openBytes, sealBytes } from '../crosswalk/crypto.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
@@ -25,6 +25,11 @@ export class Quarantine {
 
   get(jobId: number): Buffer {
     return openBytes(this.key, readFileSync(this.file(jobId)));
+  }
+
+  /** Whether a sealed copy of the job is kept (a quarantine step cut short after the seal leaves one). */
+  has(jobId: number): boolean {
+    return existsSync(this.file(jobId));
   }
 
   remove(jobId: number): void {

@@ -34,3 +34,31 @@ export const Status = {
 export function isSuccessOrWarning(status: number): boolean {
   return status === 0x0000 || (status & 0xf000) === 0xb000 || status === 0x0001;
 }
+
+/**
+ * How a pipeline step failed. transient: a dependency (PACS REST API, crosswalk, disk) failed; retried without a
+ * limit on attempts. permanent: the same bytes, profile and aliases fail the same way every time (gate hit,
+ * unreadable data set, unencodable value, a profile that cannot apply, an upload stored under another ID); the
+ * instance goes to the quarantine.
+ */
+export type FailureKind = 'transient' | 'permanent';
+
+/** What the worker depends on and tracks the health of (src/pipeline/health.ts). */
+export type Dependency = 'pacs' | 'crosswalk';
+
+/**
+ * A failed step, classified where it happened, never from its message. `errorClass` is a fixed word (metric label,
+ * status): unreachable, auth, server, http, crosswalk, disk, not-identified, internal (transient); verification,
+ * malformed, charset, profile, id-mismatch, pacs-refused (permanent). `message` names steps and codes, never values.
+ */
+export class PipelineError extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    readonly errorClass: string,
+    message: string,
+    readonly dependency?: Dependency,
+  ) {
+    super(message);
+    this.name = 'PipelineError';
+  }
+}

@@ -3,9 +3,14 @@
 //            the PACS id → DEIDENTIFIED
 //   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed: invariant 4) → DONE
 // Every step is repeatable: the output is deterministic (keyed UIDs, stored aliases), so a repeat after a crash is
-// AlreadyStored in the PACS, and deleting what is gone is a no-op. PACS and database errors are retried with
-// backoff; after maxAttempts, or at once when the gate finds PHI, the data set is unreadable or a new value cannot be
-// written in its character set, the raw instance moves to the quarantine.
+// AlreadyStored in the PACS, and deleting what is gone is a no-op.
+// Failures are classified where they happen (PipelineError.kind, src/pipeline/types.ts), never from their text:
+// transient ones (PACS REST API, crosswalk, disk) are retried without a limit on attempts, with capped backoff, and
+// feed the dependency health behind backpressure (src/pipeline/health.ts); permanent ones (gate hit, unreadable
+// data set, unencodable value, a profile that cannot apply, an upload stored under another ID) move the raw
+// instance to the quarantine: sealed first (from the hand-off or fetched from the PACS), then deleted from the PACS,
+// then journalled QUARANTINED. A job is never QUARANTINED without a sealed copy or a raw copy the PACS confirmed
+// absent (HTTP 404); while the PACS REST API fails it stays IN_PACS and retries.
 // The raw copy is the Orthanc ID the job recorded at ingest (src/pipeline/ingest.ts), never a look-up by SOP
 // Instance UID: with Retain UIDs the de-identified copy has the same UID.
 import PQueue from 'p-queue';
@@ -15,6 +20,7 @@ import { encodeFileMeta } from '../dicom/writer.js';
 import { VerificationError } from '../anonymize/gate.js';
 import type { Profile } from '../anonymize/profile.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
+import type { AliasSource } from '../crosswalk/types.js';
 import { CharsetError } from '../dicom/values.js';
 import { DicomParseError, parseDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
@@ -22,7 +28,9 @@ import type { Logger } from '../log.js';
 import { OrthancHttpError, orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
 import type { Job, Journal } from './journal.js';
 import type { Quarantine } from './quarantine.js';
-import { Metrics, reasonClass } from '../metrics.js';
+import { Metrics } from '../metrics.js';
+import { DEPENDENCIES, DependencyHealth } from './health.js';
+import { PipelineError, type Dependency } from './types.js';
 
 /** Received bytes kept for the worker, bounded in total; what does not fit is fetched back from the PACS. */
 export class Handoff {
@@ -50,14 +58,52 @@ export class Handoff {
   }
 }
 
-/** An error that retrying cannot fix. */
-class Permanent extends Error {}
+/** The upload was stored under another Orthanc ID than expected: permanent; `uploadedId` is removed before quarantining. */
+class UploadMismatch extends PipelineError {
+  constructor(
+    message: string,
+    /** What the worker's upload left in the PACS that is no other job's (null: nothing to remove). */
+    readonly uploadedId: string | null,
+  ) {
+    super('permanent', 'id-mismatch', message);
+  }
+}
 
 /** The raw copy's Orthanc ID is not known yet: the reconciler identifies it from the PACS (by the UID hash). */
-class RawNotIdentified extends Error {
-  constructor() {
-    super('the raw copy in the PACS is not identified yet');
-  }
+const rawNotIdentified = () => new PipelineError('transient', 'not-identified', 'the raw copy in the PACS is not identified yet');
+
+/**
+ * The class of a PACS REST failure, from the HTTP status: no answer (refused, reset, timed out), wrong credentials,
+ * a server error, or another answer. Only the first three count against the PACS's health: a 4xx on one request
+ * means the API answers.
+ */
+function pacsFailure(e: OrthancHttpError): PipelineError {
+  const errorClass = e.status === 0 ? 'unreachable' : e.status === 401 || e.status === 403 ? 'auth' : e.status >= 500 ? 'server' : 'http';
+  // the de-identified file itself refused (POST /instances answered 400): the same bytes are refused every time
+  if (e.method === 'POST' && e.path === '/instances' && e.status === 400)
+    return new PipelineError('permanent', 'pacs-refused', `PACS refused the de-identified instance: ${e.message}`);
+  return new PipelineError('transient', errorClass, e.message, errorClass === 'http' ? undefined : 'pacs');
+}
+
+/** Any failure as a PipelineError: the pipeline's own are classified already; what else arrives is a bug or the disk. */
+function classify(e: unknown): PipelineError {
+  if (e instanceof PipelineError) return e;
+  if (e instanceof OrthancHttpError) return pacsFailure(e);
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code === 'string' && typeof err.syscall === 'string') return new PipelineError('transient', 'disk', `${err.syscall} failed: ${err.code}`);
+  return new PipelineError('transient', 'internal', ((err?.message || err?.name) ?? String(e)).slice(0, 500));
+}
+
+/**
+ * A failure of the de-identification itself (the crosswalk's are classified already): the pure engine on the same
+ * bytes, profile and aliases fails the same way every time. Names no value.
+ */
+function deidentificationFailure(e: unknown): PipelineError {
+  if (e instanceof PipelineError) return e;
+  if (e instanceof VerificationError) return new PipelineError('permanent', 'verification', `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
+  if (e instanceof DicomParseError) return new PipelineError('permanent', 'malformed', `unreadable data set: ${e.message}`);
+  if (e instanceof CharsetError) return new PipelineError('permanent', 'charset', CharsetError.REASON);
+  return new PipelineError('permanent', 'profile', `the profile cannot apply: ${((e as Error)?.message || String(e)).slice(0, 400)}`);
 }
 
 /**
@@ -72,17 +118,6 @@ function sopInstanceUidOf(dataset: Buffer, tsUid: string): string {
   }
 }
 
-/**
- * Why de-identifying an instance failed for good (the same bytes, profile and aliases fail the same way every
- * time), or undefined when a retry may succeed (crosswalk or other transient trouble). Names no value.
- */
-function permanentReason(e: unknown): string | undefined {
-  if (e instanceof VerificationError) return `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500);
-  if (e instanceof DicomParseError) return `unreadable data set: ${e.message}`;
-  if (e instanceof CharsetError) return CharsetError.REASON;
-  return undefined;
-}
-
 export interface WorkerDeps {
   journal: Journal;
   pacs: OrthancClient;
@@ -94,19 +129,35 @@ export interface WorkerDeps {
   settings: Config['pipeline'];
   log: Logger;
   metrics?: Metrics;
+  /** Where the worker reports each dependency call; shared with backpressure and the web side. */
+  health?: DependencyHealth;
 }
+
+/** A failing dependency nothing has called for this long is asked directly (GET /system, one crosswalk read). */
+const PROBE_AFTER_MS = 5_000;
 
 export class DeidentificationWorker {
   private readonly queue: PQueue;
   private readonly queued = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Jobs whose transient failures passed pipeline.stuckAfterAttempts and have not succeeded since. */
+  private readonly stuck = new Set<number>();
+  private probing = false;
 
   private readonly metrics: Metrics;
+  readonly health: DependencyHealth;
+  /** The crosswalk as the engine sees it: its failures are transient and count against its health. */
+  private readonly aliases: AliasSource;
 
   constructor(private readonly d: WorkerDeps) {
     this.queue = new PQueue({ concurrency: d.settings.concurrency });
     this.metrics = d.metrics ?? new Metrics();
+    this.health = d.health ?? new DependencyHealth();
+    this.aliases = {
+      patient: (p) => this.crosswalkCall(() => d.crosswalk.patient(p)),
+      study: (a, s) => this.crosswalkCall(() => d.crosswalk.study(a, s)),
+    };
   }
 
   /** Picks up due jobs now and every second (retries, requeued jobs, jobs of a previous run). */
@@ -135,7 +186,7 @@ export class DeidentificationWorker {
       try {
         await this.process(jobId);
       } catch (e) {
-        // process() handles its own failures; this is a bug, logged without values
+        // process() handles its own failures; this is a bug (or the journal failing), logged without values
         this.d.log.error({ job: jobId, err: (e as Error).message }, 'worker error');
       } finally {
         this.queued.delete(jobId);
@@ -145,6 +196,55 @@ export class DeidentificationWorker {
 
   private sweep(): void {
     for (const job of this.d.journal.due(Date.now(), 500)) this.enqueue(job.id);
+    void this.probe();
+  }
+
+  /**
+   * A dependency that failed and that no job has called for a while (every job waits in its backoff, or none is
+   * left) is asked directly, so its streak ends as soon as it is back: backpressure must not outlast the outage.
+   */
+  private async probe(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      const now = Date.now();
+      const quiet = (dep: Dependency) => this.health.failingMs(dep, now) > 0 && now - (this.health.lastHeard(dep) ?? 0) >= PROBE_AFTER_MS;
+      for (const dep of DEPENDENCIES) {
+        if (!quiet(dep)) continue;
+        if (dep === 'pacs') await this.pacsCall(() => this.d.pacs.system()).catch(() => undefined);
+        else await this.crosswalkCall(() => this.d.crosswalk.listPatients({ limit: 1 })).catch(() => undefined);
+      }
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** A call to the PACS REST API, reported to its health; its failures come out classified. */
+  private async pacsCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const r = await call();
+      this.health.succeeded('pacs');
+      return r;
+    } catch (e) {
+      const pe = classify(e);
+      if (pe.dependency === 'pacs') this.health.failed('pacs', pe.errorClass);
+      else if (e instanceof OrthancHttpError) this.health.succeeded('pacs'); // it answered
+      throw pe;
+    }
+  }
+
+  /** A call to the crosswalk, reported to its health; every failure of it is transient. */
+  private async crosswalkCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const r = await call();
+      this.health.succeeded('crosswalk');
+      return r;
+    } catch (e) {
+      this.health.failed('crosswalk', 'crosswalk');
+      // the driver's message may quote a key (a blind-index hash at most): the journal gets the error's name only
+      this.d.log.warn({ err: (e as Error).message }, 'crosswalk call failed');
+      throw new PipelineError('transient', 'crosswalk', `crosswalk unavailable (${(e as Error)?.name ?? 'error'})`, 'crosswalk');
+    }
   }
 
   private async process(jobId: number): Promise<void> {
@@ -153,12 +253,16 @@ export class DeidentificationWorker {
     let raw: Buffer | undefined;
     let received: Buffer | undefined;
     try {
-      if (job.state === 'IN_PACS' && (await this.doneByTwin(job))) return;
+      if (job.state === 'IN_PACS' && (await this.doneByTwin(job))) return this.settled(job.id);
       if (job.state === 'IN_PACS') {
         // the received data set (no file meta) when the hand-off kept it, else the PS3.10 file from the PACS
         received = this.d.handoff.take(job.id);
         if (received) await this.deidentifyAndUpload(job, received, job.transferSyntaxUid);
-        else await this.deidentifyAndUpload(job, (raw = await this.fetchRaw(job)));
+        else {
+          const fetched = await this.fetchRaw(job);
+          if (!fetched) return await this.rawAbsent(job);
+          await this.deidentifyAndUpload(job, (raw = fetched));
+        }
         job = this.d.journal.get(jobId)!;
       }
       if (job.state === 'DEIDENTIFIED') {
@@ -166,14 +270,20 @@ export class DeidentificationWorker {
         this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
         this.metrics.inc('dphiant_instances_deidentified_total');
         this.d.log.info({ job: job.id, alias: job.aliasId }, 'de-identified in the PACS');
+        this.settled(job.id);
       }
     } catch (e) {
       // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file
       const asFile =
         raw ??
         (received && Buffer.concat([encodeFileMeta({ sopClassUid: job.sopClassUid, sopInstanceUid: sopInstanceUidOf(received, job.transferSyntaxUid), tsUid: job.transferSyntaxUid }), received]));
-      await this.failed(job, e as Error, asFile);
+      await this.failed(job, classify(e), asFile);
     }
+  }
+
+  /** The job left the retrying states (or got past its failing step). */
+  private settled(jobId: number): void {
+    if (this.stuck.delete(jobId)) this.health.setStuck(this.stuck.size);
   }
 
   /**
@@ -185,98 +295,120 @@ export class DeidentificationWorker {
   private async doneByTwin(job: Job): Promise<boolean> {
     const twin = this.d.journal.twinOf(job);
     if (!twin || (await this.rawPresent(job))) return false;
-    if (!(await this.d.pacs.instance(twin.deidentifiedId!))) return false;
+    if (!(await this.pacsCall(() => this.d.pacs.instance(twin.deidentifiedId!)))) return false;
     this.d.journal.transition(job.id, 'IN_PACS', 'DONE', `same instance as job ${twin.id}`);
     this.d.handoff.take(job.id);
     return true;
   }
 
-  /** The raw instance from the PACS, by the Orthanc ID the job recorded. */
-  private async fetchRaw(job: Job): Promise<Buffer> {
-    if (!job.rawId) throw new RawNotIdentified();
-    if (!(await this.rawPresent(job))) throw new Permanent('the raw instance is no longer in the PACS');
-    return this.d.pacs.instanceFile(job.rawId);
+  /** The raw instance from the PACS, by the Orthanc ID the job recorded; null when the PACS says it is not there (404). */
+  private async fetchRaw(job: Job): Promise<Buffer | null> {
+    if (!job.rawId) throw rawNotIdentified();
+    if (!(await this.rawPresent(job))) return null;
+    return this.pacsCall(() => this.d.pacs.instanceFile(job.rawId!));
   }
 
-  /** Whether the PACS still holds the job's raw copy. */
+  /** Whether the PACS still holds the job's raw copy: false only on its 404, a failing API throws. */
   private async rawPresent(job: Job): Promise<boolean> {
-    return !!job.rawId && (await this.d.pacs.instance(job.rawId)) !== null;
+    return !!job.rawId && (await this.pacsCall(() => this.d.pacs.instance(job.rawId!))) !== null;
+  }
+
+  /**
+   * An IN_PACS job whose raw copy the PACS confirmed absent (404) and that no twin finished: a quarantine step cut
+   * short after the seal (a crash, a failed delete or journal write) ends QUARANTINED with its sealed copy; without
+   * one, nothing is left to keep (the raw copy was removed by someone else) and nothing of this job was uploaded
+   * (an IN_PACS job has no output yet).
+   */
+  private async rawAbsent(job: Job): Promise<void> {
+    const sealed = this.d.quarantine.has(job.id);
+    const reason = sealed ? (job.reason ?? 'sealed in the quarantine') : 'raw instance absent from the PACS; nothing to keep';
+    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', reason);
+    this.settled(job.id);
+    this.metrics.inc('dphiant_instances_quarantined_total');
+    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), sealed, reason }, 'raw copy absent from the PACS: quarantined');
   }
 
   /** `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file. */
   private async deidentifyAndUpload(job: Job, raw: Buffer, datasetTs?: string): Promise<void> {
     let d;
-    const { profile, siteKey, crosswalk } = this.d;
+    const { profile, siteKey } = this.d;
     try {
       d = await this.metrics.time('deidentify', () =>
-        datasetTs ? deidentifyDataset(raw, datasetTs, profile, siteKey, crosswalk) : deidentify(raw, profile, siteKey, crosswalk),
+        datasetTs ? deidentifyDataset(raw, datasetTs, profile, siteKey, this.aliases) : deidentify(raw, profile, siteKey, this.aliases),
       );
     } catch (e) {
-      const reason = permanentReason(e);
-      if (reason !== undefined) throw new Permanent(reason);
-      throw e;
+      throw deidentificationFailure(e);
     }
     const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
     // same Patient ID and UIDs as the raw copy (a profile keeping both): the PACS would answer AlreadyStored with
     // the raw content, and deleting "the raw copy" would delete the only copy
-    if (expected === job.rawId) throw new Permanent('the de-identified instance would have the raw instance\'s Orthanc ID (same Patient ID and UIDs)');
-    const up = await this.metrics.time('upload', () => this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength)));
-    if ((up.Status !== 'Success' && up.Status !== 'AlreadyStored') || up.ID !== expected)
-      throw new Error(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`);
+    if (expected === job.rawId) throw new PipelineError('permanent', 'profile', "the de-identified instance would have the raw instance's Orthanc ID (same Patient ID and UIDs)");
+    const up = await this.metrics.time('upload', () => this.pacsCall(() => this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength))));
+    if ((up.Status !== 'Success' && up.Status !== 'AlreadyStored') || up.ID !== expected) {
+      // never the raw copy, another job's raw copy or output: only what this upload put there
+      const ours = up.ID && up.ID !== job.rawId && !this.d.journal.knows(up.ID) ? up.ID : null;
+      throw new UploadMismatch(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`, ours);
+    }
     this.d.journal.deidentified(job.id, { aliasId: d.alias.aliasId, newSopInstanceUid: d.report.sopInstanceUid, deidentifiedId: up.ID });
   }
 
   /** The job's raw copy only: a second send of the same content is the same Orthanc ID, other content is another job's. */
   private async deleteRaw(job: Job): Promise<void> {
-    if (!job.rawId) throw new RawNotIdentified();
-    if (job.rawId !== job.deidentifiedId) await this.d.pacs.deleteInstance(job.rawId);
+    if (!job.rawId) throw rawNotIdentified();
+    if (job.rawId !== job.deidentifiedId) await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
   }
 
-  private async failed(job: Job, e: Error, raw: Buffer | undefined): Promise<void> {
-    const reason = reasonOf(e);
-    const permanent = e instanceof Permanent;
-    const attempts = this.d.journal.failed(job.id, reason, Date.now() + this.backoff(job.attempts + 1));
-    this.metrics.inc('dphiant_failures_total', { reason: reasonClass(reason) });
-    const log = { job: job.id, uid: job.sopUidHash.slice(0, 12), state: job.state, attempts, reason };
-    if (!permanent && attempts < this.d.settings.maxAttempts) {
-      this.d.log.warn(log, 'step failed, will retry');
-      return;
-    }
-    if (e instanceof RawNotIdentified) {
-      // nothing to keep or remove yet: quarantining now would leave the raw copy in the PACS, uncovered
-      this.d.log.warn(log, 'raw copy not identified yet; will keep retrying');
-      return;
-    }
-    if (job.state === 'DEIDENTIFIED') {
-      // the de-identified copy is in the PACS; only the raw deletion keeps failing: keep trying, never quarantine
-      this.d.log.error(log, 'cannot delete the raw instance; will keep retrying');
+  private async failed(job: Job, e: PipelineError, raw: Buffer | undefined): Promise<void> {
+    const reason = e.message.slice(0, 500);
+    const permanent = e.kind === 'permanent' && job.state === 'IN_PACS';
+    // a job whose quarantine was cut short after the seal keeps the permanent reason it is being quarantined for
+    const kept = !permanent && job.state === 'IN_PACS' && job.reason && this.d.quarantine.has(job.id) ? job.reason : reason;
+    const attempts = this.d.journal.failed(job.id, kept, Date.now() + this.backoff(job.attempts + 1));
+    this.metrics.inc('dphiant_failures_total', { kind: e.kind, class: e.errorClass });
+    const log = { job: job.id, uid: job.sopUidHash.slice(0, 12), state: job.state, attempts, kind: e.kind, class: e.errorClass, reason };
+    if (!permanent) {
+      if (attempts >= this.d.settings.stuckAfterAttempts && !this.stuck.has(job.id)) {
+        this.health.setStuck(this.stuck.add(job.id).size);
+        this.d.log.error(log, 'step keeps failing: the job is stuck; it keeps retrying');
+      } else this.d.log.warn(log, 'step failed, will retry');
       return;
     }
     try {
-      await this.quarantine(job, reason, raw);
+      await this.quarantine(job, reason, raw, e instanceof UploadMismatch ? e.uploadedId : null);
     } catch (qe) {
-      this.d.log.error({ ...log, err: reasonOf(qe as Error) }, 'quarantine failed, will retry');
+      const q = classify(qe);
+      this.d.log.error({ ...log, step: 'quarantine', class: q.errorClass, err: q.message }, 'quarantine step failed; the job stays IN_PACS and retries');
     }
   }
 
-  /** Keeps the raw instance sealed locally, removes it from the PACS, then journals QUARANTINED. */
-  private async quarantine(job: Job, reason: string, raw: Buffer | undefined): Promise<void> {
-    const rawId = (await this.rawPresent(job)) ? job.rawId : undefined;
-    const bytes = raw ?? (rawId ? await this.d.pacs.instanceFile(rawId) : undefined);
-    if (bytes) this.d.quarantine.put(job.id, bytes);
-    if (rawId) await this.d.pacs.deleteInstance(rawId);
-    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', bytes ? reason : `${reason}; nothing left to keep`);
+  /**
+   * Seals the raw instance locally, removes it (and whatever this job's upload left) from the PACS, then journals
+   * QUARANTINED. Without the bytes in hand they are fetched from the PACS first; a raw copy the PACS confirms
+   * absent is the recovery of rawAbsent. Any failure leaves the job IN_PACS, to be retried.
+   */
+  private async quarantine(job: Job, reason: string, raw: Buffer | undefined, uploadedId: string | null): Promise<void> {
+    // the raw copy must be known to be removed: sealing without removing would leave it in the PACS, uncovered
+    if (!job.rawId) throw rawNotIdentified();
+    let bytes = raw;
+    if (!bytes) {
+      const fetched = await this.fetchRaw(job);
+      if (!fetched) return this.rawAbsent({ ...job, reason });
+      bytes = fetched;
+    }
+    try {
+      this.d.quarantine.put(job.id, bytes);
+    } catch (e) {
+      throw new PipelineError('transient', 'disk', `sealing in the quarantine failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).name}`);
+    }
+    if (uploadedId) await this.pacsCall(() => this.d.pacs.deleteInstance(uploadedId));
+    await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
+    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', reason);
+    this.settled(job.id);
     this.metrics.inc('dphiant_instances_quarantined_total');
     this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), reason }, 'quarantined');
   }
 
   private backoff(attempt: number): number {
-    return Math.min(this.d.settings.retryMaxMs, this.d.settings.retryBaseMs * 2 ** (attempt - 1));
+    return Math.min(this.d.settings.retryMaxMs, this.d.settings.retryBaseMs * 2 ** Math.min(attempt - 1, 40));
   }
-}
-
-/** A reason for the journal and the logs: error class and message, which name steps and codes, never values. */
-function reasonOf(e: Error): string {
-  if (e instanceof OrthancHttpError) return e.message;
-  return (e.message || e.name).slice(0, 500);
 }

@@ -12,6 +12,7 @@ import { findUp } from '../paths.js';
 import { JOB_STATES, type Job, type Journal } from '../pipeline/journal.js';
 import { purgeQuarantined, requeueQuarantined, type Quarantine } from '../pipeline/quarantine.js';
 import type { DeidentificationWorker } from '../pipeline/worker.js';
+import { DEPENDENCIES, type Backpressure } from '../pipeline/health.js';
 import { Auth, cookie, SESSION_COOKIE, type Role, type Session } from './auth.js';
 
 export interface WebDeps {
@@ -20,6 +21,8 @@ export interface WebDeps {
   crosswalk: CrosswalkStore;
   pacs: OrthancClient;
   worker: DeidentificationWorker;
+  /** Whether new C-STOREs are refused, and the dependency health behind it. */
+  backpressure: Backpressure;
   quarantine: Quarantine;
   metrics: Metrics;
   log: Logger;
@@ -118,7 +121,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
   app.get('/api/summary', api('any', async () => {
     const [pacs, crosswalk] = await Promise.all(reachability(d));
     const counts = d.journal.counts();
-    return { counts, states: JOB_STATES, oldestUnfinished: d.journal.oldestUnfinished(), perMinute: d.journal.donePerMinute(10), queueDepth: d.worker.depth, pacs, crosswalk, quarantine: counts.QUARANTINED };
+    return { counts, states: JOB_STATES, oldestUnfinished: d.journal.oldestUnfinished(), perMinute: d.journal.donePerMinute(10), queueDepth: d.worker.depth, pacs, crosswalk, quarantine: counts.QUARANTINED, ...pipelineHealth(d) };
   }));
   app.get('/api/jobs', api('any', async (req) => {
     const q = req.query as { search?: string; limit?: string };
@@ -162,19 +165,36 @@ export function createWebServer(d: WebDeps): FastifyInstance {
 
   // ---- operations ----
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // not ready while either is unreachable now, or while new C-STOREs are refused (a dependency failing longer than
+  // pipeline.backpressureAfterMs, or the backlog at its bound)
   app.get('/readyz', async (_req, reply) => {
     const [pacs, crosswalk] = await Promise.all(reachability(d));
-    return reply.code(pacs && crosswalk ? 200 : 503).send({ pacs, crosswalk });
+    const health = pipelineHealth(d);
+    return reply.code(pacs && crosswalk && !health.refusing ? 200 : 503).send({ pacs, crosswalk, ...health });
   });
   app.get('/metrics', async (_req, reply) => {
     const counts = d.journal.counts();
     const text = d.metrics.render({
       dphiant_jobs: { help: 'jobs in the journal per state', values: JOB_STATES.map((s) => [{ state: s }, counts[s]] as [Record<string, string>, number]) },
       dphiant_queue_depth: { help: 'jobs waiting for or in the de-identification worker', values: [[{}, d.worker.depth]] },
+      ...d.backpressure.gauges(),
     });
     return reply.type('text/plain; version=0.0.4; charset=utf-8').send(text);
   });
   return app;
+}
+
+/** The worker's view of its dependencies and whether ingest refuses new instances now (no values, no UIDs). */
+function pipelineHealth(d: WebDeps) {
+  const now = Date.now();
+  const snap = d.backpressure.health.snapshot(now);
+  const dependencies = Object.fromEntries(
+    DEPENDENCIES.map((dep) => {
+      const s = snap.dependencies[dep];
+      return [dep, { failing: s.failingSince !== null, failingSince: s.failingSince && new Date(s.failingSince).toISOString(), failingSeconds: Math.round(d.backpressure.health.failingMs(dep, now) / 1000), lastErrorClass: s.lastErrorClass }];
+    }),
+  );
+  return { dependencies, stuckJobs: snap.stuckJobs, backlog: d.backpressure.backlog(now), refusing: d.backpressure.cause(now) };
 }
 
 function reachability(d: WebDeps): [Promise<boolean>, Promise<boolean>] {
