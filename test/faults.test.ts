@@ -2,130 +2,12 @@
 // the crosswalk on SQLite or FerretDB. Each prints its numbers: sent, de-identified in the PACS, raw left,
 // duplicates, lost.
 import { expect } from 'chai';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
-import { OrthancClient } from '../src/pacs/orthanc.js';
-import { Journal, journalPath } from '../src/pipeline/journal.js';
-import { generateStudies } from '../src/synth/generate.js';
-import { devKeyPath, readKeyFile } from '../src/keys.js';
-import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
-import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
-import { freePorts } from './support/ports.js';
+import { waitUntilSettled } from './support/pipeline.js';
+import { expectClean, faultStack, outcome, sleep, type FaultStack } from './support/fault-stack.js';
 import { Rng } from '../src/synth/rng.js';
-
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface FaultStack {
-  work: string;
-  pacs: OrthancProcess;
-  pacsRest: OrthancClient;
-  modalityRest: OrthancClient;
-  journal: Journal;
-  sent: number;
-  studies: string[];
-  mm?: MiddlemanProcess;
-  startMiddleman(): Promise<MiddlemanProcess>;
-  /** Starts the PACS again after pacs.stop() (same ports, same storage). */
-  startPacs(): Promise<void>;
-  /** Starts the modality's store job, or resubmits it; resolves at once. */
-  send(): Promise<void>;
-  /** The store job's state now. */
-  jobState(): Promise<string>;
-  /** Until the modality's job succeeded, resubmitting it after failures (as an operator would). */
-  sendUntilDone(timeoutMs: number): Promise<number>;
-  stop(): Promise<void>;
-}
-
-async function faultStack(instances: number, env: Record<string, string> = {}): Promise<FaultStack> {
-  const work = mkdtempSync(path.join(tmpdir(), 'dphiant-faults-'));
-  const [mmPort, pacsHttp, pacsDicom, modHttp, modDicom] = (await freePorts(5)) as [number, number, number, number, number];
-  const middleman = { aet: 'DPHIANT', host: '127.0.0.1', port: mmPort };
-  const pacsOptions = { role: 'pacs' as const, workDir: path.join(work, 'pacs'), httpPort: pacsHttp, dicomPort: pacsDicom, middleman };
-  const pacs = await startOrthanc(pacsOptions);
-  const modality = await startOrthanc({ role: 'modality', workDir: path.join(work, 'modality'), httpPort: modHttp, dicomPort: modDicom, middleman });
-  const auth = { username: 'demo', password: 'demo' };
-  const pacsRest = new OrthancClient({ url: pacs.httpUrl, ...auth });
-  const modalityRest = new OrthancClient({ url: modality.httpUrl, ...auth });
-  const perSeries = Math.ceil(instances / 10);
-  const manifest = await generateStudies({ outDir: path.join(work, 'in'), patients: 5, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: perSeries, rows: 32, cols: 32, seed: 500 });
-  const { readFileSync } = await import('node:fs');
-  for (const i of manifest.instances.slice(0, instances)) await modalityRest.upload(readFileSync(i.path));
-  const dataDir = path.join(work, 'data');
-  const mmEnv = { DPHIANT_DATA_DIR: dataDir, DPHIANT_PACS_PORT: String(pacsDicom), DPHIANT_PACS_URL: pacs.httpUrl, DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '5000', ...env };
-  let jobId: string | undefined;
-  const s: FaultStack = {
-    work,
-    pacs,
-    pacsRest,
-    modalityRest,
-    journal: undefined as unknown as Journal,
-    sent: instances,
-    studies: await modalityRest.findStudies({}),
-    async startMiddleman() {
-      s.mm = await spawnMiddleman(mmEnv, mmPort);
-      s.journal ??= new Journal(journalPath(dataDir), readKeyFile(devKeyPath(dataDir, 'site')));
-      return s.mm;
-    },
-    async startPacs() {
-      s.pacs = await startOrthanc(pacsOptions);
-    },
-    async send() {
-      if (!jobId) jobId = (await modalityRest.storeToModality('middleman', s.studies, { asynchronous: true, timeoutSec: 60 })).ID;
-      else await modalityRest.resubmitJob(jobId);
-    },
-    async jobState() {
-      return (await modalityRest.job(jobId!)).State;
-    },
-    async sendUntilDone(timeoutMs) {
-      const end = Date.now() + timeoutMs;
-      let resubmits = 0;
-      for (;;) {
-        const state = await s.jobState();
-        if (state === 'Success') return resubmits;
-        if (state === 'Failure') {
-          await s.send();
-          resubmits++;
-        }
-        if (Date.now() > end) throw new Error(`the modality's store job did not succeed in ${timeoutMs} ms (state ${state})`);
-        await sleep(250);
-      }
-    },
-    async stop() {
-      await s.mm?.stop();
-      s.journal?.close();
-      await Promise.all([modality.stop(), s.pacs.stop()]);
-    },
-  };
-  return s;
-}
-
-/** The numbers every fault test prints and checks. */
-async function outcome(s: FaultStack) {
-  const inv = await pacsInventory(s.pacsRest);
-  const deidentified = inv.instances.filter((i) => i.identityRemoved === 'YES');
-  const distinct = new Set(deidentified.map((i) => i.sopInstanceUid)).size;
-  const numbers = {
-    sent: s.sent,
-    deidentifiedInPacs: deidentified.length,
-    rawLeft: inv.instances.length - deidentified.length,
-    duplicates: deidentified.length - distinct,
-    lost: s.sent - distinct,
-    journal: s.journal.counts(),
-  };
-  return numbers;
-}
-
-function expectClean(n: Awaited<ReturnType<typeof outcome>>) {
-  expect(n.rawLeft, 'raw instances left in the PACS').to.equal(0);
-  expect(n.duplicates, 'duplicates in the PACS').to.equal(0);
-  expect(n.lost, 'instances lost').to.equal(0);
-  expect(n.deidentifiedInPacs).to.equal(n.sent);
-  expect(n.journal.QUARANTINED, 'nothing quarantined').to.equal(0);
-}
 
 describe('fault: kill -9 the middleman at seeded random moments during a 500-instance burst', function () {
   this.timeout(900_000);
@@ -204,7 +86,7 @@ describe('fault: the crosswalk database (FerretDB) stopped mid-burst, then start
       this.skip();
     }
     const db = ferret as MongoServer;
-    s = await faultStack(300, { DPHIANT_CROSSWALK_URL: `${db.url}/faults`, DPHIANT_PIPELINE_RETRY_MAX_MS: '5000', DPHIANT_PIPELINE_MAX_ATTEMPTS: '40' });
+    s = await faultStack(300, { DPHIANT_CROSSWALK_URL: `${db.url}/faults`, DPHIANT_PIPELINE_RETRY_MAX_MS: '5000' });
     await s.startMiddleman();
     await s.send();
     // mid-burst: as soon as the first instances are de-identified

@@ -1,0 +1,329 @@
+// Long outages and bad credentials on the real stack (issue 10): the middleman as a child process, a burst from the
+// modality Orthanc, storescu as a second sender during the outage. The PACS REST API sits behind a proxy
+// (test/support/rest-proxy.ts) that the test takes down or makes answer 401 while DICOM goes to the PACS directly;
+// the crosswalk is FerretDB, stopped. Transient failures must never quarantine, and once a dependency has failed
+// longer than pipeline.backpressureAfterMs (20 s here) new C-STOREs are refused with 0xA700 before forwarding.
+// Each test prints sent, de-identified, raw left, quarantined, lost and the refusals.
+import { expect } from 'chai';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startOrthanc } from '../src/devstack/orthanc.js';
+import { REFUSAL } from '../src/pipeline/health.js';
+import type { Journal } from '../src/pipeline/journal.js';
+import { generateStudies } from '../src/synth/generate.js';
+import { dphiant } from './support/cli.js';
+import { echoscu, storescu } from './support/dcmtk.js';
+import { expectClean, faultStack, outcome, sleep, type FaultStack } from './support/fault-stack.js';
+import { startMongoServer, type MongoServer } from './support/ferretdb.js';
+import { waitUntilSettled } from './support/pipeline.js';
+import { freePorts } from './support/ports.js';
+
+const BACKPRESSURE_AFTER_MS = 20_000;
+/** Fast retries, so recovery after the outage takes seconds. */
+const ENV = { DPHIANT_PIPELINE_BACKPRESSURE_AFTER_MS: String(BACKPRESSURE_AFTER_MS), DPHIANT_PIPELINE_RETRY_MAX_MS: '5000' };
+
+function refusals(journal: Journal, comment: string): number {
+  return journal.byState('REJECTED', 1_000_000).filter((j) => j.reason === comment).length;
+}
+
+/** Instances of other patients than the burst's, for storescu to send during the outage. */
+async function lateFiles(s: FaultStack, count: number): Promise<string[]> {
+  const m = await generateStudies({ outDir: path.join(s.work, 'late'), patients: 2, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: Math.ceil(count / 2), rows: 32, cols: 32, seed: 701, prefix: 'LATE' });
+  s.sent += m.instances.length;
+  return m.instances.map((i) => i.path);
+}
+
+/** Until the first instance of the modality's burst is de-identified: the outage starts mid-burst. */
+async function firstDone(s: FaultStack, n = 10): Promise<void> {
+  for (let i = 0; i < 600 && s.journal.counts().DONE < n; i++) await sleep(50);
+}
+
+interface Probe {
+  /** ms after the outage began */
+  at: number;
+  code: number | null;
+}
+
+/**
+ * storescu sends `files` every `everyMs` while the outage lasts (it stops at the first refusal, as a modality's
+ * store job does). Returns what each send ended with.
+ */
+async function probeDuring(s: FaultStack, files: string[], start: number, durationMs: number, everyMs: number): Promise<Probe[]> {
+  const probes: Probe[] = [];
+  while (Date.now() - start < durationMs) {
+    const at = Date.now() - start;
+    const r = await storescu(files, { port: s.port, timeoutMs: 120_000 });
+    probes.push({ at, code: r.code });
+    await sleep(Math.max(0, Math.min(everyMs, durationMs - (Date.now() - start))));
+  }
+  return probes;
+}
+
+/** storescu again after the outage until every file is accepted (backpressure lifts once the dependency answers). */
+async function resendUntilAccepted(s: FaultStack, files: string[], timeoutMs: number): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  for (let tries = 1; ; tries++) {
+    const r = await storescu(files, { port: s.port, timeoutMs: 120_000 });
+    if (r.code === 0) return tries;
+    if (Date.now() > end) throw new Error(`storescu still refused ${timeoutMs} ms after the outage: ${r.stderr.slice(-300)}`);
+    await sleep(2000);
+  }
+}
+
+/** /readyz, the metrics and `dphiant status` while new instances are refused for `cause`. */
+async function expectVisible(s: FaultStack, dependency: 'pacs' | 'crosswalk', errorClass: string) {
+  const ready = await fetch(`${s.webUrl}/readyz`);
+  const body = (await ready.json()) as { refusing: string | null; dependencies: Record<string, { failing: boolean; lastErrorClass: string; failingSeconds: number }> };
+  expect(ready.status, '/readyz while refusing').to.equal(503);
+  expect(body.refusing).to.equal(dependency);
+  expect(body.dependencies[dependency]).to.include({ failing: true, lastErrorClass: errorClass });
+  const metrics = await (await fetch(`${s.webUrl}/metrics`)).text();
+  const failing = new RegExp(`^dphiant_dependency_failing_seconds\\{class="${errorClass}",dependency="${dependency}"\\} ([\\d.]+)$`, 'm').exec(metrics);
+  expect(failing, `dphiant_dependency_failing_seconds for ${dependency} in\n${metrics}`).to.not.equal(null);
+  expect(Number(failing![1])).to.be.greaterThan(BACKPRESSURE_AFTER_MS / 1000);
+  expect(metrics).to.match(new RegExp(`^dphiant_backpressure\\{cause="${dependency}"\\} 1$`, 'm'));
+  expect(metrics).to.match(/^dphiant_backlog \d+$/m);
+  expect(metrics).to.match(new RegExp(`^dphiant_failures_total\\{class="${errorClass}",kind="transient"\\} \\d+$`, 'm'));
+  const status = await dphiant(['status'], { DPHIANT_DATA_DIR: s.dataDir, ...ENV });
+  const name = dependency === 'pacs' ? 'PACS REST API' : 'crosswalk';
+  expect(status.stdout).to.match(new RegExp(`${name}\\s+failing for \\d+ s since \\S+ \\(${errorClass}, \\d+ failed calls\\); new C-STOREs refused \\(0xA700\\)`));
+  return { failingSeconds: body.dependencies[dependency]!.failingSeconds };
+}
+
+function report(label: string, n: Awaited<ReturnType<typeof outcome>>, extra: string) {
+  console.log(`      ${label}: ${extra}`);
+  console.log(`      sent ${n.sent}, de-identified in PACS ${n.deidentifiedInPacs}, raw left ${n.rawLeft}, quarantined ${n.journal.QUARANTINED}, duplicates ${n.duplicates}, lost ${n.lost}; journal ${JSON.stringify(n.journal)}`);
+}
+
+describe('outage: the PACS REST API down for 5 minutes during a burst (DICOM still up)', function () {
+  this.timeout(900_000);
+  let s: FaultStack;
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('refuses new C-STOREs with 0xA700 once down 20 s, quarantines nothing, and de-identifies everything after', async () => {
+    const OUTAGE_MS = 300_000;
+    s = await faultStack(150, ENV, { restProxy: true });
+    const late = await lateFiles(s, 20);
+    await s.startMiddleman();
+    await s.send();
+    await firstDone(s);
+    await s.restProxy!.down();
+    const down = Date.now();
+    const atDown = s.journal.counts();
+    // the modality sends its burst again a little later, when the outage has passed the limit: refused
+    let second: string | undefined;
+    const seen = { visible: undefined as undefined | { failingSeconds: number }, modalityRefused: false };
+    const watcher = (async () => {
+      await sleep(BACKPRESSURE_AFTER_MS + 15_000);
+      second = (await s.modalityRest.storeToModality('middleman', s.studies, { asynchronous: true, timeoutSec: 60 })).ID;
+      for (let i = 0; i < 120 && (await s.modalityRest.job(second)).State !== 'Failure'; i++) await sleep(250);
+      seen.modalityRefused = (await s.modalityRest.job(second)).State === 'Failure';
+      seen.visible = await expectVisible(s, 'pacs', 'unreachable');
+    })();
+    const probes = await probeDuring(s, late, down, OUTAGE_MS, 15_000);
+    await watcher;
+    const during = s.journal.counts();
+    const refusedPacs = refusals(s.journal, REFUSAL.pacs);
+    await s.restProxy!.up();
+    const up = Date.now();
+    const tries = await resendUntilAccepted(s, late, 120_000);
+    const acceptedAfterS = Math.round((Date.now() - up) / 1000);
+    await s.sendUntilDone(300_000);
+    await s.modalityRest.resubmitJob(second!);
+    for (let i = 0; i < 1200 && (await s.modalityRest.job(second!)).State !== 'Success'; i++) {
+      if ((await s.modalityRest.job(second!)).State === 'Failure') await s.modalityRest.resubmitJob(second!);
+      await sleep(250);
+    }
+    await waitUntilSettled(s.journal, 300_000);
+    const n = await outcome(s);
+    report(
+      'REST down 300 s',
+      n,
+      `journal at the drop ${JSON.stringify(atDown)}, at the end of the outage ${JSON.stringify(during)}; storescu sends during it (s after the drop: exit code) ${probes.map((p) => `${Math.round(p.at / 1000)}:${p.code}`).join(' ')}; 0xA700 refusals journalled ${refusedPacs}; failing ${seen.visible?.failingSeconds} s when checked; modality's second burst refused: ${seen.modalityRefused}; accepted again ${acceptedAfterS} s after the API came back (${tries} storescu runs)`,
+    );
+    expect(OUTAGE_MS, 'longer than the old retry budget (10 attempts, ~150 s)').to.be.greaterThan(150_000);
+    expect(probes[0]!.code, 'accepted before the outage passed the limit').to.equal(0);
+    const late30 = probes.filter((p) => p.at > BACKPRESSURE_AFTER_MS + 10_000);
+    expect(late30.length).to.be.greaterThan(10);
+    expect(late30.filter((p) => p.code === 0), 'storescu sends accepted after the limit').to.deep.equal([]);
+    expect(refusedPacs, 'refusals journalled with the fixed comment').to.be.at.least(late30.length);
+    expect(seen.modalityRefused, "the modality's store job was refused").to.equal(true);
+    expect(during.QUARANTINED, 'nothing quarantined during the outage').to.equal(0);
+    expectClean(n);
+  });
+});
+
+describe('outage: the PACS REST API answers 401 for 60 s during a burst', function () {
+  this.timeout(600_000);
+  let s: FaultStack;
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('keeps the jobs (not quarantined) and finishes them once the credentials work again', async () => {
+    s = await faultStack(100, ENV, { restProxy: true });
+    const late = await lateFiles(s, 10);
+    await s.startMiddleman();
+    await s.send();
+    await firstDone(s);
+    await s.restProxy!.unauthorized();
+    const start = Date.now();
+    const watcher = (async () => {
+      await sleep(BACKPRESSURE_AFTER_MS + 15_000);
+      return expectVisible(s, 'pacs', 'auth');
+    })();
+    const probes = await probeDuring(s, late, start, 60_000, 10_000);
+    const visible = await watcher;
+    const during = s.journal.counts();
+    await s.restProxy!.up();
+    await resendUntilAccepted(s, late, 120_000);
+    await s.sendUntilDone(300_000);
+    await waitUntilSettled(s.journal, 300_000);
+    const n = await outcome(s);
+    const answered401 = s.restProxy!.answered.get(401) ?? 0;
+    report(
+      'REST 401 for 60 s',
+      n,
+      `journal at the end of it ${JSON.stringify(during)}; HTTP 401 answers ${answered401}; storescu sends ${probes.map((p) => `${Math.round(p.at / 1000)}:${p.code}`).join(' ')}; 0xA700 refusals journalled ${refusals(s.journal, REFUSAL.pacs)}; failing ${visible.failingSeconds} s when checked`,
+    );
+    expect(answered401, 'the PACS answered 401 to the middleman').to.be.greaterThan(0);
+    expect(during.IN_PACS + during.DEIDENTIFIED, 'jobs waited').to.be.greaterThan(0);
+    expect(during.QUARANTINED, 'nothing quarantined for a 401').to.equal(0);
+    expect(refusals(s.journal, REFUSAL.pacs)).to.be.greaterThan(0);
+    expectClean(n);
+  });
+});
+
+describe('start-up: the PACS REST credentials are checked before listening', function () {
+  this.timeout(120_000);
+  let work: string;
+  let pacs: Awaited<ReturnType<typeof startOrthanc>> | undefined;
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'dphiant-startup-'));
+    const [pacsHttp, pacsDicom, mmPort] = (await freePorts(3)) as [number, number, number];
+    pacs = await startOrthanc({ role: 'pacs', workDir: path.join(work, 'pacs'), httpPort: pacsHttp, dicomPort: pacsDicom, middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: mmPort } });
+  });
+  after(async () => {
+    await pacs?.stop();
+  });
+
+  it('refuses to start with a wrong PACS password: exit 2, naming pacs.username/pacs.password, nothing listening', async () => {
+    const [scp, web] = (await freePorts(2)) as [number, number];
+    const r = await dphiant(['serve'], { DPHIANT_DATA_DIR: path.join(work, 'wrong'), DPHIANT_PACS_URL: pacs!.httpUrl, DPHIANT_PACS_PASSWORD: 'not-the-password', DPHIANT_SCP_PORT: String(scp), DPHIANT_WEB_PORT: String(web), DPHIANT_LOG_LEVEL: 'silent' });
+    console.log(`      exit ${r.code}: ${r.stderr.trim()}`);
+    expect(r.code).to.equal(2);
+    expect(r.stderr).to.contain('invalid configuration: pacs.username/pacs.password: the PACS REST API at');
+    expect(r.stderr).to.contain('answered HTTP 401');
+    expect((await echoscu({ port: scp })).code, 'no SCP listening').to.not.equal(0);
+  });
+
+  it('starts when the REST API does not answer, and refuses C-STOREs once that outage passed backpressureAfterMs; C-ECHO is still answered', async () => {
+    const [closed] = (await freePorts(1)) as [number];
+    const s = await faultStack(0, { DPHIANT_PACS_URL: `http://127.0.0.1:${closed}`, DPHIANT_PIPELINE_BACKPRESSURE_AFTER_MS: '2000' });
+    try {
+      await s.startMiddleman();
+      const files = await lateFiles(s, 2);
+      await sleep(3000);
+      const r = await storescu(files, { port: s.port });
+      const echo = await echoscu({ port: s.port });
+      const ready = await fetch(`${s.webUrl}/readyz`);
+      console.log(`      storescu exit ${r.code}, C-ECHO exit ${echo.code}, /readyz ${ready.status}, refusals ${refusals(s.journal, REFUSAL.pacs)}`);
+      expect(r.code, 'refused (storescu exits with the status high byte, 0xA7)').to.equal(0xa7);
+      expect(r.stdout + r.stderr).to.contain('Received Store Response (Refused: OutOfResources)');
+      expect(echo.code).to.equal(0);
+      expect(ready.status).to.equal(503);
+      expect(refusals(s.journal, REFUSAL.pacs)).to.equal(1);
+      expect(s.journal.counts().IN_PACS, 'nothing forwarded').to.equal(0);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('outage: the crosswalk database (FerretDB) down for 3 minutes during a burst', function () {
+  this.timeout(900_000);
+  let s: FaultStack | undefined;
+  let ferret: MongoServer | { skip: string } | undefined;
+  after(async () => {
+    await s?.stop();
+    if (ferret && !('skip' in ferret)) await ferret.stop();
+  });
+
+  it('refuses new C-STOREs with 0xA700 once down 20 s, quarantines nothing, and de-identifies everything after', async function () {
+    ferret = await startMongoServer();
+    if ('skip' in ferret || !ferret.restart) {
+      console.log(`      (skipped: ${'skip' in ferret ? ferret.skip : 'an external MongoDB cannot be stopped by the test'})`);
+      this.skip();
+    }
+    const db = ferret as MongoServer;
+    const OUTAGE_MS = 180_000;
+    s = await faultStack(100, { ...ENV, DPHIANT_CROSSWALK_URL: `${db.url}/outages` });
+    const late = await lateFiles(s, 10);
+    await s.startMiddleman();
+    await s.send();
+    await firstDone(s);
+    await db.stop();
+    const down = Date.now();
+    const watcher = (async () => {
+      // the driver gives up on a call after its server-selection timeout: the streak starts then
+      for (let i = 0; i < 240 && (await (await fetch(`${s!.webUrl}/readyz`)).json() as { refusing: string | null }).refusing !== 'crosswalk'; i++) await sleep(500);
+      return expectVisible(s!, 'crosswalk', 'crosswalk');
+    })();
+    const probes = await probeDuring(s, late, down, OUTAGE_MS, 15_000);
+    const visible = await watcher;
+    const during = s.journal.counts();
+    const refused = refusals(s.journal, REFUSAL.crosswalk);
+    await db.restart!();
+    await resendUntilAccepted(s, late, 120_000);
+    await s.sendUntilDone(300_000);
+    await waitUntilSettled(s.journal, 300_000);
+    const n = await outcome(s);
+    report(
+      'crosswalk down 180 s',
+      n,
+      `journal at the end of the outage ${JSON.stringify(during)}; storescu sends ${probes.map((p) => `${Math.round(p.at / 1000)}:${p.code}`).join(' ')}; 0xA700 refusals journalled ${refused}; failing ${visible.failingSeconds} s when checked`,
+    );
+    expect(during.IN_PACS, 'jobs waited for the crosswalk').to.be.greaterThan(0);
+    expect(during.QUARANTINED, 'nothing quarantined during the outage').to.equal(0);
+    expect(refused, 'refusals journalled with the fixed comment').to.be.greaterThan(0);
+    expect(probes.filter((p) => p.code !== 0).length, 'storescu sends refused').to.be.greaterThan(0);
+    expectClean(n);
+  });
+});
+
+describe('backpressure: the backlog bound (pipeline.maxBacklog 20, the worker blocked by the REST API)', function () {
+  this.timeout(600_000);
+  let s: FaultStack;
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('takes 20 unfinished instances, refuses the next with the backlog comment, and finishes all after recovery', async () => {
+    // the REST API down, but the dependency limit far away: only the backlog bound refuses
+    s = await faultStack(40, { DPHIANT_PIPELINE_MAX_BACKLOG: '20', DPHIANT_PIPELINE_BACKPRESSURE_AFTER_MS: '600000', DPHIANT_PIPELINE_RETRY_MAX_MS: '5000' }, { restProxy: true });
+    await s.startMiddleman();
+    await s.restProxy!.down();
+    await s.send();
+    for (let i = 0; i < 240 && (await s.jobState()) !== 'Failure'; i++) await sleep(250);
+    const modalityJob = await s.jobState();
+    await sleep(2000);
+    const blocked = s.journal.counts();
+    const refused = refusals(s.journal, REFUSAL.backlog);
+    const ready = await fetch(`${s.webUrl}/readyz`);
+    const readyBody = (await ready.json()) as { refusing: string | null; backlog: number };
+    await s.restProxy!.up();
+    await s.sendUntilDone(300_000);
+    await waitUntilSettled(s.journal, 300_000);
+    const n = await outcome(s);
+    report('backlog bound 20', n, `modality's job ${modalityJob}; journal while blocked ${JSON.stringify(blocked)}; backlog refusals journalled ${refused}; /readyz ${ready.status} ${JSON.stringify(readyBody)}`);
+    expect(modalityJob, "the modality's store job was refused").to.equal('Failure');
+    expect(blocked.IN_PACS + blocked.DEIDENTIFIED, 'unfinished jobs at the bound').to.equal(20);
+    expect(refused).to.be.at.least(1);
+    expect(ready.status).to.equal(503);
+    expect(readyBody).to.include({ refusing: 'backlog', backlog: 20 });
+    expectClean(n);
+  });
+});
