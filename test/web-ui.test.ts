@@ -520,13 +520,16 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
     expect(await health.json()).to.deep.equal({ status: 'ok' });
     const ready = await fetch(`${base}/readyz`);
     expect(ready.status).to.equal(200);
-    expect(await ready.json()).to.deep.equal({ pacs: true, crosswalk: true });
+    const readyBody = (await ready.json()) as Record<string, unknown>;
+    expect(readyBody).to.include({ pacs: true, crosswalk: true, refusing: null, stuckJobs: 0 });
+    const deps = readyBody.dependencies as Record<string, Record<string, unknown>>;
+    for (const dep of ['pacs', 'crosswalk']) expect(deps[dep], dep).to.include({ failing: false, failingSince: null, failingSeconds: 0 });
 
     await stack.pacs.stop();
     try {
       const down = await fetch(`${base}/readyz`);
       expect(down.status, 'PACS stopped').to.equal(503);
-      expect(await down.json()).to.deep.equal({ pacs: false, crosswalk: true });
+      expect(await down.json()).to.include({ pacs: false, crosswalk: true });
       expect((await fetch(`${base}/healthz`)).status, 'alive all the same').to.equal(200);
     } finally {
       await stack.startPacs();
