@@ -1,7 +1,8 @@
 // The de-identification worker: takes IN_PACS jobs to DONE, each step journalled before the next starts.
 //   IN_PACS: original bytes (hand-off, else from the PACS) → crosswalk → de-identify + verify → upload, confirm
 //            the PACS id → DEIDENTIFIED
-//   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed: invariant 4) → DONE
+//   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed: invariant 4; in batches through
+//                 /tools/bulk-delete, outside the worker's slots) → DONE once that deletion succeeded
 // Every step is repeatable: the output is deterministic (keyed UIDs, stored aliases), so a repeat after a crash is
 // AlreadyStored in the PACS, and deleting what is gone is a no-op.
 // Failures are classified where they happen (PipelineError.kind, src/pipeline/types.ts), never from their text:
@@ -133,6 +134,42 @@ export interface WorkerDeps {
   health?: DependencyHealth;
 }
 
+/** A bulk delete goes when it holds this many raw copies, or this long after its first. */
+const RAW_DELETE_BATCH = 50;
+const RAW_DELETE_WAIT_MS = 200;
+
+/**
+ * Raw copies of DEIDENTIFIED jobs, deleted in batches (POST /tools/bulk-delete: fewer requests, and the PACS's
+ * storage removes emptied directories less often while stores arrive). Each caller learns whether its batch
+ * succeeded: a job is DONE only after its raw copy's deletion did.
+ */
+class RawDeletions {
+  private batch: { id: string; settle: (e?: unknown) => void }[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly send: (ids: string[]) => Promise<void>) {}
+
+  delete(id: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.batch.push({ id, settle: (e) => (e === undefined ? resolve() : reject(e)) });
+      if (this.batch.length >= RAW_DELETE_BATCH) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), RAW_DELETE_WAIT_MS);
+    });
+  }
+
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.batch;
+    this.batch = [];
+    if (!batch.length) return;
+    this.send([...new Set(batch.map((b) => b.id))]).then(
+      () => batch.forEach((b) => b.settle()),
+      (e: unknown) => batch.forEach((b) => b.settle(e ?? new Error('bulk delete failed'))),
+    );
+  }
+}
+
 /** A failing dependency nothing has called for this long is asked directly (GET /system, one crosswalk read). */
 const PROBE_AFTER_MS = 5_000;
 
@@ -144,6 +181,9 @@ export class DeidentificationWorker {
   /** Jobs whose transient failures passed pipeline.stuckAfterAttempts and have not succeeded since. */
   private readonly stuck = new Set<number>();
   private probing = false;
+  /** Raw deletions of DEIDENTIFIED jobs under way (stop() waits for them). */
+  private readonly finishing = new Set<Promise<void>>();
+  private readonly rawDeletions = new RawDeletions((ids) => this.pacsCall(() => this.d.pacs.bulkDelete(ids)));
 
   private readonly metrics: Metrics;
   readonly health: DependencyHealth;
@@ -172,6 +212,8 @@ export class DeidentificationWorker {
     clearInterval(this.timer);
     this.queue.clear();
     await this.queue.onIdle();
+    this.rawDeletions.flush();
+    await Promise.all(this.finishing);
   }
 
   /** Jobs waiting or running. */
@@ -183,15 +225,40 @@ export class DeidentificationWorker {
     if (this.stopped || this.queued.has(jobId)) return;
     this.queued.add(jobId);
     void this.queue.add(async () => {
+      let deidentified: Job | undefined;
       try {
-        await this.process(jobId);
+        deidentified = await this.process(jobId);
       } catch (e) {
         // process() handles its own failures; this is a bug (or the journal failing), logged without values
         this.d.log.error({ job: jobId, err: (e as Error).message }, 'worker error');
       } finally {
-        this.queued.delete(jobId);
+        // the raw deletion waits for its batch outside the queue: a worker slot goes on to the next job meanwhile
+        if (deidentified) this.track(this.finish(deidentified).finally(() => this.queued.delete(jobId)));
+        else this.queued.delete(jobId);
       }
     });
+  }
+
+  private track(p: Promise<void>): void {
+    this.finishing.add(p);
+    void p.finally(() => this.finishing.delete(p));
+  }
+
+  /** DEIDENTIFIED → DONE once the raw copy's deletion (in a bulk-delete batch) succeeded; a failure is retried. */
+  private async finish(job: Job): Promise<void> {
+    try {
+      try {
+        await this.metrics.time('delete', () => this.deleteRaw(job));
+        this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
+        this.metrics.inc('dphiant_instances_deidentified_total');
+        this.d.log.info({ job: job.id, alias: job.aliasId }, 'de-identified in the PACS');
+        this.settled(job.id);
+      } catch (e) {
+        await this.failed(job, classify(e), undefined);
+      }
+    } catch (e) {
+      this.d.log.error({ job: job.id, err: (e as Error).message }, 'worker error');
+    }
   }
 
   private sweep(): void {
@@ -247,31 +314,32 @@ export class DeidentificationWorker {
     }
   }
 
-  private async process(jobId: number): Promise<void> {
+  /** Takes an IN_PACS job as far as DEIDENTIFIED; returns it when its raw copy is to be deleted (finish). */
+  private async process(jobId: number): Promise<Job | undefined> {
     let job = this.d.journal.get(jobId);
     if (!job || job.nextAttemptAt > Date.now()) return;
     let raw: Buffer | undefined;
     let received: Buffer | undefined;
     try {
-      if (job.state === 'IN_PACS' && (await this.doneByTwin(job))) return this.settled(job.id);
+      if (job.state === 'IN_PACS' && (await this.doneByTwin(job))) {
+        this.settled(job.id);
+        return;
+      }
       if (job.state === 'IN_PACS') {
         // the received data set (no file meta) when the hand-off kept it, else the PS3.10 file from the PACS
         received = this.d.handoff.take(job.id);
         if (received) await this.deidentifyAndUpload(job, received, job.transferSyntaxUid);
         else {
           const fetched = await this.fetchRaw(job);
-          if (!fetched) return await this.rawAbsent(job);
+          if (!fetched) {
+            await this.rawAbsent(job);
+            return;
+          }
           await this.deidentifyAndUpload(job, (raw = fetched));
         }
         job = this.d.journal.get(jobId)!;
       }
-      if (job.state === 'DEIDENTIFIED') {
-        await this.metrics.time('delete', () => this.deleteRaw(job!));
-        this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
-        this.metrics.inc('dphiant_instances_deidentified_total');
-        this.d.log.info({ job: job.id, alias: job.aliasId }, 'de-identified in the PACS');
-        this.settled(job.id);
-      }
+      if (job.state === 'DEIDENTIFIED') return job;
     } catch (e) {
       // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file
       const asFile =
@@ -355,7 +423,7 @@ export class DeidentificationWorker {
   /** The job's raw copy only: a second send of the same content is the same Orthanc ID, other content is another job's. */
   private async deleteRaw(job: Job): Promise<void> {
     if (!job.rawId) throw rawNotIdentified();
-    if (job.rawId !== job.deidentifiedId) await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
+    if (job.rawId !== job.deidentifiedId) await this.rawDeletions.delete(job.rawId);
   }
 
   private async failed(job: Job, e: PipelineError, raw: Buffer | undefined): Promise<void> {
