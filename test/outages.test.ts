@@ -5,18 +5,22 @@
 // longer than pipeline.backpressureAfterMs (20 s here) new C-STOREs are refused with 0xA700 before forwarding.
 // Each test prints sent, de-identified, raw left, quarantined, lost and the refusals.
 import { expect } from 'chai';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOrthanc } from '../src/devstack/orthanc.js';
+import { TS } from '../src/dicom/transfer-syntax.js';
+import { part10 } from '../src/dicom/writer.js';
+import { devKeyPath, readKeyFile } from '../src/keys.js';
 import { REFUSAL } from '../src/pipeline/health.js';
+import { Quarantine, quarantineDir } from '../src/pipeline/quarantine.js';
 import type { Journal } from '../src/pipeline/journal.js';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateElements, generateStudies } from '../src/synth/generate.js';
 import { dphiant } from './support/cli.js';
 import { echoscu, storescu } from './support/dcmtk.js';
 import { expectClean, faultStack, outcome, sleep, type FaultStack } from './support/fault-stack.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
-import { waitUntilSettled } from './support/pipeline.js';
+import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
 import { freePorts } from './support/ports.js';
 
 const BACKPRESSURE_AFTER_MS = 20_000;
@@ -127,6 +131,9 @@ describe('outage: the PACS REST API down for 5 minutes during a burst (DICOM sti
     await watcher;
     const during = s.journal.counts();
     const refusedPacs = refusals(s.journal, REFUSAL.pacs);
+    // past pipeline.stuckAfterAttempts (10): reported stuck, still retrying
+    const stuck = ((await (await fetch(`${s.webUrl}/readyz`)).json()) as { stuckJobs: number }).stuckJobs;
+    const stuckStatus = /stuck jobs \(retrying after 10\+ failed attempts\): (\d+)/.exec((await dphiant(['status'], { DPHIANT_DATA_DIR: s.dataDir })).stdout)?.[1];
     await s.restProxy!.up();
     const up = Date.now();
     const tries = await resendUntilAccepted(s, late, 120_000);
@@ -138,11 +145,13 @@ describe('outage: the PACS REST API down for 5 minutes during a burst (DICOM sti
       await sleep(250);
     }
     await waitUntilSettled(s.journal, 300_000);
+    const after = await fetch(`${s.webUrl}/readyz`);
+    const afterBody = (await after.json()) as { refusing: string | null; stuckJobs: number };
     const n = await outcome(s);
     report(
       'REST down 300 s',
       n,
-      `journal at the drop ${JSON.stringify(atDown)}, at the end of the outage ${JSON.stringify(during)}; storescu sends during it (s after the drop: exit code) ${probes.map((p) => `${Math.round(p.at / 1000)}:${p.code}`).join(' ')}; 0xA700 refusals journalled ${refusedPacs}; failing ${seen.visible?.failingSeconds} s when checked; modality's second burst refused: ${seen.modalityRefused}; accepted again ${acceptedAfterS} s after the API came back (${tries} storescu runs)`,
+      `journal at the drop ${JSON.stringify(atDown)}, at the end of the outage ${JSON.stringify(during)}; storescu sends during it (s after the drop: exit code) ${probes.map((p) => `${Math.round(p.at / 1000)}:${p.code}`).join(' ')}; 0xA700 refusals journalled ${refusedPacs}; failing ${seen.visible?.failingSeconds} s when checked; stuck jobs at the end ${stuck} (status: ${stuckStatus}), after recovery ${afterBody.stuckJobs}; /readyz after ${after.status}; modality's second burst refused: ${seen.modalityRefused}; accepted again ${acceptedAfterS} s after the API came back (${tries} storescu runs)`,
     );
     expect(OUTAGE_MS, 'longer than the old retry budget (10 attempts, ~150 s)').to.be.greaterThan(150_000);
     expect(probes[0]!.code, 'accepted before the outage passed the limit').to.equal(0);
@@ -152,6 +161,10 @@ describe('outage: the PACS REST API down for 5 minutes during a burst (DICOM sti
     expect(refusedPacs, 'refusals journalled with the fixed comment').to.be.at.least(late30.length);
     expect(seen.modalityRefused, "the modality's store job was refused").to.equal(true);
     expect(during.QUARANTINED, 'nothing quarantined during the outage').to.equal(0);
+    expect(stuck, 'jobs past stuckAfterAttempts are reported').to.be.greaterThan(0);
+    expect(Number(stuckStatus), 'dphiant status shows them').to.equal(stuck);
+    expect(afterBody.stuckJobs).to.equal(0);
+    expect(after.status, '/readyz once recovered').to.equal(200);
     expectClean(n);
   });
 });
@@ -325,5 +338,62 @@ describe('backpressure: the backlog bound (pipeline.maxBacklog 20, the worker bl
     expect(ready.status).to.equal(503);
     expect(readyBody).to.include({ refusing: 'backlog', backlog: 20 });
     expectClean(n);
+  });
+});
+
+describe('quarantine: never without a sealed copy or a raw copy the PACS confirmed absent', function () {
+  this.timeout(300_000);
+  let s: FaultStack;
+  after(async () => {
+    await s?.stop();
+  });
+
+  it('keeps jobs IN_PACS while the REST API is down, then quarantines after a cut-short step only by a 404', async () => {
+    s = await faultStack(0, {}, { restProxy: true });
+    // forward only: three jobs stay IN_PACS with their raw copies in the PACS
+    await s.startMiddleman({ DPHIANT_PIPELINE_ENABLED: 'false' });
+    const dir = path.join(s.work, 'cases');
+    mkdirSync(dir);
+    const files = ['sealed', 'gone', 'leaky'].map((name, i) => {
+      const els = generateElements({ rows: 8, cols: 8, seed: 810 + i, patientIndex: 60 + i });
+      // the patient ID in Manufacturer, vendor vocabulary the engine keeps as it is: the gate rejects it (permanent)
+      if (name === 'leaky') els.find((e) => e.tag === 0x00080070)!.value = `scanner ${String(els.find((e) => e.tag === 0x00100020)!.value)}`;
+      const file = path.join(dir, `${name}.dcm`);
+      writeFileSync(file, part10(els, TS.ExplicitVRLittleEndian));
+      return file;
+    });
+    const r = await storescu(files, { port: s.port });
+    expect(r.code, r.stderr).to.equal(0);
+    await s.mm!.stop();
+    const [sealed, gone, leaky] = s.journal.byState('IN_PACS').sort((a, b) => a.id - b.id);
+    expect([sealed, gone, leaky].every((j) => j?.rawId)).to.equal(true);
+    // a quarantine step cut short (kill -9) after the seal and the raw deletion, before the journal: the sealed copy
+    // is there and the raw copy gone; and a raw copy someone else deleted, with nothing sealed
+    const quarantine = new Quarantine(quarantineDir(s.dataDir), readKeyFile(devKeyPath(s.dataDir, 'crosswalk')));
+    quarantine.put(sealed!.id, await s.pacsRest.instanceFile(sealed!.rawId!));
+    s.journal.failed(sealed!.id, 'verification: id in Manufacturer', 0);
+    await s.pacsRest.deleteInstance(sealed!.rawId!);
+    await s.pacsRest.deleteInstance(gone!.rawId!);
+
+    await s.restProxy!.down();
+    await s.startMiddleman({ DPHIANT_PIPELINE_RETRY_BASE_MS: '200', DPHIANT_PIPELINE_RETRY_MAX_MS: '1000' });
+    await sleep(8000);
+    const whileDown = [sealed, gone, leaky].map((j) => s.journal.get(j!.id)!);
+    await s.restProxy!.up();
+    await waitUntilSettled(s.journal, 60_000);
+    const [a, b, c] = [sealed, gone, leaky].map((j) => s.journal.get(j!.id)!);
+    const inv = await pacsInventory(s.pacsRest);
+    console.log(`      while the REST API was down: ${whileDown.map((j) => `job ${j.id} ${j.state} after ${j.attempts} attempts`).join(', ')}`);
+    console.log(`      after: ${[a, b, c].map((j) => `job ${j!.id} ${j!.state} (${j!.reason}; sealed ${quarantine.has(j!.id)})`).join(', ')}; PACS instances ${inv.instances.length}`);
+    expect(whileDown.map((j) => j.state), 'nothing quarantined while the REST API fails').to.deep.equal(['IN_PACS', 'IN_PACS', 'IN_PACS']);
+    expect(whileDown.every((j) => j.attempts >= 2), 'retried meanwhile').to.equal(true);
+    expect(a).to.include({ state: 'QUARANTINED', reason: 'verification: id in Manufacturer' });
+    expect(quarantine.has(a!.id)).to.equal(true);
+    expect(b).to.include({ state: 'QUARANTINED', reason: 'raw instance absent from the PACS; nothing to keep' });
+    expect(quarantine.has(b!.id)).to.equal(false);
+    expect(c!.state).to.equal('QUARANTINED');
+    expect(c!.reason).to.match(/^verification: id in Manufacturer/);
+    expect(quarantine.get(c!.id).length, 'the leaky instance sealed').to.be.greaterThan(0);
+    expect(inv.instances, 'no raw copy left in the PACS').to.deep.equal([]);
   });
 });

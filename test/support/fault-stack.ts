@@ -32,7 +32,8 @@ export interface FaultStack {
   sent: number;
   studies: string[];
   mm?: MiddlemanProcess;
-  startMiddleman(): Promise<MiddlemanProcess>;
+  /** `env`: settings of this start only, over the stack's. */
+  startMiddleman(env?: Record<string, string>): Promise<MiddlemanProcess>;
   /** Starts the PACS again after pacs.stop() (same ports, same storage). */
   startPacs(): Promise<void>;
   /** Starts the modality's store job, or resubmits it; resolves at once. */
@@ -87,8 +88,8 @@ export async function faultStack(instances: number, env: Record<string, string> 
     journal: undefined as unknown as Journal,
     sent: instances,
     studies: await modalityRest.findStudies({}),
-    async startMiddleman() {
-      s.mm = await spawnMiddleman(mmEnv, mmPort);
+    async startMiddleman(env = {}) {
+      s.mm = await spawnMiddleman({ ...mmEnv, ...env }, mmPort);
       s.journal ??= new Journal(journalPath(dataDir), readKeyFile(devKeyPath(dataDir, 'site')));
       return s.mm;
     },
