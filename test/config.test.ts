@@ -91,6 +91,24 @@ describe('configuration', () => {
     });
   }
 
+  it('accepts the retired pipeline.maxAttempts (file or DPHIANT_PIPELINE_MAX_ATTEMPTS) with a warning, and validates the outage settings', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-'));
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ pipeline: { maxAttempts: 10, concurrency: 2 } }));
+    const warnings: string[] = [];
+    const c = loadConfig({ file, env: { DPHIANT_PIPELINE_MAX_ATTEMPTS: '3' }, warn: (m) => warnings.push(m) });
+    expect(c.pipeline.concurrency, 'the rest of the file applies').to.equal(2);
+    expect(c.pipeline).not.to.have.property('maxAttempts');
+    expect(warnings).to.have.length(2);
+    expect(warnings[0]).to.match(/^pipeline\.maxAttempts is ignored: transient failures .* retried without a limit/);
+    expect(warnings[1]).to.match(/^DPHIANT_PIPELINE_MAX_ATTEMPTS: pipeline\.maxAttempts is ignored/);
+    const d = loadConfig({ env: {} }).pipeline;
+    expect(d).to.include({ stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000 });
+    expect(loadConfig({ env: { DPHIANT_PIPELINE_MAX_BACKLOG: '0' } }).pipeline.maxBacklog, '0 = no bound').to.equal(0);
+    expect(() => loadConfig({ env: { DPHIANT_PIPELINE_BACKPRESSURE_AFTER_MS: '10' } })).to.throw(ConfigError, 'pipeline.backpressureAfterMs: must be an integer from 1000');
+    expect(() => loadConfig({ env: { DPHIANT_PIPELINE_STUCK_AFTER_ATTEMPTS: '0' } })).to.throw(ConfigError, 'pipeline.stuckAfterAttempts');
+  });
+
   it('reads web.trustProxy as true/false, a hop count or a list of addresses and CIDRs (file or DPHIANT_WEB_TRUST_PROXY); web.sessionMaxAgeMs defaults to 8 h', () => {
     const c = loadConfig({ env: {} });
     expect(c.web.trustProxy).to.equal(false);

@@ -84,10 +84,17 @@ async function refreshDashboard(poll = false) {
   );
   $('oldest').textContent = s.oldestUnfinished ? `${Math.round((Date.now() - Date.parse(s.oldestUnfinished)) / 1000)} s` : 'none';
   $('depth').textContent = String(s.queueDepth);
-  for (const [id, up] of [['pacs', s.pacs], ['db', s.crosswalk]]) {
-    $(id).textContent = up ? 'reachable' : 'UNREACHABLE';
-    $(id).className = up ? 'ok' : 'bad';
+  for (const [id, up, dep] of [['pacs', s.pacs, s.dependencies.pacs], ['db', s.crosswalk, s.dependencies.crosswalk]]) {
+    // reachable now, and whether the worker's calls have been failing (since when, of which class)
+    const streak = dep.failing ? `failing ${dep.failingSeconds} s (${dep.lastErrorClass})` : '';
+    $(id).textContent = [up ? 'reachable' : 'UNREACHABLE', streak].filter(Boolean).join(', ');
+    $(id).className = up && !dep.failing ? 'ok' : 'bad';
   }
+  const cause = { pacs: 'the PACS REST API is failing', crosswalk: 'the crosswalk is failing', backlog: 'the backlog is at its bound' }[s.refusing];
+  $('intake').textContent = s.refusing ? `REFUSED with 0xA700: ${cause}` : 'accepted';
+  $('intake').className = s.refusing ? 'bad' : 'ok';
+  $('backlog').textContent = String(s.backlog);
+  $('stuck').textContent = String(s.stuckJobs);
   const max = Math.max(1, ...s.perMinute.map((m) => m.done));
   $('bars').replaceChildren(
     ...s.perMinute.map((m) => {
