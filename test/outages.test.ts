@@ -5,7 +5,7 @@
 // longer than pipeline.backpressureAfterMs (20 s here) new C-STOREs are refused with 0xA700 before forwarding.
 // Each test prints sent, de-identified, raw left, quarantined, lost and the refusals.
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startOrthanc } from '../src/devstack/orthanc.js';
@@ -328,10 +328,19 @@ describe('backpressure: the backlog bound (pipeline.maxBacklog 20, the worker bl
     const ready = await fetch(`${s.webUrl}/readyz`);
     const readyBody = (await ready.json()) as { refusing: string | null; backlog: number };
     await s.restProxy!.up();
-    await s.sendUntilDone(300_000);
+    // the sender keeps the refused instances and sends them again, in batches under the bound once the backlog
+    // has drained (one store job of all 40 needs the worker to drain 20 while it runs: never, at this sender's pace)
+    const files = readdirSync(path.join(s.work, 'in'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.dcm')).map((f) => path.join(s.work, 'in', f));
+    expect(files).to.have.length(40);
+    let rounds = 0;
+    for (let i = 0; i < files.length; i += 10, rounds++) {
+      await waitUntilSettled(s.journal, 120_000);
+      const r = await storescu(files.slice(i, i + 10), { port: s.port, timeoutMs: 120_000 });
+      expect(r.code, `batch ${rounds + 1} accepted`).to.equal(0);
+    }
     await waitUntilSettled(s.journal, 300_000);
     const n = await outcome(s);
-    report('backlog bound 20', n, `modality's job ${modalityJob}; journal while blocked ${JSON.stringify(blocked)}; backlog refusals journalled ${refused}; /readyz ${ready.status} ${JSON.stringify(readyBody)}`);
+    report('backlog bound 20', n, `modality's job ${modalityJob}; sent again by storescu in ${rounds} batches of 10 after recovery; journal while blocked ${JSON.stringify(blocked)}; backlog refusals journalled ${refused}; /readyz ${ready.status} ${JSON.stringify(readyBody)}`);
     expect(modalityJob, "the modality's store job was refused").to.equal('Failure');
     expect(blocked.IN_PACS + blocked.DEIDENTIFIED, 'unfinished jobs at the bound').to.equal(20);
     expect(refused).to.be.at.least(1);

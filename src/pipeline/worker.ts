@@ -382,12 +382,18 @@ export class DeidentificationWorker {
   }
 
   /**
-   * An IN_PACS job whose raw copy the PACS confirmed absent (404) and that no twin finished: a quarantine step cut
+   * An IN_PACS job whose raw copy the PACS confirmed absent (404) and that no twin finished (asked again: a twin
+   * running at the same time may have deleted the copy after this job's first look): a quarantine step cut
    * short after the seal (a crash, a failed delete or journal write) ends QUARANTINED with its sealed copy; without
    * one, nothing is left to keep (the raw copy was removed by someone else) and nothing of this job was uploaded
    * (an IN_PACS job has no output yet).
    */
   private async rawAbsent(job: Job): Promise<void> {
+    // a twin that de-identified the same raw copy since this job looked (it deletes the copy once DEIDENTIFIED)
+    if (await this.doneByTwin(job)) {
+      this.settled(job.id);
+      return;
+    }
     const sealed = this.d.quarantine.has(job.id);
     const reason = sealed ? (job.reason ?? 'sealed in the quarantine') : 'raw instance absent from the PACS; nothing to keep';
     this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', reason);
