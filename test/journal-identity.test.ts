@@ -145,3 +145,39 @@ describe('journal: a journal written with plaintext SOP Instance UIDs', function
     }
   });
 });
+
+describe('journal: a finished job keeps only a keyed hash of its raw copy\'s Orthanc ID', () => {
+  it('drops the Orthanc ID at DONE, still recognises a second send of the same instance as its twin, and migrates old rows', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-journal-'));
+    try {
+      const file = path.join(dir, 'journal.sqlite');
+      const key = randomBytes(32);
+      const rawId = 'aaaaaaaa-bbbbbbbb-cccccccc-dddddddd-eeeeeeee';
+      const journal = new Journal(file, key);
+      const first = journal.received({ sopInstanceUid: '1.2.3', rawId, sopClassUid: '1.2', transferSyntaxUid: '1.2', callingAet: 'MOD', bytes: 1 });
+      journal.inPacs(first, rawId);
+      journal.deidentified(first, { aliasId: 'DPHX', newSopInstanceUid: '2.25.1', deidentifiedId: 'out-id' });
+      journal.transition(first, 'DEIDENTIFIED', 'DONE');
+      expect(journal.get(first)!.rawId, 'a DONE job no longer names its raw copy').to.equal(null);
+      const second = journal.received({ sopInstanceUid: '1.2.3', rawId, sopClassUid: '1.2', transferSyntaxUid: '1.2', callingAet: 'MOD', bytes: 1 });
+      journal.inPacs(second, rawId);
+      expect(journal.twinOf(journal.get(second)!)?.id, 'the same content is recognised by the keyed hash').to.equal(first);
+      const other = journal.received({ sopInstanceUid: '1.2.3', rawId: 'ffffffff-bbbbbbbb-cccccccc-dddddddd-eeeeeeee', sopClassUid: '1.2', transferSyntaxUid: '1.2', callingAet: 'MOD', bytes: 1 });
+      journal.inPacs(other, 'ffffffff-bbbbbbbb-cccccccc-dddddddd-eeeeeeee');
+      expect(journal.twinOf(journal.get(other)!), 'other content under the same UID is no twin').to.equal(undefined);
+      journal.close();
+      // a journal of the previous layout: a DONE row that still holds its raw ID in plaintext
+      const db = new Database(file);
+      db.prepare(`UPDATE jobs SET raw_id = ?, raw_key = NULL WHERE id = ?`).run(rawId, first);
+      db.close();
+      const warnings: string[] = [];
+      const reopened = new Journal(file, key, (m) => warnings.push(m));
+      expect(reopened.get(first)!.rawId).to.equal(null);
+      expect(warnings.join('\n')).to.match(/raw Orthanc IDs of finished jobs/);
+      expect(reopened.twinOf(reopened.get(second)!)?.id).to.equal(first);
+      reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -2,7 +2,8 @@
 // so a state is on disk before the sender is told anything (invariant 1).
 // It names a raw instance by a keyed hash of its SOP Instance UID and by its Orthanc ID, never by the UID itself:
 // next to the alias and the new UID, the original UID would be a re-identification map outside the encrypted
-// crosswalk (invariant 12).
+// crosswalk (invariant 12). The Orthanc ID is an unkeyed SHA-1 of the Patient ID and the UIDs, so a finished job
+// keeps only its keyed hash (raw_key): enough to recognise a second send of the same instance, not to test a guess.
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -17,7 +18,10 @@ export interface Job {
   id: number;
   /** HMAC-SHA-256 (site key, hex) of the original SOP Instance UID. */
   sopUidHash: string;
-  /** The raw instance's Orthanc ID (content identity: Patient ID and the three UIDs); null until known. */
+  /**
+   * The raw instance's Orthanc ID (content identity: Patient ID and the three UIDs); null until known, and null
+   * again once the job is finished (the journal then keeps only its keyed hash).
+   */
   rawId: string | null;
   sopClassUid: string;
   transferSyntaxUid: string;
@@ -52,6 +56,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id                  INTEGER PRIMARY KEY,
   sop_uid_hash        TEXT NOT NULL,
   raw_id              TEXT,
+  raw_key             TEXT,
   sop_class_uid       TEXT NOT NULL,
   transfer_syntax_uid TEXT NOT NULL,
   calling_aet         TEXT NOT NULL,
@@ -73,11 +78,15 @@ const INDEXES = `
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_sop_uid_hash ON jobs (sop_uid_hash);
 CREATE INDEX IF NOT EXISTS jobs_raw_id ON jobs (raw_id);
+CREATE INDEX IF NOT EXISTS jobs_raw_key ON jobs (raw_key);
 CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
 CREATE INDEX IF NOT EXISTS jobs_deidentified ON jobs (deidentified_id);
 `;
 
 const UNFINISHED_SQL = `('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`;
+/** States after which the raw copy's Orthanc ID is no longer needed, only recognised (see raw_key). */
+const FINISHED: readonly JobState[] = ['REJECTED', 'DONE', 'QUARANTINED', 'PURGED'];
+const FINISHED_SQL = `(${FINISHED.map((s) => `'${s}'`).join(', ')})`;
 
 export class Journal {
   private readonly db: Database.Database;
@@ -106,13 +115,29 @@ export class Journal {
     // what is deleted or rewritten (the migration below) is overwritten, not left in free pages
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
+    this.db.function('dphiant_key', { deterministic: true }, (v: unknown) => (v == null ? null : keyedHash(this.siteKey, String(v))));
     if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
+    if (this.migrateFinishedRawIds()) warn(`${file}: raw Orthanc IDs of finished jobs replaced by keyed hashes`);
     this.db.exec(INDEXES);
     this.insert = this.db.prepare(
       `INSERT INTO jobs (sop_uid_hash, raw_id, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
        VALUES (@sopUidHash, @rawId, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
     );
-    this.move = this.db.prepare(`UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?`);
+    this.move = this.db.prepare(
+      `UPDATE jobs SET state = @to, reason = @reason, updated_at = @now,
+         raw_key = CASE WHEN @to IN ${FINISHED_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
+         raw_id = CASE WHEN @to IN ${FINISHED_SQL} THEN NULL ELSE raw_id END
+       WHERE id = @id AND state = @from`,
+    );
+  }
+
+  /** A journal written before finished jobs kept only raw_key: hash their raw IDs (adding the column if needed). */
+  private migrateFinishedRawIds(): boolean {
+    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    if (!columns.includes('raw_key')) this.db.exec(`ALTER TABLE jobs ADD COLUMN raw_key TEXT`);
+    const changed = this.db.prepare(`UPDATE jobs SET raw_key = dphiant_key(raw_id), raw_id = NULL WHERE raw_id IS NOT NULL AND state IN ${FINISHED_SQL}`).run().changes;
+    if (changed) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return changed > 0;
   }
 
   /**
@@ -180,7 +205,7 @@ export class Journal {
 
   /** Moves a job from one state to the next; durable when it returns. Throws if the job was not in `from`. */
   transition(id: number, from: JobState, to: JobState, reason: string | null = null): void {
-    const r = this.move.run(to, reason, new Date().toISOString(), id, from);
+    const r = this.move.run({ to, reason, now: new Date().toISOString(), id, from });
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not ${from}`);
   }
 
@@ -232,8 +257,10 @@ export class Journal {
   twinOf(job: Job): Job | undefined {
     if (!job.rawId) return undefined;
     const row = this.db
-      .prepare(`SELECT * FROM jobs WHERE raw_id = ? AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`)
-      .get(job.rawId, job.id) as Record<string, unknown> | undefined;
+      .prepare(
+        `SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`,
+      )
+      .get(job.rawId, keyedHash(this.siteKey, job.rawId), job.id) as Record<string, unknown> | undefined;
     return row && toJob(row);
   }
 
