@@ -147,6 +147,18 @@ describe('refusals: callers, size limit, a stopped PACS, and connections before 
     });
   }
 
+  it('drops an associated connection that sends a second A-ASSOCIATE-RQ, and counts it', async () => {
+    const before = dropped('protocol');
+    const c = await rawConnection(stack.mm.port);
+    c.socket.write(associateRq('DPHIANT', 'MODALITY'));
+    const answer = await new Promise<Buffer>((resolve) => c.socket.once('data', resolve));
+    expect(answer[0], 'A-ASSOCIATE-AC').to.equal(0x02);
+    c.socket.write(associateRq('DPHIANT', 'MODALITY'));
+    const closed = await c.closed;
+    expect(closed.afterMs, 'closed soon after the second request').to.be.below(2000);
+    expect(dropped('protocol') - before).to.equal(1);
+  });
+
   it('takes the largest A-ASSOCIATE-RQ a real sender makes: storescu proposing 128 contexts, each with every transfer syntax DPHIANT accepts, stores', async () => {
     // storage classes, CT first (the file's), as many as one association may propose
     const classes = ['1.2.840.10008.5.1.4.1.1.2', ...[...STORAGE_SOP_CLASSES.keys()].filter((u) => u !== '1.2.840.10008.5.1.4.1.1.2')].slice(0, 128);

@@ -78,7 +78,8 @@ export class PduGuard {
       if (!this.associated) {
         const why = beforeAssociation(type, length);
         if (why) return this.fail(why);
-      } else if (length > this.maxPduLength) return this.fail(`PDU length ${length} over ${this.maxPduLength}`);
+      } else if (type === A_ASSOCIATE_RQ) return this.fail('A-ASSOCIATE-RQ on an associated connection');
+      else if (length > this.maxPduLength) return this.fail(`PDU length ${length} over ${this.maxPduLength}`);
       this.remaining = length;
       this.inPData = type === P_DATA_TF;
       this.pdvFill = 0;

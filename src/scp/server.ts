@@ -60,6 +60,8 @@ class StoreScp extends Scp {
   private spool: SpoolFile | undefined;
 
   override associationRequested(association: Association): void {
+    // the guard dropped it (the library still reads the chunk it was in), or a second request (a protocol error)
+    if (this.accepted || this.socket.destroyed) return;
     const { scp, log } = this.opts;
     const calling = association.getCallingAeTitle();
     const called = association.getCalledAeTitle();
