@@ -30,6 +30,7 @@ export class Metrics {
     this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine');
     this.define('dphiant_failures_total', 'counter', 'failed pipeline steps (retried or not), by reason class');
     this.define('dphiant_stage_seconds', 'histogram', 'time spent in each pipeline stage');
+    this.define('dphiant_scp_connections_dropped_total', 'counter', 'DICOM connections closed before or instead of associating, by reason (pending-limit, protocol, association-timeout)');
   }
 
   private define(name: string, type: Family['type'], help: string): void {
@@ -117,6 +118,7 @@ export function reasonClass(reason: string): string {
   if (r.startsWith('verification')) return 'verification';
   if (r.includes('malformed') || r.includes('unreadable')) return 'malformed';
   if (r.includes('size limit')) return 'size';
+  if (r.includes('spool')) return 'spool';
   if (r.includes('sop class') || r.includes('sop instance')) return 'mismatch';
   if (r.includes('pacs') || r.includes('orthanc')) return 'pacs';
   if (r.includes('crosswalk') || r.includes('mongo') || r.includes('sqlite')) return 'crosswalk';

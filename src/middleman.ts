@@ -81,6 +81,8 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     scp: config.scp,
     spoolDir: path.join(config.dataDir, 'spool'),
     ingest: (inst) => ingest.store(inst),
+    refused: (inst, reply) => ingest.refuseReceived(inst, reply),
+    metrics,
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
   });

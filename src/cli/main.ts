@@ -38,14 +38,17 @@ await yargs(hideBin(process.argv))
     async (argv) => {
       const cfg = config(argv);
       const log = createLogger(cfg.logLevel);
-      // after an uncaught exception the process state is unknown (a half-written journal step, a stuck association):
-      // log it (message and stack only, never a data set) and exit; the journal resumes unfinished jobs when the
+      // after an uncaught exception or a rejection nobody handled, the process state is unknown (a half-written
+      // journal step, a stuck association, a promise an answer waits for): log it (an Error's message and stack,
+      // else only the kind of value: never a data set) and exit; the journal resumes unfinished jobs when the
       // supervisor restarts the middleman (README: under a supervisor)
-      process.on('uncaughtException', (err) => {
-        log.fatal({ err: err.message, stack: err.stack }, 'uncaught exception: exiting');
+      const exitOn = (what: string) => (reason: unknown) => {
+        const fields = reason instanceof Error ? { err: reason.message, stack: reason.stack } : { err: `not an Error (${typeof reason})` };
+        log.fatal(fields, `${what}: exiting`);
         process.exit(70);
-      });
-      process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
+      };
+      process.on('uncaughtException', exitOn('uncaught exception'));
+      process.on('unhandledRejection', exitOn('unhandled rejection'));
       let mm;
       try {
         mm = await startMiddleman(cfg, log);

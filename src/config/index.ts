@@ -1,5 +1,6 @@
-// The one home of DPHIANT's configuration: defaults (the dev stack of DESIGN.md), a JSON file, then
-// DPHIANT_* environment variables, validated once at start-up. Every setting is documented where it is defined.
+// The one home of DPHIANT's configuration: defaults (the addresses of the dev stack of DESIGN.md, but devStack off,
+// so its credentials and created keys are refused), a JSON file, then DPHIANT_* environment variables, validated
+// once at start-up. Every setting is documented where it is defined.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -32,7 +33,10 @@ export interface Config {
   dataDir: string;
   /** pino level: fatal, error, warn, info, debug, trace, silent. */
   logLevel: string;
-  /** True only in the dev stack: allows default credentials. */
+  /**
+   * True only in the dev stack (`make demo`, the tests, the demo compose file): allows the default PACS and web
+   * credentials and creates missing keys in the data directory. Off by default, so a site's middleman refuses both.
+   */
   devStack: boolean;
   scp: {
     aet: string;
@@ -46,8 +50,17 @@ export interface Config {
     maxInstanceBytes: number;
     /** Accept SOP classes that are not storage classes of the standard (vendor-private storage). */
     acceptUnknownSopClasses: boolean;
-    /** Time allowed between connect and A-ASSOCIATE-RQ. */
+    /** Time allowed between connect and an accepted association; the connection is then closed. */
     associationTimeoutMs: number;
+    /** Connections that have not (yet) associated, at once; more are closed at once (a flood of idle sockets). */
+    maxPendingConnections: number;
+    /**
+     * Bytes of data sets in flight in spool files, all associations together; an instance whose bytes would pass it
+     * is drained, dropped and refused with 0xA700 "DPHIANT spool full". At least scp.maxInstanceBytes.
+     */
+    spoolMaxBytes: number;
+    /** Free space the spool's file system keeps (statfs); below it instances are refused like a full spool. 0 = no floor. */
+    spoolMinFreeBytes: number;
     /** Time allowed between two PDUs of an association. */
     pduTimeoutMs: number;
   };
@@ -133,7 +146,7 @@ export interface Config {
 export const DEFAULT_CONFIG: Config = {
   dataDir: './data',
   logLevel: 'info',
-  devStack: true,
+  devStack: false,
   scp: {
     aet: 'DPHIANT',
     host: '127.0.0.1',
@@ -143,6 +156,9 @@ export const DEFAULT_CONFIG: Config = {
     maxInstanceBytes: 2 * 1024 ** 3,
     acceptUnknownSopClasses: false,
     associationTimeoutMs: 30_000,
+    maxPendingConnections: 16,
+    spoolMaxBytes: 4 * 1024 ** 3,
+    spoolMinFreeBytes: 1024 ** 3,
     pduTimeoutMs: 60_000,
   },
   pacs: {
@@ -251,6 +267,9 @@ const SCHEMA: Record<string, Check> = {
   'scp.maxInstanceBytes': intIn(1024, 64 * 1024 ** 3),
   'scp.acceptUnknownSopClasses': isBoolean,
   'scp.associationTimeoutMs': intIn(100, 3_600_000),
+  'scp.maxPendingConnections': intIn(1, 10_000),
+  'scp.spoolMaxBytes': intIn(1024, 1024 ** 5),
+  'scp.spoolMinFreeBytes': intIn(0, 1024 ** 5),
   'scp.pduTimeoutMs': intIn(100, 3_600_000),
   'pacs.aet': isAet,
   'pacs.host': isHost,
@@ -413,8 +432,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   config.dataDir = path.resolve(config.dataDir);
   if (config.crosswalk.dateOffsetMinDays > config.crosswalk.dateOffsetMaxDays)
     throw new ConfigError('crosswalk.dateOffsetMinDays', 'must not be greater than crosswalk.dateOffsetMaxDays');
+  if (config.scp.spoolMaxBytes < config.scp.maxInstanceBytes)
+    throw new ConfigError('scp.spoolMaxBytes', 'must be at least scp.maxInstanceBytes (else an instance within the size limit is always refused)');
   if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
-    throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
+    throw new ConfigError('pacs.password', 'the default (demo) is allowed only in the dev stack (devStack: true); set the PACS password (DPHIANT_PACS_PASSWORD)');
   if (!config.devStack && !config.crosswalk.keyFile && !config.crosswalk.key)
     throw new ConfigError('crosswalk.keyFile', 'outside the dev stack a crosswalk key is required (dphiant keygen, then crosswalk.keyFile or DPHIANT_CROSSWALK_KEY)');
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');

@@ -12,12 +12,12 @@ export interface Keys {
   crosswalk: Buffer;
 }
 
-/** The site key and the crosswalk key of the configuration (dev stack: created in the data directory when missing). */
+/** The site key and the crosswalk key of the configuration (dev stack only: created in the data directory when missing). */
 export function loadKeys(config: Config, warn: (msg: string) => void): Keys {
-  const site = keyOrDevKey(config.keyFile || undefined, config.dataDir, 'site', warn);
+  const site = keyOrDevKey(config.keyFile || undefined, config.dataDir, 'site', warn, config.devStack);
   const crosswalk = config.crosswalk.key
     ? parseHexKey(config.crosswalk.key, 'crosswalk.key')
-    : keyOrDevKey(config.crosswalk.keyFile || undefined, config.dataDir, 'crosswalk', warn);
+    : keyOrDevKey(config.crosswalk.keyFile || undefined, config.dataDir, 'crosswalk', warn, config.devStack);
   if (site.equals(crosswalk)) throw new Error('the site key and the crosswalk key must differ');
   return { site, crosswalk };
 }

@@ -154,6 +154,12 @@ export class Ingest {
     }
   }
 
+  /** An instance the SCP refused while it arrived (over the size limit, spool full): counted and journalled like one refused here. */
+  refuseReceived(inst: ReceivedInstance, reply: StoreReply): StoreReply {
+    this.metrics.inc('dphiant_instances_received_total');
+    return this.refuse(inst, { status: reply.status, comment: reply.comment ?? '' });
+  }
+
   /** A data set refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI. */
   private refuse(inst: ReceivedInstance, bad: { status: number; comment: string }): StoreReply {
     this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(bad.comment) });
