@@ -132,6 +132,13 @@ describe('configuration', () => {
     });
   }
 
+  it('lets the offline commands start outside the dev stack without PACS or web credentials, never without keys', () => {
+    const keys = { DPHIANT_DEV_STACK: 'false', DPHIANT_KEY_FILE: '/etc/dphiant/site.key', DPHIANT_CROSSWALK_KEY: 'ab'.repeat(32) };
+    expect(() => loadConfig({ env: keys }), 'serve needs the PACS password').to.throw(ConfigError, /pacs.password/);
+    expect(loadConfig({ env: keys, offline: true }).pacs.password, 'anonymize does not').to.equal('demo');
+    expect(() => loadConfig({ env: { DPHIANT_DEV_STACK: 'false' }, offline: true }), 'but needs the keys').to.throw(ConfigError, /crosswalk key is required/);
+  });
+
   it('reads web.trustProxy as true/false, a hop count or a list of addresses and CIDRs (file or DPHIANT_WEB_TRUST_PROXY); web.sessionMaxAgeMs defaults to 8 h', () => {
     const c = loadConfig({ env: dev() });
     expect(c.web.trustProxy).to.equal(false);

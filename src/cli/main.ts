@@ -15,9 +15,9 @@ import { crosswalkCommands } from './crosswalk.js';
 import { quarantineCommand } from './quarantine.js';
 import { existsSync } from 'node:fs';
 
-function config(argv: { config?: string }): Config {
+function config(argv: { config?: string }, offline = false): Config {
   try {
-    return loadConfig({ file: argv.config });
+    return loadConfig({ file: argv.config, offline });
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`dphiant: ${e.message}`);
@@ -112,7 +112,7 @@ await yargs(hideBin(process.argv))
     console.log(hashPassword(password));
   })
   .command(synthCommand)
-  .command(anonymizeCommands(config))
+  .command(anonymizeCommands((argv) => config(argv, true)))
   .command(crosswalkCommands(config))
   .command(quarantineCommand(config))
   .fail((msg, err, y) => {

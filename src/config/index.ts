@@ -405,6 +405,11 @@ export interface LoadOptions {
   /** JSON file; when absent, DPHIANT_CONFIG names it; when that is absent too, defaults + environment only. */
   file?: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * The command talks to neither the PACS nor web users (`dphiant anonymize`, `verify`, `profile`): the checks of
+   * their dev-stack credentials do not apply; the keys are still required outside the dev stack.
+   */
+  offline?: boolean;
 }
 
 /** Builds and validates the effective configuration. Throws ConfigError naming the key and the reason. */
@@ -434,12 +439,12 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     throw new ConfigError('crosswalk.dateOffsetMinDays', 'must not be greater than crosswalk.dateOffsetMaxDays');
   if (config.scp.spoolMaxBytes < config.scp.maxInstanceBytes)
     throw new ConfigError('scp.spoolMaxBytes', 'must be at least scp.maxInstanceBytes (else an instance within the size limit is always refused)');
-  if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
+  if (!config.devStack && !opts.offline && config.pacs.password === DEFAULT_CONFIG.pacs.password)
     throw new ConfigError('pacs.password', 'the default (demo) is allowed only in the dev stack (devStack: true); set the PACS password (DPHIANT_PACS_PASSWORD)');
   if (!config.devStack && !config.crosswalk.keyFile && !config.crosswalk.key)
     throw new ConfigError('crosswalk.keyFile', 'outside the dev stack a crosswalk key is required (dphiant keygen, then crosswalk.keyFile or DPHIANT_CROSSWALK_KEY)');
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
-  if (!config.devStack && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
+  if (!config.devStack && !opts.offline && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
     throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
   checkTls(config.web.tls);
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
