@@ -6,12 +6,16 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_CONFIG } from '../src/config/index.js';
+import { ConfigError, DEFAULT_CONFIG, envName, loadConfig, longestStoreAnswerMs } from '../src/config/index.js';
+import { createLogger } from '../src/log.js';
+import { DicomServer } from '../src/scp/server.js';
+import { generateOne } from '../src/synth/generate.js';
 import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
 import { devKeyPath, readKeyFile } from '../src/keys.js';
 import { OrthancClient } from '../src/pacs/orthanc.js';
 import { Journal, journalPath } from '../src/pipeline/journal.js';
 import { generateStudies } from '../src/synth/generate.js';
+import { writeFileSync } from 'node:fs';
 import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
 import { storescu, type RunResult } from './support/dcmtk.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
@@ -42,6 +46,84 @@ async function inventoryNumbers(pacs: OrthancClient, sent: string[]) {
     lost: sent.length - distinct,
   };
 }
+
+describe('stall: the timeouts the configuration enforces', () => {
+  const file = (settings: object) => {
+    const f = path.join(mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-')), 'c.json');
+    writeFileSync(f, JSON.stringify(settings));
+    return f;
+  };
+
+  it('by default the SCP waits longer for a caller than DPHIANT can take to answer it', () => {
+    const c = loadConfig({ env: {} });
+    expect(c.pacs).to.include({ noProgressTimeoutMs: 20_000, storeTimeoutMs: 120_000, connectTimeoutMs: 10_000 });
+    expect(longestStoreAnswerMs(c.pacs)).to.equal(135_000);
+    expect(c.scp.pduTimeoutMs).to.equal(150_000);
+    expect(envName('pacs.noProgressTimeoutMs')).to.equal('DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS');
+    expect(loadConfig({ env: { DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS: '5000' } }).pacs.noProgressTimeoutMs).to.equal(5000);
+  });
+
+  it('an old configuration that sets pacs.storeTimeoutMs to its old default still loads', () => {
+    expect(loadConfig({ file: file({ pacs: { storeTimeoutMs: 120_000 } }), env: {} }).pacs.storeTimeoutMs).to.equal(120_000);
+  });
+
+  it('refuses an SCP idle timeout shorter than the longest answer, naming both settings (the old 60 s default)', () => {
+    const refused = (settings: object) => {
+      try {
+        loadConfig({ file: file(settings), env: {} });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    };
+    for (const [settings, longest] of [[{ scp: { pduTimeoutMs: 60_000 } }, 135_000], [{ pacs: { storeTimeoutMs: 135_000 } }, 150_000]] as const) {
+      const e = refused(settings);
+      expect(e, JSON.stringify(settings)).to.be.instanceOf(ConfigError);
+      expect((e as ConfigError).key).to.equal('scp.pduTimeoutMs');
+      expect((e as ConfigError).message).to.include('pacs.storeTimeoutMs').and.include(`${longest} ms`);
+    }
+    expect(loadConfig({ file: file({ scp: { pduTimeoutMs: 200_000 }, pacs: { storeTimeoutMs: 180_000 } }), env: {} }).scp.pduTimeoutMs).to.equal(200_000);
+  });
+
+  it('refuses a forward bound with no room for a stalled attempt and its retry', () => {
+    expect(() => loadConfig({ env: { DPHIANT_PACS_STORE_TIMEOUT_MS: '30000' } }))
+      .to.throw(ConfigError, 'pacs.storeTimeoutMs: must be at least 2 × (pacs.connectTimeoutMs + pacs.noProgressTimeoutMs) = 60000 ms');
+    expect(loadConfig({ env: { DPHIANT_PACS_STORE_TIMEOUT_MS: '30000', DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS: '5000' } }).pacs.storeTimeoutMs).to.equal(30_000);
+  });
+
+  // why the check exists: dcmjs-dimse's SCP counts its idle time from the caller's last PDU, also while the caller
+  // waits for our answer (and the socket's idle timer counts too). If that changes, the check could be relaxed.
+  it('the SCP drops an association whose answer takes longer than scp.pduTimeoutMs (dcmjs-dimse counts our time too)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-idle-'));
+    const inst = path.join(dir, 'a.dcm');
+    writeFileSync(inst, generateOne({ rows: 8, cols: 8 }));
+    const port = await freePort();
+    let answerMs = 0;
+    const server = new DicomServer({
+      scp: { ...DEFAULT_CONFIG.scp, port, pduTimeoutMs: 2000 },
+      spoolDir: path.join(dir, 'spool'),
+      log: createLogger('silent'),
+      fingerprint: () => '-',
+      ingest: async () => {
+        await new Promise((r) => setTimeout(r, answerMs));
+        return { status: 0 };
+      },
+    });
+    await server.listen();
+    try {
+      answerMs = 500;
+      const quick = await storescu([inst], { port });
+      answerMs = 4000;
+      const slow = await storescu([inst], { port });
+      console.log(`      answer in 0.5 s: storescu exit ${quick.code}; in 4 s with a 2 s idle timeout: exit ${slow.code} (${/Peer aborted Association/.test(slow.stdout + slow.stderr) ? 'association aborted' : 'not aborted'})`);
+      expect(quick.code).to.equal(0);
+      expect(slow.code, 'dropped while the answer was pending').to.not.equal(0);
+      expect(responses(slow)).to.deep.equal({});
+    } finally {
+      await server.close();
+    }
+  });
+});
 
 describe('stall: the PACS does not answer one C-STORE (1 storescu × 20 instances, default timeouts)', function () {
   this.timeout(600_000);
@@ -85,6 +167,45 @@ describe('stall: the PACS does not answer one C-STORE (1 storescu × 20 instance
     expect(slowest, 'and answered well before the SCP would drop the association').to.be.below(scp.pduTimeoutMs / 2);
     expect(counts.DONE, JSON.stringify(counts)).to.equal(20);
     expect(n).to.include({ deidentified: 20, rawLeft: 0, rawOriginalUids: 0, duplicates: 0, lost: 0 });
+  });
+});
+
+describe('stall: the PACS does not answer one C-STORE twice (attempt and retry)', function () {
+  this.timeout(600_000);
+  let stack: TestStack;
+  let proxy: StallProxy;
+  after(async () => {
+    await proxy?.close();
+    await stack?.stop();
+  });
+
+  it('refuses that instance with 0xA700 after two no-progress timeouts, long before the SCP idle timeout, and goes on with the association', async () => {
+    const proxyPort = await freePort();
+    const logFile = path.join(mkdtempSync(path.join(tmpdir(), 'dphiant-stall2-')), 'middleman.log');
+    stack = await startStack({ env: { DPHIANT_PACS_PORT: String(proxyPort) }, logFile });
+    // answer 1 is instance 1's; 2 and 3 are instance 2's first attempt and its retry; 4 is instance 3's
+    proxy = await startStallProxy({ port: proxyPort, target: { host: '127.0.0.1', port: stack.pacs.dicomPort }, stallAt: [2, 3] });
+    const { scp, pacs } = stack.mm.config;
+    const manifest = await generateStudies({ outDir: path.join(stack.work, 'in'), patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 3, modalities: ['CT'], seed: 703 });
+    const started = Date.now();
+    // -nh: storescu goes on after a failure (the default halts at the first one)
+    const run = await storescu(manifest.instances.map((i) => i.path), { port: stack.mm.port, extraArgs: ['-nh'], timeoutMs: 300_000 });
+    const seconds = (Date.now() - started) / 1000;
+    const log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const refused = log.filter((l) => l.msg === 'refused');
+    const rejected = stack.mm.journal.byState('REJECTED');
+    console.log(
+      `      storescu heard ${JSON.stringify(responses(run))} in ${seconds.toFixed(1)} s; the refused forward took ${refused.map((l) => l.ms).join(', ')} ms ` +
+        `(2 × no-progress ${pacs.noProgressTimeoutMs} ms; SCP idle ${scp.pduTimeoutMs} ms); retried ${stack.mm.metrics.counter('dphiant_forward_retries_total')}`,
+    );
+    expect(responses(run), 'one refusal, the association went on').to.deep.equal({ Success: 2, 'Refused: OutOfResources': 1 });
+    expect(run.stdout + run.stderr).to.not.match(/Peer Aborted|Association Abort/i);
+    expect(proxy.swallowed).to.equal(2);
+    expect(stack.mm.metrics.counter('dphiant_forward_retries_total')).to.equal(1);
+    expect(rejected.map((j) => j.reason)).to.deep.equal(['PACS unavailable: no progress (retried)']);
+    expect(refused).to.have.length(1);
+    expect(Number(refused[0]!.ms)).to.be.within(2 * pacs.noProgressTimeoutMs, 2 * pacs.noProgressTimeoutMs + 5000);
+    expect(Number(refused[0]!.ms)).to.be.below(scp.pduTimeoutMs / 2);
   });
 });
 

@@ -159,8 +159,8 @@ export async function storeInstance(target: PacsTarget, inst: ReceivedInstance, 
   const first = await attempt(target, inst, deadline);
   if (!first.retryable || opts.retry === false || deadline - Date.now() < RETRY_MIN_MS) return outcomeOf(first);
   const second = outcomeOf(await attempt(target, inst, deadline));
-  // fixed texts: the reason ends in the sender's ErrorComment
-  if (second.kind === 'unavailable') return { ...second, reason: `${second.reason} after a retry`, retried: first.retryable };
+  // fixed texts: the reason ends in the sender's ErrorComment (LO, 64 characters)
+  if (second.kind === 'unavailable') return { ...second, reason: `${second.reason} (retried)`, retried: first.retryable };
   return { ...second, retried: first.retryable };
 }
 
