@@ -3,7 +3,7 @@
 // aborts it and stores the instance again on a fresh association (Orthanc de-duplicates: success again); the
 // modality's association never notices. Each test prints sent, de-identified, raw left, quarantined, lost, retried.
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, DEFAULT_CONFIG, envName, loadConfig, longestStoreAnswerMs } from '../src/config/index.js';
@@ -250,9 +250,11 @@ describe('stall: 2 storescu × 1,000 CT instances of 0.5 MB at once, the PACS no
     const retried = Number(/^dphiant_forward_retries_total (\d+)$/m.exec(metrics)?.[1] ?? NaN);
     const n = await inventoryNumbers(pacsRest, manifest.instances.map((i) => i.sopInstanceUid));
     const counts = journal.counts();
+    // the real race, when it strikes here too (Orthanc 1.10.1 logs it as a failed store)
+    const raceErrors = readdirSync(pacs.logDir).reduce((k, f) => k + (readFileSync(path.join(pacs.logDir, f), 'utf8').match(/create_directory/g)?.length ?? 0), 0);
     console.log(
       `      sent ${n.sent}, de-identified ${n.deidentified}, raw left ${n.rawLeft}, quarantined ${counts.QUARANTINED}, lost ${n.lost}, ` +
-        `duplicates ${n.duplicates}, retried ${retried} (answers swallowed ${proxy.swallowed}); ` +
+        `duplicates ${n.duplicates}, retried ${retried} (answers swallowed ${proxy.swallowed}, Orthanc storage-race errors logged ${raceErrors}); ` +
         `sent in ${sentSeconds.toFixed(0)} s, settled in ${seconds.toFixed(0)} s; middleman peak RSS ${mm.peakRssMiB().toFixed(0)} MiB`,
     );
     runs.forEach((r, k) => {
