@@ -26,6 +26,7 @@ export class Metrics {
     this.define('dphiant_instances_received_total', 'counter', 'C-STORE data sets received (refused ones included)');
     this.define('dphiant_instances_forwarded_total', 'counter', 'instances the PACS confirmed (journalled IN_PACS)');
     this.define('dphiant_instances_rejected_total', 'counter', 'instances refused before or by the PACS, by reason class');
+    this.define('dphiant_forward_retries_total', 'counter', 'forwards made a second time on a fresh association (the first stalled or lost it)');
     this.define('dphiant_instances_deidentified_total', 'counter', 'instances de-identified in the PACS (DONE)');
     this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine');
     this.define('dphiant_failures_total', 'counter', 'failed pipeline steps (retried or not), by reason class');

@@ -33,8 +33,8 @@ export interface Middleman {
 }
 
 export function pacsTarget(config: Config): PacsTarget {
-  const { host, port, aet, callingAet, connectTimeoutMs, storeTimeoutMs } = config.pacs;
-  return { host, port, aet, callingAet, connectTimeoutMs, storeTimeoutMs };
+  const { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs } = config.pacs;
+  return { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs };
 }
 
 export function pacsRestClient(config: Config): OrthancClient {

@@ -61,7 +61,11 @@ export interface Config {
     spoolMaxBytes: number;
     /** Free space the spool's file system keeps (statfs); below it instances are refused like a full spool. 0 = no floor. */
     spoolMinFreeBytes: number;
-    /** Time allowed between two PDUs of an association. */
+    /**
+     * Idle time allowed on an association: since the last PDU of the caller or our last answer. The caller is
+     * silent while it waits for our C-STORE answer, so this must exceed the longest wait for one
+     * (longestStoreAnswerMs: pacs.storeTimeoutMs + the REST identify bound + a margin); checked at start-up.
+     */
     pduTimeoutMs: number;
   };
   pacs: {
@@ -70,8 +74,14 @@ export interface Config {
     port: number;
     /** Our AE title when we call the PACS. */
     callingAet: string;
+    /** TCP connect and A-ASSOCIATE-AC of one forward. */
     connectTimeoutMs: number;
-    /** Time allowed for the PACS to answer one forwarded C-STORE. */
+    /**
+     * A forward in which no byte moves to or from the PACS for this long is aborted; one that had its association
+     * is made once more on a fresh one (the PACS de-duplicates the SOP Instance UID), else the sender is refused.
+     */
+    noProgressTimeoutMs: number;
+    /** Bound on the whole forward of one instance, its retry included; then the sender is refused (0xA700). */
     storeTimeoutMs: number;
     /** Orthanc REST base URL. */
     url: string;
@@ -159,7 +169,7 @@ export const DEFAULT_CONFIG: Config = {
     maxPendingConnections: 16,
     spoolMaxBytes: 4 * 1024 ** 3,
     spoolMinFreeBytes: 1024 ** 3,
-    pduTimeoutMs: 60_000,
+    pduTimeoutMs: 150_000,
   },
   pacs: {
     aet: 'PACS',
@@ -167,6 +177,7 @@ export const DEFAULT_CONFIG: Config = {
     port: 4242,
     callingAet: 'DPHIANT',
     connectTimeoutMs: 10_000,
+    noProgressTimeoutMs: 20_000,
     storeTimeoutMs: 120_000,
     url: 'http://127.0.0.1:8042',
     username: 'demo',
@@ -276,6 +287,7 @@ const SCHEMA: Record<string, Check> = {
   'pacs.port': isPort,
   'pacs.callingAet': isAet,
   'pacs.connectTimeoutMs': intIn(100, 600_000),
+  'pacs.noProgressTimeoutMs': intIn(100, 600_000),
   'pacs.storeTimeoutMs': intIn(100, 3_600_000),
   'pacs.url': isUrl,
   'pacs.username': isString,
@@ -446,10 +458,41 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
   if (!config.devStack && !opts.offline && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
     throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
+  checkTimeouts(config);
   checkTls(config.web.tls);
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
     throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   return config;
+}
+
+/** How long ingest waits for the PACS's REST API to identify a raw copy before it answers the sender anyway. */
+export const IDENTIFY_TIMEOUT_MS = 10_000;
+/** Reading and checking the spool file, journal writes: what else happens before a C-STORE is answered. */
+const ANSWER_MARGIN_MS = 5_000;
+
+/** The longest DPHIANT takes to answer one C-STORE: the forward (its retry included), identifying the raw copy, a margin. */
+export function longestStoreAnswerMs(pacs: Config['pacs']): number {
+  return pacs.storeTimeoutMs + IDENTIFY_TIMEOUT_MS + ANSWER_MARGIN_MS;
+}
+
+/**
+ * The forward's bound leaves room for a stalled attempt and its retry, and the SCP never drops an association
+ * while its caller waits for an answer DPHIANT is still working on.
+ */
+function checkTimeouts(config: Config): void {
+  const { pacs, scp } = config;
+  const twoAttempts = 2 * (pacs.connectTimeoutMs + pacs.noProgressTimeoutMs);
+  if (pacs.storeTimeoutMs < twoAttempts)
+    throw new ConfigError(
+      'pacs.storeTimeoutMs',
+      `must be at least 2 × (pacs.connectTimeoutMs + pacs.noProgressTimeoutMs) = ${twoAttempts} ms, room for a stalled attempt and its retry; raise it or lower pacs.noProgressTimeoutMs`,
+    );
+  const longest = longestStoreAnswerMs(pacs);
+  if (scp.pduTimeoutMs <= longest)
+    throw new ConfigError(
+      'scp.pduTimeoutMs',
+      `must exceed pacs.storeTimeoutMs + ${IDENTIFY_TIMEOUT_MS + ANSWER_MARGIN_MS} ms = ${longest} ms, the longest a sender may wait for a C-STORE answer (else the SCP drops its association while DPHIANT is still forwarding); raise scp.pduTimeoutMs or lower pacs.storeTimeoutMs`,
+    );
 }
 
 /**

@@ -6,6 +6,7 @@
 // deletes only that ID, never whatever the PACS holds under the SOP Instance UID (with Retain UIDs the
 // de-identified copy has the same UID).
 import { readFile, rm } from 'node:fs/promises';
+import { IDENTIFY_TIMEOUT_MS } from '../config/index.js';
 import { DicomParseError, parseDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
 import type { Logger } from '../log.js';
@@ -28,9 +29,6 @@ export interface IngestOptions {
   /** The PACS's REST API, to confirm the raw copy's Orthanc ID once the PACS accepted the C-STORE. */
   pacsRest?: Pick<OrthancClient, 'instance' | 'lookup'>;
 }
-
-/** How long ingest waits for the PACS's REST API to identify a raw copy before answering the sender anyway. */
-const IDENTIFY_TIMEOUT_MS = 10_000;
 
 const SOP_CLASS_MISMATCH = 0xa900;
 
@@ -97,6 +95,10 @@ export class Ingest {
       const started = Date.now();
       const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
       const reply = replyFor(outcome);
+      if (outcome.retried) {
+        this.metrics.inc('dphiant_forward_retries_total');
+        this.log.warn({ job: jobId, uid, first: outcome.retried, outcome: outcome.kind }, 'forward retried on a fresh association');
+      }
       const stored = outcome.kind === 'answered' && isSuccessOrWarning(outcome.status);
       if (stored) rawId = await this.identifyRaw(inst, rawId, jobId);
       try {

@@ -137,6 +137,9 @@ class StoreScp extends Scp {
       const response = CStoreResponse.fromRequest(request);
       response.setStatus(reply.status);
       if (reply.comment) response.setErrorComment(reply.comment);
+      // the library's idle clock runs from the caller's last PDU, also while the caller waits for this answer:
+      // restart it, so that the caller's idle time counts from our answer
+      this.lastPduTime = Date.now();
       callback(response);
     };
     const failed = (e: unknown): StoreReply => {
@@ -212,6 +215,8 @@ interface ScpInternals {
   association?: Association;
   socket: Socket;
   connected: boolean;
+  /** When the last PDU arrived: the library drops the association pduTimeout after it. */
+  lastPduTime?: number;
 }
 interface StoreScp extends ScpInternals {}
 

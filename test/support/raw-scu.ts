@@ -22,7 +22,7 @@ export async function sendRawDataset(bytes: Buffer, o: RawStore): Promise<StoreO
   writeFileSync(file, bytes);
   try {
     return await storeInstance(
-      { host: '127.0.0.1', port: o.port, aet: o.calledAet ?? 'DPHIANT', callingAet: o.callingAet ?? 'MODALITY', connectTimeoutMs: 5000, storeTimeoutMs: o.timeoutMs ?? 30_000 },
+      { host: '127.0.0.1', port: o.port, aet: o.calledAet ?? 'DPHIANT', callingAet: o.callingAet ?? 'MODALITY', connectTimeoutMs: 5000, noProgressTimeoutMs: o.timeoutMs ?? 30_000, storeTimeoutMs: o.timeoutMs ?? 30_000 },
       {
         sopClassUid: o.sopClassUid ?? '1.2.840.10008.5.1.4.1.1.7',
         sopInstanceUid: o.sopInstanceUid,
@@ -31,6 +31,8 @@ export async function sendRawDataset(bytes: Buffer, o: RawStore): Promise<StoreO
         spoolPath: file,
         bytes: bytes.length,
       },
+      // one association, as a modality sends: the test sees what the middleman answered to it
+      { retry: false },
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
