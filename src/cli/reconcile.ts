@@ -8,7 +8,7 @@
 import type { CommandModule } from 'yargs';
 import type { Config } from '../config/index.js';
 import { loadKeys } from '../crosswalk/open.js';
-import { createLogger } from '../log.js';
+import { pino } from 'pino';
 import { pacsRestClient } from '../middleman.js';
 import { Journal, journalPath } from '../pipeline/journal.js';
 import { Reconciler } from '../pipeline/reconciler.js';
@@ -31,7 +31,8 @@ export function reconcileCommand(loadConfig: LoadConfig): CommandModule<object, 
       const keys = loadKeys(cfg, warn);
       const journal = new Journal(journalPath(cfg.dataDir), keys.site, warn);
       // the reconciler's own lines (foreign instances by Orthanc ID, adoptions by job id) go to standard error
-      const log = createLogger(cfg.logLevel === 'silent' ? 'silent' : 'warn', '/dev/stderr');
+      // (fd 2 itself: /dev/stderr cannot be opened when standard error is a socket)
+      const log = pino({ level: cfg.logLevel === 'silent' ? 'silent' : 'warn', base: { app: 'dphiant' } }, pino.destination({ fd: 2, sync: true }));
       try {
         // the walk only adopts (IN_PACS); whoever runs the worker de-identifies
         const reconciler = new Reconciler(journal, pacsRestClient(cfg), log, () => undefined, { callingAet: cfg.pacs.callingAet, adopt: cfg.pipeline.reconcileAdopt });
