@@ -64,8 +64,6 @@ export class Reconciler {
   private readonly unidentified: Job[];
   /** Whether the change log has been read to its end in this run: until then a stale job cannot be told absent. */
   private followed = false;
-  /** Totals of this process (the metrics hold the same; tests read these). */
-  readonly totals = { considered: 0, adopted: 0, foreign: 0 };
 
   constructor(
     private readonly journal: Journal,
@@ -259,8 +257,7 @@ export class Reconciler {
     return 'adopted';
   }
 
-  private count(what: keyof Reconciler['totals']): void {
-    this.totals[what]++;
+  private count(what: 'considered' | 'adopted' | 'foreign'): void {
     this.opts.metrics?.inc(`dphiant_reconciler_${what}_total`);
   }
 }
