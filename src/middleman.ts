@@ -18,6 +18,7 @@ import { Metrics } from './metrics.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
+import { DataDirBusyError, ServeLock } from './serve-lock.js';
 import type { PacsTarget } from './scu/store.js';
 
 export interface Middleman {
@@ -43,6 +44,23 @@ export function pacsRestClient(config: Config): OrthancClient {
 
 export async function startMiddleman(config: Config, log: Logger): Promise<Middleman> {
   secureDataDir(config.dataDir, (msg) => log.warn(msg));
+  // one middleman per data directory, and none during a crosswalk rekey (src/serve-lock.ts)
+  let lock: ServeLock;
+  try {
+    lock = ServeLock.acquire(config.dataDir);
+  } catch (e) {
+    if (e instanceof DataDirBusyError) throw new Error(`${e.message}: another dphiant serve, or a crosswalk rekey, is running on ${config.dataDir}`);
+    throw e;
+  }
+  try {
+    return await startLocked(config, log, lock);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+async function startLocked(config: Config, log: Logger, lock: ServeLock): Promise<Middleman> {
   const keys = loadKeys(config, (msg) => log.warn(msg));
   const { profile } = profileFromSettings(config.anonymize);
   const crosswalk = await openCrosswalk(config, keys);
@@ -54,6 +72,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
   const handoff = new Handoff(p.handoffMaxBytes, p.handoffMaxInstanceBytes);
   const metrics = new Metrics();
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
+  quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
   const worker = new DeidentificationWorker({
     metrics,
     journal,
@@ -66,7 +85,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     settings: p,
     log,
   });
-  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id));
+  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: config.pacs.callingAet, adopt: p.reconcileAdopt, metrics });
   const ingest = new Ingest(journal, pacsTarget(config), log, {
     metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
@@ -117,6 +136,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
       await worker.stop();
       await crosswalk.close();
       journal.close();
+      lock.release();
     },
   };
 }

@@ -127,10 +127,14 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(readdirSync(path.join(stack.mm.config.dataDir, 'quarantine'))).not.to.include(`${job.id}.dcm.sealed`);
   });
 
-  it('adopts a raw instance stored straight into the PACS (no job covers it) and de-identifies it', async () => {
+  it('adopts a raw instance the middleman stored in the PACS whose job was lost (its calling AE, no job) and de-identifies it', async () => {
     const els = generateElements({ rows: 8, cols: 8, seed: 321, patientIndex: 7 });
     const sop = String(els.find((e) => e.tag === 0x00080018)!.value);
-    await stack.pacsRest.upload(part10(els, TS.ExplicitVRLittleEndian));
+    // what the PACS holds after a forward whose journal row is gone: a C-STORE from the middleman's AE title
+    const file = path.join(stack.work, 'lost-job.dcm');
+    writeFileSync(file, part10(els, TS.ExplicitVRLittleEndian));
+    const stored = await storescu([file], { port: stack.pacs.dicomPort, callingAet: stack.mm.config.pacs.callingAet, calledAet: stack.pacs.aet });
+    expect(stored.code, stored.stderr).to.equal(0);
     const end = Date.now() + 60_000;
     while (Date.now() < end && !stack.mm.journal.byState('DONE', 100_000).some((j) => j.sopUidHash === stack.mm.journal.uidHash(sop))) await new Promise((r) => setTimeout(r, 250));
     const job = stack.mm.journal.byState('DONE', 100_000).find((j) => j.sopUidHash === stack.mm.journal.uidHash(sop));

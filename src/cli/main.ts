@@ -13,6 +13,8 @@ import { synthCommand } from './synth.js';
 import { anonymizeCommands } from './anonymize.js';
 import { crosswalkCommands } from './crosswalk.js';
 import { quarantineCommand } from './quarantine.js';
+import { reconcileCommand } from './reconcile.js';
+import { FOREIGN_COUNT_KEY, FOREIGN_LAST_KEY, POSITION_KEY, WALK_KEY } from '../pipeline/reconciler.js';
 import { existsSync } from 'node:fs';
 
 function config(argv: { config?: string }, offline = false): Config {
@@ -88,6 +90,10 @@ await yargs(hideBin(process.argv))
       const quarantined = journal.byState('QUARANTINED', 50);
       console.log(`quarantine: ${counts.QUARANTINED} instance(s)${counts.QUARANTINED ? ' (dphiant quarantine list)' : ''}`);
       for (const j of quarantined.slice(0, 10)) console.log(`  job ${j.id}  ${j.updatedAt}  ${j.reason ?? ''}`);
+      const foreign = Number(journal.getMeta(FOREIGN_COUNT_KEY) ?? 0);
+      const walk = journal.getMeta(WALK_KEY);
+      console.log(`reconciler: change log followed to seq ${journal.getMeta(POSITION_KEY) ?? '- (not started)'}${walk ? `; dphiant reconcile stopped at seq ${walk}` : ''}`);
+      console.log(`  raw instances of other systems reported and left alone: ${foreign}${foreign ? ` (last: Orthanc ID ${journal.getMeta(FOREIGN_LAST_KEY)})` : ''}`);
     } finally {
       journal.close();
     }
@@ -115,6 +121,7 @@ await yargs(hideBin(process.argv))
   .command(anonymizeCommands((argv) => config(argv, true)))
   .command(crosswalkCommands(config))
   .command(quarantineCommand(config))
+  .command(reconcileCommand(config))
   .fail((msg, err, y) => {
     // errors name keys, files and aliases, never PHI values; no stack traces for users
     console.error(`dphiant: ${err ? err.message : msg}`);

@@ -22,11 +22,12 @@ export function loadKeys(config: Config, warn: (msg: string) => void): Keys {
   return { site, crosswalk };
 }
 
-export function crosswalkSettings(config: Config, keys: Keys): CrosswalkSettings {
+/** `alsoOpenWith`: keys that may have sealed some values too (a rekey that resumes an interrupted one). */
+export function crosswalkSettings(config: Config, keys: Keys, alsoOpenWith: Buffer[] = []): CrosswalkSettings {
   const c = config.crosswalk;
   return {
     siteKey: keys.site,
-    sealer: new Sealer(keys.crosswalk),
+    sealer: new Sealer(keys.crosswalk, alsoOpenWith),
     matchKey: c.matchKey,
     unidentified: c.unidentified,
     aliasPattern: c.aliasPattern,
@@ -40,8 +41,8 @@ export function crosswalkFile(dataDir: string): string {
   return path.join(dataDir, 'crosswalk.sqlite');
 }
 
-export async function openCrosswalk(config: Config, keys: Keys): Promise<CrosswalkStore> {
-  const settings = crosswalkSettings(config, keys);
+export async function openCrosswalk(config: Config, keys: Keys, alsoOpenWith: Buffer[] = []): Promise<CrosswalkStore> {
+  const settings = crosswalkSettings(config, keys, alsoOpenWith);
   if (config.crosswalk.url) return MongoCrosswalk.open(config.crosswalk.url, settings);
   return new SqliteCrosswalk(crosswalkFile(config.dataDir), settings);
 }
