@@ -95,6 +95,15 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     await crosswalk.close();
     throw e;
   }
+  const prune = () => {
+    try {
+      const n = journal.pruneFinished(p.retainFinishedDays);
+      if (n > 0) log.info({ jobs: n, days: p.retainFinishedDays }, 'finished jobs past pipeline.retainFinishedDays deleted from the journal');
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'journal retention: prune failed, retried in an hour');
+    }
+  };
+  const retention = p.retainFinishedDays > 0 ? (prune(), setInterval(prune, 3_600_000).unref()) : undefined;
   if (p.enabled) {
     worker.start(); // jobs a previous run left unfinished resume here
     void reconciler.start(p.reconcileIntervalMs);
@@ -109,6 +118,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     pacsRest,
     dicom,
     async close() {
+      clearInterval(retention);
       await server.close();
       await web.close();
       reconciler.stop();

@@ -12,6 +12,8 @@ export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'D
 /** States with work left for the middleman. */
 export const UNFINISHED: readonly JobState[] = ['RECEIVED', 'IN_PACS', 'DEIDENTIFIED'];
 export type JobState = (typeof JOB_STATES)[number];
+/** States nothing follows (QUARANTINED waits for an operator, so it is not one of them). */
+export const FINISHED: readonly JobState[] = ['DONE', 'REJECTED', 'PURGED'];
 
 export interface Job {
   id: number;
@@ -271,6 +273,20 @@ export class Journal {
     const q = this.db.prepare(`SELECT count(*) AS n FROM jobs WHERE alias_id = ? AND state = 'DONE'`);
     for (const a of aliases) out.set(a, (q.get(a) as { n: number }).n);
     return out;
+  }
+
+  /**
+   * Retention: deletes the finished jobs (DONE, REJECTED, PURGED) last changed more than `days` days before `now`;
+   * QUARANTINED and unfinished jobs are never deleted. Returns how many were. secure_delete overwrites their pages,
+   * and the checkpoint moves the change out of the WAL, so the rows are gone from the files too.
+   */
+  pruneFinished(days: number, now = Date.now()): number {
+    const before = new Date(now - days * 86_400_000).toISOString();
+    const deleted = this.db
+      .prepare(`DELETE FROM jobs WHERE state IN (${FINISHED.map((s) => `'${s}'`).join(', ')}) AND updated_at < ?`)
+      .run(before).changes;
+    if (deleted > 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return deleted;
   }
 
   getMeta(key: string): string | undefined {
