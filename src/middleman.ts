@@ -116,6 +116,15 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     await crosswalk.close();
     throw e;
   }
+  const prune = () => {
+    try {
+      const n = journal.pruneFinished(p.retainFinishedDays);
+      if (n > 0) log.info({ jobs: n, days: p.retainFinishedDays }, 'finished jobs past pipeline.retainFinishedDays deleted from the journal');
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'journal retention: prune failed, retried in an hour');
+    }
+  };
+  const retention = p.retainFinishedDays > 0 ? (prune(), setInterval(prune, 3_600_000).unref()) : undefined;
   if (p.enabled) {
     worker.start(); // jobs a previous run left unfinished resume here
     void reconciler.start(p.reconcileIntervalMs);
@@ -130,6 +139,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     pacsRest,
     dicom,
     async close() {
+      clearInterval(retention);
       await server.close();
       await web.close();
       reconciler.stop();

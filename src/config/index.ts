@@ -131,6 +131,11 @@ export interface Config {
      * raw instance, REST uploads and other senders' included, for a PACS that receives through DPHIANT only.
      */
     reconcileAdopt: 'own' | 'all';
+    /**
+     * Days the journal keeps finished jobs (DONE, REJECTED, PURGED) after their last change; pruned at start-up and
+     * hourly. QUARANTINED and unfinished jobs are always kept. 0 = keep forever.
+     */
+    retainFinishedDays: number;
   };
   crosswalk: {
     /** '' = embedded SQLite file <dataDir>/crosswalk.sqlite; a mongodb:// or mongodb+srv:// URL selects MongoDB. */
@@ -191,7 +196,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
-  pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own' },
+  pipeline: { enabled: true, concurrency: 4, maxAttempts: 10, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
@@ -332,6 +337,7 @@ const SCHEMA: Record<string, Check> = {
   'pipeline.handoffMaxInstanceBytes': intIn(0, 64 * 1024 ** 3),
   'pipeline.reconcileIntervalMs': intIn(0, 86_400_000),
   'pipeline.reconcileAdopt': oneOf(['own', 'all']),
+  'pipeline.retainFinishedDays': intIn(0, 36_500),
   'crosswalk.url': (v, k) => {
     isOptionalString(v, k);
     if (v && !/^mongodb(\+srv)?:\/\//.test(v as string)) throw new ConfigError(k, 'must be empty (embedded SQLite) or a mongodb:// URL');

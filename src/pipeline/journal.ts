@@ -13,6 +13,8 @@ export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'D
 /** States with work left for the middleman. */
 export const UNFINISHED: readonly JobState[] = ['RECEIVED', 'IN_PACS', 'DEIDENTIFIED'];
 export type JobState = (typeof JOB_STATES)[number];
+/** States nothing follows (QUARANTINED waits for an operator, so it is not one of them). */
+export const FINISHED: readonly JobState[] = ['DONE', 'REJECTED', 'PURGED'];
 
 export interface Job {
   id: number;
@@ -83,10 +85,10 @@ CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
 CREATE INDEX IF NOT EXISTS jobs_deidentified ON jobs (deidentified_id);
 `;
 
-const UNFINISHED_SQL = `('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`;
-/** States after which the raw copy's Orthanc ID is no longer needed, only recognised (see raw_key). */
-const FINISHED: readonly JobState[] = ['REJECTED', 'DONE', 'QUARANTINED', 'PURGED'];
-const FINISHED_SQL = `(${FINISHED.map((s) => `'${s}'`).join(', ')})`;
+const sqlList = (states: readonly JobState[]) => `(${states.map((s) => `'${s}'`).join(', ')})`;
+const UNFINISHED_SQL = sqlList(UNFINISHED);
+/** States in which the raw copy's Orthanc ID is no longer needed, only recognised (see raw_key). */
+const RAW_GONE_SQL = sqlList([...FINISHED, 'QUARANTINED']);
 
 export class Journal {
   private readonly db: Database.Database;
@@ -125,8 +127,8 @@ export class Journal {
     );
     this.move = this.db.prepare(
       `UPDATE jobs SET state = @to, reason = @reason, updated_at = @now,
-         raw_key = CASE WHEN @to IN ${FINISHED_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
-         raw_id = CASE WHEN @to IN ${FINISHED_SQL} THEN NULL ELSE raw_id END
+         raw_key = CASE WHEN @to IN ${RAW_GONE_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
+         raw_id = CASE WHEN @to IN ${RAW_GONE_SQL} THEN NULL ELSE raw_id END
        WHERE id = @id AND state = @from`,
     );
   }
@@ -135,7 +137,7 @@ export class Journal {
   private migrateFinishedRawIds(): boolean {
     const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
     if (!columns.includes('raw_key')) this.db.exec(`ALTER TABLE jobs ADD COLUMN raw_key TEXT`);
-    const changed = this.db.prepare(`UPDATE jobs SET raw_key = dphiant_key(raw_id), raw_id = NULL WHERE raw_id IS NOT NULL AND state IN ${FINISHED_SQL}`).run().changes;
+    const changed = this.db.prepare(`UPDATE jobs SET raw_key = dphiant_key(raw_id), raw_id = NULL WHERE raw_id IS NOT NULL AND state IN ${RAW_GONE_SQL}`).run().changes;
     if (changed) this.db.pragma('wal_checkpoint(TRUNCATE)');
     return changed > 0;
   }
@@ -298,6 +300,20 @@ export class Journal {
     const q = this.db.prepare(`SELECT count(*) AS n FROM jobs WHERE alias_id = ? AND state = 'DONE'`);
     for (const a of aliases) out.set(a, (q.get(a) as { n: number }).n);
     return out;
+  }
+
+  /**
+   * Retention: deletes the finished jobs (DONE, REJECTED, PURGED) last changed more than `days` days before `now`;
+   * QUARANTINED and unfinished jobs are never deleted. Returns how many were. secure_delete overwrites their pages,
+   * and the checkpoint moves the change out of the WAL, so the rows are gone from the files too.
+   */
+  pruneFinished(days: number, now = Date.now()): number {
+    const before = new Date(now - days * 86_400_000).toISOString();
+    const deleted = this.db
+      .prepare(`DELETE FROM jobs WHERE state IN ${sqlList(FINISHED)} AND updated_at < ?`)
+      .run(before).changes;
+    if (deleted > 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return deleted;
   }
 
   getMeta(key: string): string | undefined {
