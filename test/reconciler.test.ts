@@ -17,7 +17,7 @@ import { Quarantine, quarantineDir } from '../src/pipeline/quarantine.js';
 import { POSITION_KEY } from '../src/pipeline/reconciler.js';
 import { ServeLock } from '../src/serve-lock.js';
 import { generateElements } from '../src/synth/generate.js';
-import { CLI, cleanEnv, dphiant } from './support/cli.js';
+import { CLI, cleanEnv, DEV_STACK_ENV, dphiant } from './support/cli.js';
 import { run, storescu } from './support/dcmtk.js';
 import { startTestMiddleman, type TestMiddleman } from './support/middleman.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
@@ -198,8 +198,7 @@ describe('reconciler: the change log by Seq, only its own instances, walks on re
       foreignSeen += Number(m[3]);
       if (/walk complete/.test(r.stdout)) break;
       expect(runs, 'the walk ends').to.be.below(40);
-      const walked = new Set(mm.journal.recent('', 100_000).map((j) => j.rawId));
-      const next = ownIds.find((id) => !walked.has(id) && !deleted.includes(id));
+      const next = ownIds.find((id) => mm.journal.jobsOfRaw(id).length === 0 && !deleted.includes(id));
       if (next && deleted.length < 5) {
         await pacsRest.deleteInstance(next);
         deleted.push(next);
@@ -210,7 +209,7 @@ describe('reconciler: the change log by Seq, only its own instances, walks on re
     await waitUntilSettled(mm.journal, 120_000);
     const inv = await pacsInventory(pacsRest);
     const rawLeft = inv.instances.filter((i) => i.identityRemoved !== 'YES').map((i) => i.id);
-    const lost = ownIds.filter((id) => !deleted.includes(id) && !mm.journal.recent('', 100_000).some((j) => j.rawId === id && j.state === 'DONE'));
+    const lost = ownIds.filter((id) => !deleted.includes(id) && !mm.journal.jobsOfRaw(id).some((j) => j.state === 'DONE'));
     console.log(`      own raw ${own.length}, deleted during the walk ${deleted.length}, foreign ${foreign.length}; runs ${runs}, considered ${considered}, adopted ${adopted}, foreign reported ${foreignSeen}; DONE ${mm.journal.counts().DONE}, raw left ${rawLeft.length}, skipped ${lost.length}`);
     expect(runs, 'a bounded walk resumed').to.be.greaterThan(3);
     expect(deleted.length).to.equal(5);
@@ -284,7 +283,7 @@ describe('reconciler: the change log by Seq, only its own instances, walks on re
     // serve refuses to start while the lock is held (by a rekey)
     const lock = ServeLock.acquire(dataDir);
     const [scp, web] = await freePorts(2);
-    const blocked = await run(process.execPath, [CLI, 'serve'], { env: { ...cleanEnv, ...mmEnv(dataDir), DPHIANT_SCP_PORT: String(scp), DPHIANT_WEB_PORT: String(web), DPHIANT_LOG_LEVEL: 'warn' }, timeoutMs: 30_000 });
+    const blocked = await run(process.execPath, [CLI, 'serve'], { env: { ...cleanEnv, ...DEV_STACK_ENV, ...mmEnv(dataDir), DPHIANT_SCP_PORT: String(scp), DPHIANT_WEB_PORT: String(web), DPHIANT_LOG_LEVEL: 'warn' }, timeoutMs: 30_000 });
     lock.release();
     expect(blocked.code).to.equal(1);
     expect(blocked.stdout + blocked.stderr).to.contain('another dphiant serve, or a crosswalk rekey, is running');

@@ -258,12 +258,14 @@ export class Journal {
   /** Another job that de-identified the same raw instance (same content identity: the modality sent it twice), if any. */
   twinOf(job: Job): Job | undefined {
     if (!job.rawId) return undefined;
-    const row = this.db
-      .prepare(
-        `SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`,
-      )
-      .get(job.rawId, keyedHash(this.siteKey, job.rawId), job.id) as Record<string, unknown> | undefined;
-    return row && toJob(row);
+    return this.jobsOfRaw(job.rawId, `AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL`, job.id)[0];
+  }
+
+  /** The jobs, oldest first, whose raw copy was the PACS instance `orthancId`, by its ID or, once finished, its keyed hash. */
+  jobsOfRaw(orthancId: string, andWhere = '', ...params: unknown[]): Job[] {
+    return (
+      this.db.prepare(`SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) ${andWhere} ORDER BY id`).all(orthancId, keyedHash(this.siteKey, orthancId), ...params) as Record<string, unknown>[]
+    ).map(toJob);
   }
 
   /** When the oldest job with work left arrived, or null. */
