@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, DEFAULT_CONFIG, envName, loadConfig, longestStoreAnswerMs } from '../src/config/index.js';
+import { DEV_STACK_ENV as DEV } from './support/cli.js';
 import { createLogger } from '../src/log.js';
 import { DicomServer } from '../src/scp/server.js';
 import { generateOne } from '../src/synth/generate.js';
@@ -55,22 +56,22 @@ describe('stall: the timeouts the configuration enforces', () => {
   };
 
   it('by default the SCP waits longer for a caller than DPHIANT can take to answer it', () => {
-    const c = loadConfig({ env: {} });
+    const c = loadConfig({ env: DEV });
     expect(c.pacs).to.include({ noProgressTimeoutMs: 20_000, storeTimeoutMs: 120_000, connectTimeoutMs: 10_000 });
     expect(longestStoreAnswerMs(c.pacs)).to.equal(135_000);
     expect(c.scp.pduTimeoutMs).to.equal(150_000);
     expect(envName('pacs.noProgressTimeoutMs')).to.equal('DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS');
-    expect(loadConfig({ env: { DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS: '5000' } }).pacs.noProgressTimeoutMs).to.equal(5000);
+    expect(loadConfig({ env: { ...DEV, DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS: '5000' } }).pacs.noProgressTimeoutMs).to.equal(5000);
   });
 
   it('an old configuration that sets pacs.storeTimeoutMs to its old default still loads', () => {
-    expect(loadConfig({ file: file({ pacs: { storeTimeoutMs: 120_000 } }), env: {} }).pacs.storeTimeoutMs).to.equal(120_000);
+    expect(loadConfig({ file: file({ pacs: { storeTimeoutMs: 120_000 } }), env: DEV }).pacs.storeTimeoutMs).to.equal(120_000);
   });
 
   it('refuses an SCP idle timeout shorter than the longest answer, naming both settings (the old 60 s default)', () => {
     const refused = (settings: object) => {
       try {
-        loadConfig({ file: file(settings), env: {} });
+        loadConfig({ file: file(settings), env: DEV });
       } catch (e) {
         return e;
       }
@@ -82,13 +83,13 @@ describe('stall: the timeouts the configuration enforces', () => {
       expect((e as ConfigError).key).to.equal('scp.pduTimeoutMs');
       expect((e as ConfigError).message).to.include('pacs.storeTimeoutMs').and.include(`${longest} ms`);
     }
-    expect(loadConfig({ file: file({ scp: { pduTimeoutMs: 200_000 }, pacs: { storeTimeoutMs: 180_000 } }), env: {} }).scp.pduTimeoutMs).to.equal(200_000);
+    expect(loadConfig({ file: file({ scp: { pduTimeoutMs: 200_000 }, pacs: { storeTimeoutMs: 180_000 } }), env: DEV }).scp.pduTimeoutMs).to.equal(200_000);
   });
 
   it('refuses a forward bound with no room for a stalled attempt and its retry', () => {
-    expect(() => loadConfig({ env: { DPHIANT_PACS_STORE_TIMEOUT_MS: '30000' } }))
+    expect(() => loadConfig({ env: { ...DEV, DPHIANT_PACS_STORE_TIMEOUT_MS: '30000' } }))
       .to.throw(ConfigError, 'pacs.storeTimeoutMs: must be at least 2 × (pacs.connectTimeoutMs + pacs.noProgressTimeoutMs) = 60000 ms');
-    expect(loadConfig({ env: { DPHIANT_PACS_STORE_TIMEOUT_MS: '30000', DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS: '5000' } }).pacs.storeTimeoutMs).to.equal(30_000);
+    expect(loadConfig({ env: { ...DEV, DPHIANT_PACS_STORE_TIMEOUT_MS: '30000', DPHIANT_PACS_NO_PROGRESS_TIMEOUT_MS: '5000' } }).pacs.storeTimeoutMs).to.equal(30_000);
   });
 
   // why the check exists: dcmjs-dimse's SCP counts its idle time from the caller's last PDU, also while the caller
