@@ -1,14 +1,18 @@
-# DPHIANT middleman image. Build: docker build -t dphiant .
-# Stage 1 compiles TypeScript with the dev dependencies, then drops them.
+# DPHIANT middleman image: the product only. Build: docker build -t dphiant .
+# Stage 1 compiles everything with the dev dependencies, then drops them and what is dev tooling: the dev-stack
+# launcher (src/devstack) and the synthetic data generator (src/synth); tests, benchmarks, scripts and the dev
+# Orthanc configurations (orthanc/) are compiled or copied here but never reach stage 2.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # better-sqlite3 is native: a prebuilt binary is fetched, or it compiles with the toolchain of this image
 RUN npm ci
 COPY . .
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev && rm -rf dist/src/devstack dist/src/synth
 
-# Stage 2: runtime only (same Debian release, so the native module built above loads).
+# Stage 2: runtime only (same Debian release, so the native module built above loads). Without configuration it
+# refuses to start (devStack is off: no demo credentials, no created keys): give it the PACS password, the keys
+# and the web users (README, Configuration), or run the demo with docker-compose.yml, which sets the dev stack.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     DPHIANT_DATA_DIR=/var/lib/dphiant
@@ -19,8 +23,7 @@ COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/src/anonymize/data ./src/anonymize/data
 COPY --from=build /app/src/dicom/data ./src/dicom/data
 COPY --from=build /app/src/web/static ./src/web/static
-COPY --from=build /app/orthanc ./orthanc
-RUN mkdir -p /var/lib/dphiant && chown node:node /var/lib/dphiant
+RUN mkdir -p /var/lib/dphiant && chown node:node /var/lib/dphiant && chmod 700 /var/lib/dphiant
 USER node
 VOLUME ["/var/lib/dphiant"]
 # DICOM SCP and web UI (informational; docker-compose.yml uses host networking)

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deidentify } from '../src/anonymize/deidentify.js';
 import { Profile } from '../src/anonymize/profile.js';
+import { DEV_STACK_ENV } from '../test/support/cli.js';
 import { KeyedStandIn } from '../test/support/standin.js';
 import { findUp } from '../src/paths.js';
 import { generateStudies } from '../src/synth/generate.js';
@@ -63,7 +64,7 @@ export async function benchAnonymize(instances: number): Promise<string[]> {
     chmodSync(keyFile, 0o600);
     const timed = (cmd: string, args: string[]) => {
       const start = process.hrtime.bigint();
-      const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DPHIANT_DATA_DIR: work } });
+      const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...DEV_STACK_ENV, DPHIANT_DATA_DIR: work } });
       if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr.toString().slice(-300)}${r.stdout.toString().slice(-300)}`);
       return files.length / (Number(process.hrtime.bigint() - start) / 1e9);
     };

@@ -1,11 +1,15 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=anonymize, BENCH=crosswalk, BENCH=pipeline or BENCH=forwarding runs one of them.
+// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=pipeline or BENCH=forwarding runs one of them.
 import { benchAnonymize } from './anonymize.js';
 import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
 import { benchPipeline } from './pipeline.js';
+import { benchWalker } from './walker.js';
 
 const only = process.env.BENCH;
+if (!only || only === 'walker') {
+  for (const line of benchWalker()) console.log(line);
+}
 if (!only || only === 'anonymize') {
   for (const line of await benchAnonymize(Number(process.env.BENCH_ANON_INSTANCES ?? 2000))) console.log(line);
 }

@@ -139,9 +139,9 @@ What to click:
      a few seconds after arriving raw, it is replaced by its de-identified copy.
   3. The middleman's dashboard (${d.middleman.webUrl}) shows the jobs as they flow, the crosswalk page the aliases;
      revealing an identity asks for a reason and is written to the audit log.
-  4. \`DPHIANT_DATA_DIR=.stack/data npx dphiant status\` shows the journal and the quarantine;
-     \`DPHIANT_DATA_DIR=.stack/data npx dphiant crosswalk list\` the aliases;
-     \`DPHIANT_DATA_DIR=.stack/data npx dphiant crosswalk reveal <alias> --reason "…"\` re-identifies (audited).
+  4. After \`export DPHIANT_DEV_STACK=true DPHIANT_DATA_DIR=.stack/data\` (the demo's settings):
+     \`npx dphiant status\` shows the journal and the quarantine; \`npx dphiant crosswalk list\` the aliases;
+     \`npx dphiant crosswalk reveal <alias> --reason "…"\` re-identifies (audited).
      .stack/middleman.log is the middleman's log (aliases and hashes of UIDs, no PHI values).
 ${spool.length ? `\nwarning: ${spool.length} spool file(s) left in .stack/data/spool` : ''}
 Press Ctrl-C to stop everything.`);

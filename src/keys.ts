@@ -2,7 +2,7 @@
 //  - the site key: HMAC key of UID remapping, keyed hashes and the crosswalk's blind index. It must never change,
 //    or every UID and every patient match changes.
 //  - the crosswalk key: AES-256-GCM key of the PHI stored in the crosswalk; it can be rotated (`crosswalk rekey`).
-// In the dev stack, missing keys are created in the data directory on first use, with a warning.
+// In the dev stack, missing keys are created in the data directory on first use, with a warning; never outside it.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -33,9 +33,13 @@ export function devKeyPath(dataDir: string, name: KeyName): string {
   return path.join(dataDir, `${name}.key`);
 }
 
-/** The key of `file`, else the data directory's development key (created, with `warn` told so). */
-export function keyOrDevKey(file: string | undefined, dataDir: string, name: KeyName, warn: (msg: string) => void): Buffer {
+/**
+ * The key of `file`, else (dev stack only) the data directory's development key, created with `warn` told so.
+ * Outside the dev stack a missing key is an error: a key created here would silently replace the site's.
+ */
+export function keyOrDevKey(file: string | undefined, dataDir: string, name: KeyName, warn: (msg: string) => void, devStack: boolean): Buffer {
   if (file) return readKeyFile(file);
+  if (!devStack) throw new Error(`no ${name} key configured (${name === 'site' ? 'keyFile' : 'crosswalk.keyFile or crosswalk.key'}); outside the dev stack no key is created`);
   const dev = devKeyPath(dataDir, name);
   if (existsSync(dev)) return readKeyFile(dev);
   warn(`no ${name} key given: created the development key ${dev} (mode 0600); keep it${name === 'site' ? ', or every UID and alias changes' : ', or the crosswalk cannot be read'}`);

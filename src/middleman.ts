@@ -19,6 +19,7 @@ import { Metrics } from './metrics.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
+import { DataDirBusyError, ServeLock } from './serve-lock.js';
 import type { PacsTarget } from './scu/store.js';
 
 export interface Middleman {
@@ -35,8 +36,8 @@ export interface Middleman {
 }
 
 export function pacsTarget(config: Config): PacsTarget {
-  const { host, port, aet, callingAet, connectTimeoutMs, storeTimeoutMs } = config.pacs;
-  return { host, port, aet, callingAet, connectTimeoutMs, storeTimeoutMs };
+  const { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs } = config.pacs;
+  return { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs };
 }
 
 export function pacsRestClient(config: Config): OrthancClient {
@@ -68,6 +69,23 @@ async function checkPacsRest(config: Config, log: Logger): Promise<string | null
 
 export async function startMiddleman(config: Config, log: Logger): Promise<Middleman> {
   secureDataDir(config.dataDir, (msg) => log.warn(msg));
+  // one middleman per data directory, and none during a crosswalk rekey (src/serve-lock.ts)
+  let lock: ServeLock;
+  try {
+    lock = ServeLock.acquire(config.dataDir);
+  } catch (e) {
+    if (e instanceof DataDirBusyError) throw new Error(`${e.message}: another dphiant serve, or a crosswalk rekey, is running on ${config.dataDir}`);
+    throw e;
+  }
+  try {
+    return await startLocked(config, log, lock);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+async function startLocked(config: Config, log: Logger, lock: ServeLock): Promise<Middleman> {
   const restDown = await checkPacsRest(config, log);
   const keys = loadKeys(config, (msg) => log.warn(msg));
   const { profile } = profileFromSettings(config.anonymize);
@@ -93,6 +111,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     p,
   );
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
+  quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
   const worker = new DeidentificationWorker({
     metrics,
     journal,
@@ -106,7 +125,7 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     log,
     health,
   });
-  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id));
+  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: config.pacs.callingAet, adopt: p.reconcileAdopt, metrics });
   const ingest = new Ingest(journal, pacsTarget(config), log, {
     metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
@@ -122,6 +141,8 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     scp: config.scp,
     spoolDir: path.join(config.dataDir, 'spool'),
     ingest: (inst) => ingest.store(inst),
+    refused: (inst, reply) => ingest.refuseReceived(inst, reply),
+    metrics,
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
   });
@@ -136,6 +157,15 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     await crosswalk.close();
     throw e;
   }
+  const prune = () => {
+    try {
+      const n = journal.pruneFinished(p.retainFinishedDays);
+      if (n > 0) log.info({ jobs: n, days: p.retainFinishedDays }, 'finished jobs past pipeline.retainFinishedDays deleted from the journal');
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'journal retention: prune failed, retried in an hour');
+    }
+  };
+  const retention = p.retainFinishedDays > 0 ? (prune(), setInterval(prune, 3_600_000).unref()) : undefined;
   if (p.enabled) {
     worker.start(); // jobs a previous run left unfinished resume here
     void reconciler.start(p.reconcileIntervalMs);
@@ -151,12 +181,14 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
     pacsRest,
     dicom,
     async close() {
+      clearInterval(retention);
       await server.close();
       await web.close();
       reconciler.stop();
       await worker.stop();
       await crosswalk.close();
       journal.close();
+      lock.release();
     },
   };
 }

@@ -13,12 +13,13 @@ import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
 import { findUp } from '../src/paths.js';
 import { generateElements, generateStudies, type InstanceOptions, type Manifest } from '../src/synth/generate.js';
+import { cleanEnv, DEV_STACK_ENV } from './support/cli.js';
 
 const CLI = findUp('dist/src/cli/main.js');
 const SEED = 11;
 const ROWS = 16;
-/** The environment without any DPHIANT_* setting of the developer's shell (the CLI reads them). */
-const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('DPHIANT_'))) as NodeJS.ProcessEnv;
+/** The environment without any DPHIANT_* setting of the developer's shell (the CLI reads them), in the dev stack. */
+const baseEnv = { ...cleanEnv, ...DEV_STACK_ENV };
 
 interface Result {
   code: number | null;

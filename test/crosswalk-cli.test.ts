@@ -1,7 +1,7 @@
 // The crosswalk as operators use it: keygen, anonymize with the crosswalk (SQLite and FerretDB), list, reveal,
 // audit, export, rekey, and no PHI in any output or log line along the way.
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { part10, type Element } from '../src/dicom/writer.js';
@@ -55,27 +55,56 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       if (backend !== 'SQLite') env.DPHIANT_CROSSWALK_URL = `${(ferret as MongoServer).url}/cli_${Date.now()}`;
     });
 
-    it('keygen writes a 0600 key file and never overwrites one', async () => {
-      for (const name of ['site.key', 'crosswalk.key']) {
-        const r = await cli(['keygen', '--out', path.join(dir, name)]);
+    // Each test sets up what it needs through these (idempotent), so it passes alone under --grep as well as after
+    // the tests before it; when those ran, the steps are already done and nothing is repeated.
+    const keyFiles = () => ({ site: path.join(dir, 'site.key'), crosswalk: path.join(dir, 'crosswalk.key') });
+    const useKeys = () => {
+      env.DPHIANT_KEY_FILE = keyFiles().site;
+      env.DPHIANT_CROSSWALK_KEY_FILE ??= keyFiles().crosswalk;
+    };
+    /** Both key files exist and the commands use them. */
+    async function ensureKeys(): Promise<void> {
+      for (const f of Object.values(keyFiles())) {
+        if (existsSync(f)) continue;
+        const r = await cli(['keygen', '--out', f]);
         expect(r.code, r.stderr).to.equal(0);
-        expect(statSync(path.join(dir, name)).mode & 0o777).to.equal(0o600);
-        expect(readFileSync(path.join(dir, name), 'utf8').trim()).to.match(/^[0-9a-f]{64}$/);
       }
-      const again = await cli(['keygen', '--out', path.join(dir, 'site.key')]);
-      expect(again.code).not.to.equal(0);
-      env.DPHIANT_KEY_FILE = path.join(dir, 'site.key');
-      env.DPHIANT_CROSSWALK_KEY_FILE = path.join(dir, 'crosswalk.key');
-    });
-
-    it('anonymizes two instances of one patient under one alias of the right sex, with no PHI in any output line', async () => {
+      useKeys();
+    }
+    /** Two instances of the planted patient went through `dphiant anonymize`: the crosswalk holds one alias. */
+    let anonymized: Awaited<ReturnType<typeof cli>> | undefined;
+    async function ensureAnonymized(): Promise<NonNullable<typeof anonymized>> {
+      await ensureKeys();
+      if (anonymized) return anonymized;
       const input = path.join(dir, 'in');
-      const { mkdirSync } = await import('node:fs');
       mkdirSync(input, { recursive: true });
       writeFileSync(path.join(input, 'a.dcm'), instance(1));
       writeFileSync(path.join(input, 'b.dcm'), instance(2));
-      const r = await cli(['anonymize', input, '--out', path.join(dir, 'out'), '--jobs', '2']);
-      expect(r.code, r.stdout + r.stderr).to.equal(0);
+      anonymized = await cli(['anonymize', input, '--out', path.join(dir, 'out'), '--jobs', '2']);
+      expect(anonymized.code, anonymized.stdout + anonymized.stderr).to.equal(0);
+      return anonymized;
+    }
+    /** The audit's actions, newest first. */
+    const auditActions = async () => (await cli(['crosswalk', 'audit'])).stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[1]);
+
+    it('keygen writes a 0600 key file and never overwrites one', async () => {
+      // the first test of the describe: no key file exists yet, the ones written here are the describe's keys
+      for (const f of Object.values(keyFiles())) {
+        expect(existsSync(f), `${f} before keygen`).to.equal(false);
+        const r = await cli(['keygen', '--out', f]);
+        expect(r.code, r.stderr).to.equal(0);
+        expect(statSync(f).mode & 0o777).to.equal(0o600);
+        expect(readFileSync(f, 'utf8').trim()).to.match(/^[0-9a-f]{64}$/);
+      }
+      const before = readFileSync(keyFiles().site, 'utf8');
+      const again = await cli(['keygen', '--out', keyFiles().site]);
+      expect(again.code).not.to.equal(0);
+      expect(readFileSync(keyFiles().site, 'utf8'), 'the key file is unchanged').to.equal(before);
+      useKeys();
+    });
+
+    it('anonymizes two instances of one patient under one alias of the right sex, with no PHI in any output line', async () => {
+      const r = await ensureAnonymized();
       expectNoPhi(r.stdout + r.stderr, 'anonymize output');
       const list = await cli(['crosswalk', 'list']);
       expect(list.stdout).to.match(/^1 patient aliases in the (sqlite|mongodb) crosswalk/);
@@ -84,7 +113,10 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
     });
 
     it('reveal needs a reason; with one it prints the identity and the audit shows who and why', async () => {
+      await ensureAnonymized();
       const alias = (await cli(['crosswalk', 'list'])).stdout.split('\n')[1]!.split('\t')[0]!;
+      expect(alias).to.match(/^DPH/);
+      const auditBefore = await auditActions();
       const refused = await cli(['crosswalk', 'reveal', alias]);
       expect(refused.code).to.equal(1);
       expect(refused.stderr).to.contain('needs a reason');
@@ -93,11 +125,13 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       expect(shown.code, shown.stderr).to.equal(0);
       expect(JSON.parse(shown.stdout).identity).to.include({ patientId: PLANTED.id, name: PLANTED.name, birthDate: PLANTED.birth });
       const audit = await cli(['crosswalk', 'audit']);
-      expect(audit.stdout.trim().split('\n')).to.have.length(1);
-      expect(audit.stdout).to.match(new RegExp(`\\treveal\\t${alias}\\tdr\\.lee \\(os user .+\\)\\ttumour board follow-up`));
+      expect(audit.stdout.trim().split('\n'), 'one audit record more: the reveal; the refused one wrote none').to.have.length(auditBefore.length + 1);
+      expect(audit.stdout.trim().split('\n')[0]).to.match(new RegExp(`\\treveal\\t${alias}\\tdr\\.lee \\(os user .+\\)\\ttumour board follow-up`));
     });
 
     it('exports the mapping to a 0600 file, audited, and rekeys to a new crosswalk key', async () => {
+      await ensureAnonymized();
+      const auditBefore = await auditActions();
       const out = path.join(dir, 'export.csv');
       const r = await cli(['crosswalk', 'export', '--out', out, '--reason', 'registry reconciliation']);
       expect(r.code, r.stderr).to.equal(0);
@@ -111,13 +145,12 @@ for (const backend of ['SQLite', 'MongoDB (FerretDB)'] as const) {
       expect(old.code, 'the old key no longer opens the crosswalk').to.equal(1);
       expect(old.stderr).to.contain('sealed with key');
       env.DPHIANT_CROSSWALK_KEY_FILE = path.join(dir, 'crosswalk2.key');
-      const audit = await cli(['crosswalk', 'audit']);
-      expect(audit.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[1])).to.deep.equal(['rekey', 'export', 'reveal']);
+      expect(await auditActions(), 'the new key reads the audit: the rekey and the export on top of what was there').to.deep.equal(['rekey', 'export', ...auditBefore]);
     });
 
     it('finds the planted values 0 times in the crosswalk files at rest and in the database server log', async function () {
+      await ensureAnonymized();
       const files: string[] = [];
-      const { readdirSync } = await import('node:fs');
       const scan = (d: string) => existsSync(d) && readdirSync(d, { recursive: true, withFileTypes: true }).forEach((e) => e.isFile() && files.push(path.join(e.parentPath, e.name)));
       if (backend === 'SQLite') scan(path.join(dir, 'data'));
       else if ((ferret as MongoServer).dataDir) scan((ferret as MongoServer).dataDir!);

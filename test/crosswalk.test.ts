@@ -12,6 +12,7 @@ import { SqliteCrosswalk } from '../src/crosswalk/sqlite.js';
 import type { CrosswalkSettings, CrosswalkStore } from '../src/crosswalk/store.js';
 import type { PatientIdentity } from '../src/crosswalk/types.js';
 import { findUp } from '../src/paths.js';
+import { DEV_STACK_ENV } from './support/cli.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
 
 const SITE_KEY = Buffer.alloc(32, 0x11);
@@ -76,7 +77,7 @@ function mongoBackend(server: MongoServer): Backend {
 function race(env: Record<string, string>, patients: number, calls: number, startAt: number): Promise<Record<string, string>> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [findUp('dist/test/support/crosswalk-race.js'), String(patients), String(calls), String(startAt)], {
-      env: { ...process.env, ...env, DPHIANT_KEY_FILE: siteKeyFile, DPHIANT_CROSSWALK_KEY: CROSSWALK_KEY.toString('hex') },
+      env: { ...process.env, ...DEV_STACK_ENV, ...env, DPHIANT_KEY_FILE: siteKeyFile, DPHIANT_CROSSWALK_KEY: CROSSWALK_KEY.toString('hex') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

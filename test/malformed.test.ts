@@ -16,7 +16,7 @@ import type { StoreOutcome } from '../src/scu/store.js';
 import { echoscu, storescu, type RunResult } from './support/dcmtk.js';
 import { KINDS, caseUid, malformedCase, malformedCases, referenceVerdict, validBase, type MalformedCase } from './support/malformed.js';
 import { pacsInventory, waitUntilSettled, type Inventory } from './support/pipeline.js';
-import { sendRawDataset } from './support/raw-scu.js';
+import { associateRq, sendRawDataset } from './support/raw-scu.js';
 import { startStack, type TestStack } from './support/stack.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 
@@ -289,32 +289,6 @@ describe('malformed inputs: 1,000 bad C-STORE data sets while a good association
 });
 
 // ---------------------------------------------------------------- raw PDUs
-
-/** An A-ASSOCIATE-RQ (PS3.8 9.3.2) proposing Verification with implicit VR LE. */
-function associateRq(called: string, calling: string): Buffer {
-  const ae = (s: string) => Buffer.from(s.padEnd(16, ' '), 'latin1');
-  const item = (type: number, body: Buffer) => {
-    const h = Buffer.alloc(4);
-    h[0] = type;
-    h.writeUInt16BE(body.length, 2);
-    return Buffer.concat([h, body]);
-  };
-  const maxLength = Buffer.alloc(4);
-  maxLength.writeUInt32BE(16384);
-  const body = Buffer.concat([
-    Buffer.from([0x00, 0x01, 0x00, 0x00]), // protocol version 1, reserved
-    ae(called),
-    ae(calling),
-    Buffer.alloc(32),
-    item(0x10, Buffer.from('1.2.840.10008.3.1.1.1')),
-    item(0x20, Buffer.concat([Buffer.from([1, 0, 0, 0]), item(0x30, Buffer.from('1.2.840.10008.1.1')), item(0x40, Buffer.from('1.2.840.10008.1.2'))])),
-    item(0x50, Buffer.concat([item(0x51, maxLength), item(0x52, Buffer.from('1.2.826.0.1.3680043.10.1')), item(0x55, Buffer.from('FAULT_TEST'))])),
-  ]);
-  const h = Buffer.alloc(6);
-  h[0] = 0x01;
-  h.writeUInt32BE(body.length, 2);
-  return Buffer.concat([h, body]);
-}
 
 interface Stream {
   associated: boolean;

@@ -331,30 +331,6 @@ describe('the byte-preserving DICOM walker', () => {
       expect(visited.every((d) => d === 0)).to.equal(true);
       expect(visited.length).to.equal(dataset.elements.length);
     });
-
-    it('parses a 512×512 16-bit CT fast (micro-benchmark, printed, not asserted)', () => {
-      const file = generateOne({ tsUid: TS.ExplicitVRLittleEndian });
-      const part = splitPart10(file);
-      for (let i = 0; i < 500; i++) parseDataset(part.dataset, part.transferSyntaxUid);
-      const n = 20000;
-      let t = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) parseDataset(part.dataset, part.transferSyntaxUid);
-      const dataset = Number(process.hrtime.bigint() - t) / 1e6 / n;
-      t = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) parseFile(file);
-      const whole = Number(process.hrtime.bigint() - t) / 1e6 / n;
-      const implicitPart = splitPart10(generateOne({ tsUid: TS.ImplicitVRLittleEndian }));
-      t = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) parseDataset(implicitPart.dataset, implicitPart.transferSyntaxUid);
-      const implicit = Number(process.hrtime.bigint() - t) / 1e6 / n;
-      let count = 0;
-      walk(parseDataset(part.dataset, part.transferSyntaxUid), () => void count++);
-      console.log(
-        `      512×512 CT (${file.length} bytes, ${count} elements): parseDataset ${(dataset * 1000).toFixed(1)} µs ` +
-          `(${Math.round(1000 / dataset)} parses/s), parseFile with meta ${(whole * 1000).toFixed(1)} µs (${Math.round(1000 / whole)}/s), ` +
-          `implicit VR ${(implicit * 1000).toFixed(1)} µs (${Math.round(1000 / implicit)}/s)`,
-      );
-    });
   });
 
   describe('on hand-made edge cases', () => {

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { ConfigError, DEV_USERS, loadConfig } from '../src/config/index.js';
 import { hashPassword } from '../src/web/auth.js';
-import { cleanEnv, CLI } from './support/cli.js';
+import { cleanEnv, CLI, DEV_STACK_ENV } from './support/cli.js';
 import { run } from './support/dcmtk.js';
 import { startTestMiddleman, type TestMiddleman } from './support/middleman.js';
 import { freePorts } from './support/ports.js';
@@ -205,7 +205,7 @@ describe('web hardening: HTTPS, behind a proxy, session lifetimes, a login does 
   });
 
   describe('configuration of the new settings', () => {
-    const env = (e: Record<string, string>) => ({ DPHIANT_DATA_DIR: dir, ...e });
+    const env = (e: Record<string, string>) => ({ ...DEV_STACK_ENV, DPHIANT_DATA_DIR: dir, ...e });
     const rejects = (e: Record<string, string>, key: string, reason: string) => {
       try {
         loadConfig({ env: env(e) });
@@ -230,7 +230,7 @@ describe('web hardening: HTTPS, behind a proxy, session lifetimes, a login does 
     });
 
     it('`dphiant serve` with an unreadable certificate exits 2 naming web.tls.cert', async () => {
-      const r = await run(process.execPath, [CLI, 'serve'], { env: { ...cleanEnv, DPHIANT_DATA_DIR: dir, DPHIANT_WEB_TLS_CERT: '/nonexistent/cert.pem', DPHIANT_WEB_TLS_KEY: key }, timeoutMs: 20_000 });
+      const r = await run(process.execPath, [CLI, 'serve'], { env: { ...cleanEnv, ...DEV_STACK_ENV, DPHIANT_DATA_DIR: dir, DPHIANT_WEB_TLS_CERT: '/nonexistent/cert.pem', DPHIANT_WEB_TLS_KEY: key }, timeoutMs: 20_000 });
       expect(r.code).to.equal(2);
       expect(r.stderr).to.contain('web.tls.cert: cannot read /nonexistent/cert.pem');
     });
@@ -242,7 +242,7 @@ describe('web hardening: HTTPS, behind a proxy, session lifetimes, a login does 
     writeFileSync(preload, "const t = setInterval(() => { if (process.listenerCount('uncaughtException') > 0) { clearInterval(t); throw new Error('planted bug'); } }, 50);\n");
     const [scp, web] = await freePorts(2);
     const r = await run(process.execPath, ['--import', pathToFileURL(preload).href, CLI, 'serve'], {
-      env: { ...cleanEnv, ...(await noPacs()), DPHIANT_DATA_DIR: mkdtempSync(path.join(dir, 'data-')), DPHIANT_SCP_PORT: String(scp), DPHIANT_WEB_PORT: String(web), DPHIANT_LOG_LEVEL: 'warn' },
+      env: { ...cleanEnv, ...DEV_STACK_ENV, ...(await noPacs()), DPHIANT_DATA_DIR: mkdtempSync(path.join(dir, 'data-')), DPHIANT_SCP_PORT: String(scp), DPHIANT_WEB_PORT: String(web), DPHIANT_LOG_LEVEL: 'warn' },
       timeoutMs: 30_000,
     });
     expect(r.code, `exit code; output: ${r.stdout}${r.stderr}`).to.equal(70);

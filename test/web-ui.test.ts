@@ -2,18 +2,19 @@
 // Orthanc PACS + modality and an in-process middleman. Login, the live dashboard, the crosswalk's audited reveal,
 // roles, sessions and CSRF, the login limit, no planted PHI in any page, and the operations endpoints.
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { findUp } from '../src/paths.js';
 import { generateStudies, type Manifest } from '../src/synth/generate.js';
 import { waitUntilSettled } from './support/pipeline.js';
+import { decodePng, regionStats } from './support/png.js';
 import { startStack, type TestStack } from './support/stack.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = findUp('test-artifacts');
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const VIEWPORT = { width: 1280, height: 900 };
 
 interface PromSample {
   value?: string;
@@ -48,8 +49,21 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
     if (!browser) ctx.skip();
   };
 
+  /**
+   * The generated instances have gone through the middleman (the dashboard test sends them while it watches; a test
+   * run alone under --grep has them sent here), and the pipeline is settled.
+   */
+  const ensureSent = async () => {
+    if (stack.mm.journal.counts().DONE < manifest.instances.length) {
+      const sent = await stack.modalityRest!.storeToModality('middleman', await stack.modalityRest!.findStudies({}));
+      expect(sent.FailedInstancesCount).to.equal(0);
+    }
+    await waitUntilSettled(stack.mm.journal, 60_000);
+  };
+
   /** The alias of a generated patient, looked up in the crosswalk directly (no audit record, no new alias). */
   const aliasOf = async (i: number) => {
+    await ensureSent();
     const p = manifest.patients[i]!;
     const a = await stack.mm.crosswalk.patient({ patientId: p.patientId, issuerOfPatientId: p.issuerOfPatientId, name: p.name, sex: p.sex, birthDate: p.birthDate });
     expect(a.created, `patient ${i} already had an alias`).to.equal(false);
@@ -126,8 +140,8 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    demo = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    viewer = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    demo = await browser.newContext({ viewport: VIEWPORT });
+    viewer = await browser.newContext({ viewport: VIEWPORT });
   });
 
   after(async function () {
@@ -202,10 +216,20 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
     await page.close();
   });
 
-  it('shows none of the planted PHI (names, IDs, birth dates) in the dashboard, the crosswalk before any reveal and the audit page', async function () {
+  /** Reveals `alias` on the crosswalk page of `page` with `reason`; returns the text of the page showing the identity. */
+  const revealThroughPage = async (page: Page, alias: string, reason: string) => {
+    await page.locator('#patients tr').filter({ hasText: alias }).locator('button', { hasText: 'open' }).click();
+    await page.locator('#detail-alias').filter({ hasText: alias }).waitFor({ timeout: 10_000 });
+    await page.fill('#reason', reason);
+    await page.click('#reveal');
+    await page.locator('#revealed').filter({ hasText: alias }).waitFor({ state: 'visible', timeout: 10_000 });
+    return pageContent(page);
+  };
+
+  it('shows none of the planted PHI (names, IDs, birth dates) in the dashboard, the crosswalk before any reveal, and the audit page after reveals that showed it', async function () {
     needBrowser(this);
+    await ensureSent();
     expect(phi.length).to.be.greaterThan(10);
-    expect((await stack.mm.crosswalk.audit()).filter((a) => a.action === 'reveal'), 'no reveal so far').to.deep.equal([]);
     const received: Promise<string>[] = [];
     const listen = (page: Page) =>
       page.on('response', (r) => {
@@ -219,35 +243,54 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
     await dash.locator('#jobs tr').nth(manifest.instances.length - 1).waitFor({ timeout: 10_000 });
     pages.dashboard = await pageContent(dash);
     // the dashboard does list the jobs, by alias
-    const alias0 = await aliasOf(0);
-    expect(pages.dashboard).to.contain(alias0);
+    const aliases = [await aliasOf(0), await aliasOf(2)];
+    expect(pages.dashboard).to.contain(aliases[0]);
 
     const cw = await demoPage('/crosswalk');
     listen(cw);
     await cw.reload();
     await cw.locator('#patients tr').nth(manifest.patients.length - 1).waitFor({ timeout: 10_000 });
-    await cw.locator('#patients tr').filter({ hasText: alias0 }).locator('button').click();
+    await cw.locator('#patients tr').filter({ hasText: aliases[0] }).locator('button').click();
     await cw.locator('#studies tr').nth(1).waitFor({ timeout: 10_000 });
     expect(await cw.locator('#revealed').isHidden(), 'nothing revealed').to.equal(true);
     pages.crosswalk = await pageContent(cw);
 
+    // Real reveals, with reasons, on a page whose answers are not collected: they do hold the identity. That the
+    // same leak check finds the patient's name, ID and birth date there proves it reads text that could hold them.
+    const revealer = await demoPage('/crosswalk');
+    await revealer.locator('#patients tr').nth(manifest.patients.length - 1).waitFor({ timeout: 10_000 });
+    const reasons = aliases.map((a, k) => `PHI check reveal ${k + 1} of ${a} at ${Date.now()}`);
+    for (const [k, i] of [0, 2].entries()) {
+      const p = manifest.patients[i]!;
+      const shown = await revealThroughPage(revealer, aliases[k]!, reasons[k]!);
+      expect(leaks(shown), `the reveal of patient ${i} shows the identity`).to.include.members([p.name, p.patientId, p.birthDate]);
+    }
+
     const audit = await demoPage('/audit');
     listen(audit);
     await audit.reload();
-    await audit.locator('#user').filter({ hasText: 'demo' }).waitFor();
-    await sleep(500);
+    for (const [k, alias] of aliases.entries()) {
+      const row = audit.locator('#audit tr').filter({ hasText: reasons[k]! });
+      await row.first().waitFor({ timeout: 10_000 });
+      expect(await row.count(), `audit rows of reveal ${k + 1}`).to.equal(1);
+      const [, action, auditAlias, user, auditReason] = await row.locator('td').allTextContents();
+      expect({ action, auditAlias, auditReason }).to.deep.equal({ action: 'reveal', auditAlias: alias, auditReason: reasons[k] });
+      expect(user).to.match(/^demo\b/);
+    }
     pages.audit = await pageContent(audit);
 
     for (const [name, text] of Object.entries(pages)) expect(leaks(text), `planted PHI in the ${name} page`).to.deep.equal([]);
     await sleep(300);
     const apiBodies = (await Promise.all(received)).join('\n');
     expect(apiBodies.length, 'the pages fetched their data').to.be.greaterThan(100);
+    for (const reason of reasons) expect(apiBodies, 'the audit answer holds the reveals').to.contain(reason);
     expect(leaks(apiBodies), 'planted PHI in the API answers these pages received').to.deep.equal([]);
-    await Promise.all([dash.close(), cw.close(), audit.close()]);
+    await Promise.all([dash.close(), cw.close(), revealer.close(), audit.close()]);
   });
 
-  it('saves screenshots of the dashboard and the crosswalk page to test-artifacts/ as non-empty PNGs', async function () {
+  it('saves screenshots of the dashboard and the crosswalk page to test-artifacts/: PNGs of the page size that show the counters, the jobs and the aliases', async function () {
     needBrowser(this);
+    await ensureSent();
     mkdirSync(ARTIFACTS, { recursive: true });
     const files = { dashboard: path.join(ARTIFACTS, 'dashboard.png'), crosswalk: path.join(ARTIFACTS, 'crosswalk.png') };
     for (const f of Object.values(files)) rmSync(f, { force: true });
@@ -258,21 +301,50 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
     await dash.locator('#bars div').filter({ visible: true }).first().waitFor({ timeout: 10_000 });
     const bars = await dash.locator('#bars div').evaluateAll((divs) => divs.map((d) => d.getAttribute('title') ?? ''));
     expect(bars).to.have.length(10);
-    expect(bars.reduce((n, t) => n + Number(t.split(': ').at(-1)), 0), `bars ${bars.join(' | ')}`).to.equal(stack.mm.journal.counts().DONE);
-    await dash.screenshot({ path: files.dashboard, fullPage: true });
+    const done = stack.mm.journal.counts().DONE;
+    expect(bars.reduce((n, t) => n + Number(t.split(': ').at(-1)), 0), `bars ${bars.join(' | ')}`).to.equal(done);
+    const doneCounter = dash.locator('[data-state="DONE"]');
+    expect(await doneCounter.locator('b').textContent(), 'the DONE counter').to.equal(String(done));
+    expect(await doneCounter.isVisible()).to.equal(true);
+    // What a screenshot shows, in page coordinates (a full-page shot starts at the top of the document), measured
+    // right after the shot: the dashboard redraws its tables every 2 s.
+    const boxOf = async (page: Page, selector: string) => {
+      const r = await page.locator(selector).first().boundingBox(); // relative to the viewport
+      const scroll = (await page.evaluate('[window.scrollX, window.scrollY]')) as [number, number];
+      expect(r, `${selector} is rendered`).to.not.equal(null);
+      expect(r!.width * r!.height, `${selector} has an area`).to.be.greaterThan(0);
+      return { x: r!.x + scroll[0], y: r!.y + scroll[1], width: r!.width, height: r!.height };
+    };
+    /** `areas`: selector → the fewest colours it must show (text: anti-aliased glyphs give many; bars: solid fills). */
+    const shoot = async (name: keyof typeof files, page: Page, areas: Record<string, number>) => {
+      await page.screenshot({ path: files[name], fullPage: true });
+      const boxes = await Promise.all(Object.keys(areas).map((a) => boxOf(page, a)));
+      const docHeight = (await page.evaluate('document.documentElement.scrollHeight')) as number;
+      const png = decodePng(readFileSync(files[name]));
+      expect({ width: png.width, height: png.height }, `${name} screenshot size: the viewport's width, the page's height`).to.deep.equal({ width: VIEWPORT.width, height: Math.max(VIEWPORT.height, docHeight) });
+      const whole = regionStats(png, { x: 0, y: 0, width: png.width, height: png.height });
+      expect(whole.colours, `${name}: colours in the whole screenshot`).to.be.greaterThan(16);
+      for (const [k, [selector, minColours]] of Object.entries(areas).entries()) {
+        // something is drawn there: enough colours, and a fair share of the area that is not its background
+        const area = regionStats(png, boxes[k]!);
+        console.log(`      ${name} ${selector}: ${area.colours} colours, ${(area.inked * 100).toFixed(1)} % not background`);
+        expect(area.colours, `${name} ${selector}: colours`).to.be.at.least(minColours);
+        expect(area.inked, `${name} ${selector}: share of pixels not background`).to.be.greaterThan(0.01);
+      }
+      return { png, boxes };
+    };
+    const dashShot = await shoot('dashboard', dash, { '[data-state="DONE"]': 16, '#bars': 2, '#jobs': 16 });
 
     // an alias opened, nothing revealed: the screenshot holds no PHI
     const cw = await demoPage('/crosswalk');
     await cw.locator('#patients tr').nth(manifest.patients.length - 1).waitFor({ timeout: 10_000 });
     await cw.locator('#patients tr').first().locator('button').click();
     await cw.locator('#studies tr').first().waitFor({ timeout: 10_000 });
-    await cw.screenshot({ path: files.crosswalk, fullPage: true });
+    await shoot('crosswalk', cw, { '#patients': 16, '#studies': 16 });
 
-    for (const [name, f] of Object.entries(files)) {
-      expect(existsSync(f), `${name} screenshot written`).to.equal(true);
-      expect(statSync(f).size, `${name} screenshot size`).to.be.greaterThan(1000);
-      expect(readFileSync(f).subarray(0, 8).equals(PNG_SIGNATURE), `${name} screenshot is a PNG`).to.equal(true);
-    }
+    // and a blank area of the same image is found blank, so the checks above can tell
+    const blank = regionStats(dashShot.png, { x: VIEWPORT.width - 8, y: dashShot.boxes[2]!.y, width: 8, height: 8 });
+    expect(blank.inked, 'the right margin next to the jobs table is background').to.equal(0);
     await Promise.all([dash.close(), cw.close()]);
   });
 
@@ -479,7 +551,7 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
   });
 
   it('serves /metrics in the Prometheus text format with counters that match the journal and no alias or PHI', async () => {
-    await waitUntilSettled(stack.mm.journal, 30_000);
+    await ensureSent();
     const res = await fetch(`${base}/metrics`);
     expect(res.status).to.equal(200);
     expect(res.headers.get('content-type')).to.match(/^text\/plain/);

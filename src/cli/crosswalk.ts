@@ -5,8 +5,10 @@ import type { CommandModule } from 'yargs';
 import type { Config } from '../config/index.js';
 import { Sealer } from '../crosswalk/crypto.js';
 import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
-import type { CrosswalkStore } from '../crosswalk/store.js';
+import { checkReason, type CrosswalkStore } from '../crosswalk/store.js';
 import { readKeyFile, writeKeyFile } from '../keys.js';
+import { Quarantine, quarantineDir } from '../pipeline/quarantine.js';
+import { DataDirBusyError, ServeLock, serveLockPath } from '../serve-lock.js';
 
 type LoadConfig = (argv: any) => Config;
 
@@ -22,6 +24,46 @@ async function withStore<T>(cfg: Config, fn: (store: CrosswalkStore) => Promise<
     return await fn(store);
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * A new crosswalk key for the crosswalk and the quarantine (both sealed with it), with the middleman stopped: it
+ * takes the data directory's lock that `dphiant serve` holds (src/serve-lock.ts), so it refuses while serve runs
+ * and serve refuses to start meanwhile. The quarantine is re-sealed first, file by file (temp + fsync + rename),
+ * then the crosswalk. Every file and value opens with one of the two keys at any moment, and what is already under
+ * the new key is skipped: an interrupted rekey is finished by running the same command again, with the
+ * configuration still naming the old key (this run opens values under either key).
+ */
+async function rekey(cfg: Config, newKeyFile: string | undefined, user: string, reason: string): Promise<void> {
+  if (!newKeyFile) throw new Error('rekey needs --new-key FILE (dphiant keygen --out FILE)');
+  checkReason(user, reason);
+  const next = readKeyFile(newKeyFile);
+  let lock: ServeLock;
+  try {
+    lock = ServeLock.acquire(cfg.dataDir);
+  } catch (e) {
+    if (e instanceof DataDirBusyError) throw new Error(`refusing to rekey: the middleman (dphiant serve) is running on ${cfg.dataDir} (it holds ${serveLockPath(cfg.dataDir)}); stop it first`);
+    throw e;
+  }
+  try {
+    const keys = loadKeys(cfg, (msg) => console.error(`warning: ${msg}`));
+    if (next.equals(keys.site)) throw new Error('the new crosswalk key must differ from the site key');
+    const store = await openCrosswalk(cfg, keys, [next]);
+    try {
+      const q = new Quarantine(quarantineDir(cfg.dataDir), keys.crosswalk).rekey(next);
+      if (q.unreadable.length)
+        console.error(
+          `warning: quarantined job(s) ${q.unreadable.join(', ')} open with neither the configured nor the new key; left as they are ` +
+            '(if crosswalk.keyFile already names the new key after an interrupted rekey, set it back to the old key and run this again)',
+        );
+      const count = await store.rekey(new Sealer(next), user, reason);
+      console.log(`re-sealed ${count} values and ${q.resealed.length} quarantined instances; now point crosswalk.keyFile at ${newKeyFile}`);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    lock.release();
   }
 }
 
@@ -54,6 +96,7 @@ export function crosswalkCommands(loadConfig: LoadConfig): CommandModule<object,
         .option('config', { type: 'string' }),
     handler: async (argv) => {
       const cfg = loadConfig(argv);
+      if (argv.action === 'rekey') return rekey(cfg, argv.newKey, who(argv.user), argv.reason ?? '');
       await withStore(cfg, async (store) => {
         switch (argv.action) {
           case 'list': {
@@ -83,12 +126,6 @@ export function crosswalkCommands(loadConfig: LoadConfig): CommandModule<object,
             }
             writeFileSync(argv.out, lines.join('\n') + '\n', { mode: 0o600, flag: 'wx' });
             console.log(`exported ${rows.length} patients to ${argv.out} (mode 0600; it holds PHI)`);
-            return;
-          }
-          case 'rekey': {
-            if (!argv.newKey) throw new Error('rekey needs --new-key FILE (dphiant keygen --out FILE)');
-            const count = await store.rekey(new Sealer(readKeyFile(argv.newKey)), who(argv.user), argv.reason ?? '');
-            console.log(`re-sealed ${count} values; now point crosswalk.keyFile at ${argv.newKey}`);
             return;
           }
         }

@@ -13,6 +13,8 @@ import { synthCommand } from './synth.js';
 import { anonymizeCommands } from './anonymize.js';
 import { crosswalkCommands } from './crosswalk.js';
 import { quarantineCommand } from './quarantine.js';
+import { reconcileCommand } from './reconcile.js';
+import { FOREIGN_COUNT_KEY, FOREIGN_LAST_KEY, POSITION_KEY, WALK_KEY } from '../pipeline/reconciler.js';
 import { existsSync } from 'node:fs';
 import { DEPENDENCIES, HEALTH_META_KEY, type HealthSnapshot } from '../pipeline/health.js';
 
@@ -38,9 +40,9 @@ function healthLines(published: string | undefined, p: Config['pipeline']): stri
   return lines;
 }
 
-function config(argv: { config?: string }): Config {
+function config(argv: { config?: string }, offline = false): Config {
   try {
-    return loadConfig({ file: argv.config });
+    return loadConfig({ file: argv.config, offline });
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(`dphiant: ${e.message}`);
@@ -61,14 +63,17 @@ await yargs(hideBin(process.argv))
     async (argv) => {
       const cfg = config(argv);
       const log = createLogger(cfg.logLevel);
-      // after an uncaught exception the process state is unknown (a half-written journal step, a stuck association):
-      // log it (message and stack only, never a data set) and exit; the journal resumes unfinished jobs when the
+      // after an uncaught exception or a rejection nobody handled, the process state is unknown (a half-written
+      // journal step, a stuck association, a promise an answer waits for): log it (an Error's message and stack,
+      // else only the kind of value: never a data set) and exit; the journal resumes unfinished jobs when the
       // supervisor restarts the middleman (README: under a supervisor)
-      process.on('uncaughtException', (err) => {
-        log.fatal({ err: err.message, stack: err.stack }, 'uncaught exception: exiting');
+      const exitOn = (what: string) => (reason: unknown) => {
+        const fields = reason instanceof Error ? { err: reason.message, stack: reason.stack } : { err: `not an Error (${typeof reason})` };
+        log.fatal(fields, `${what}: exiting`);
         process.exit(70);
-      });
-      process.on('unhandledRejection', (err) => log.error({ err: String(err) }, 'unhandled rejection'));
+      };
+      process.on('uncaughtException', exitOn('uncaught exception'));
+      process.on('unhandledRejection', exitOn('unhandled rejection'));
       let mm;
       try {
         mm = await startMiddleman(cfg, log);
@@ -117,6 +122,10 @@ await yargs(hideBin(process.argv))
       const bound = cfg.pipeline.maxBacklog;
       console.log(`backlog: ${backlog} unfinished (IN_PACS + DEIDENTIFIED)${bound ? `, bound ${bound}${backlog >= bound ? ': new C-STOREs refused (0xA700)' : ''}` : ', no bound'}`);
       for (const line of healthLines(journal.getMeta(HEALTH_META_KEY), cfg.pipeline)) console.log(line);
+      const foreign = Number(journal.getMeta(FOREIGN_COUNT_KEY) ?? 0);
+      const walk = journal.getMeta(WALK_KEY);
+      console.log(`reconciler: change log followed to seq ${journal.getMeta(POSITION_KEY) ?? '- (not started)'}${walk ? `; dphiant reconcile stopped at seq ${walk}` : ''}`);
+      console.log(`  raw instances of other systems reported and left alone: ${foreign}${foreign ? ` (last: Orthanc ID ${journal.getMeta(FOREIGN_LAST_KEY)})` : ''}`);
     } finally {
       journal.close();
     }
@@ -141,9 +150,10 @@ await yargs(hideBin(process.argv))
     console.log(hashPassword(password));
   })
   .command(synthCommand)
-  .command(anonymizeCommands(config))
+  .command(anonymizeCommands((argv) => config(argv, true)))
   .command(crosswalkCommands(config))
   .command(quarantineCommand(config))
+  .command(reconcileCommand(config))
   .fail((msg, err, y) => {
     // errors name keys, files and aliases, never PHI values; no stack traces for users
     console.error(`dphiant: ${err ? err.message : msg}`);

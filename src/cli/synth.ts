@@ -1,10 +1,12 @@
 // `dphiant synth`: write synthetic studies (and optionally one large multi-frame file).
 // Prints counts only: the fake PHI is treated as if it were real and never printed.
+// The generator is dev tooling, left out of the Docker image: it is loaded only when this command runs, so the
+// product's other commands start without it.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { TS, encodingOf } from '../dicom/transfer-syntax.js';
-import { generateLarge, generateStudies, type Sex } from '../synth/generate.js';
+import type { Sex } from '../synth/generate.js';
 
 interface SynthArgs {
   out: string;
@@ -52,6 +54,7 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
         return true;
       }) as unknown as Argv<SynthArgs>,
   handler: async (a) => {
+    const { generateLarge, generateStudies } = await loadGenerator();
     const manifest = await generateStudies({
       outDir: a.out, patients: a.patients, studiesPerPatient: a.studies, seriesPerStudy: a.series,
       instancesPerSeries: a.instances, rows: a.rows, cols: a.cols, seed: a.seed, prefix: a.prefix, tsUid: a.ts,
@@ -70,3 +73,15 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
     );
   },
 };
+
+/** src/synth, or a clear error where it is not installed (the Docker image). */
+async function loadGenerator(): Promise<typeof import('../synth/generate.js')> {
+  try {
+    return await import('../synth/generate.js');
+  } catch (e) {
+    // the generator itself is absent, not something it imports
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && /module '[^']*synth[\\/]generate\.js'/.test((e as Error).message))
+      throw new Error('synth: the synthetic data generator is dev tooling and not installed here (not in the Docker image); run it from a source checkout');
+    throw e;
+  }
+}

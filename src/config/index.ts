@@ -1,5 +1,6 @@
-// The one home of DPHIANT's configuration: defaults (the dev stack of DESIGN.md), a JSON file, then
-// DPHIANT_* environment variables, validated once at start-up. Every setting is documented where it is defined.
+// The one home of DPHIANT's configuration: defaults (the addresses of the dev stack of DESIGN.md, but devStack off,
+// so its credentials and created keys are refused), a JSON file, then DPHIANT_* environment variables, validated
+// once at start-up. Every setting is documented where it is defined.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -32,7 +33,10 @@ export interface Config {
   dataDir: string;
   /** pino level: fatal, error, warn, info, debug, trace, silent. */
   logLevel: string;
-  /** True only in the dev stack: allows default credentials. */
+  /**
+   * True only in the dev stack (`make demo`, the tests, the demo compose file): allows the default PACS and web
+   * credentials and creates missing keys in the data directory. Off by default, so a site's middleman refuses both.
+   */
   devStack: boolean;
   scp: {
     aet: string;
@@ -46,9 +50,22 @@ export interface Config {
     maxInstanceBytes: number;
     /** Accept SOP classes that are not storage classes of the standard (vendor-private storage). */
     acceptUnknownSopClasses: boolean;
-    /** Time allowed between connect and A-ASSOCIATE-RQ. */
+    /** Time allowed between connect and an accepted association; the connection is then closed. */
     associationTimeoutMs: number;
-    /** Time allowed between two PDUs of an association. */
+    /** Connections that have not (yet) associated, at once; more are closed at once (a flood of idle sockets). */
+    maxPendingConnections: number;
+    /**
+     * Bytes of data sets in flight in spool files, all associations together; an instance whose bytes would pass it
+     * is drained, dropped and refused with 0xA700 "DPHIANT spool full". At least scp.maxInstanceBytes.
+     */
+    spoolMaxBytes: number;
+    /** Free space the spool's file system keeps (statfs); below it instances are refused like a full spool. 0 = no floor. */
+    spoolMinFreeBytes: number;
+    /**
+     * Idle time allowed on an association: since the last PDU of the caller or our last answer. The caller is
+     * silent while it waits for our C-STORE answer, so this must exceed the longest wait for one
+     * (longestStoreAnswerMs: pacs.storeTimeoutMs + the REST identify bound + a margin); checked at start-up.
+     */
     pduTimeoutMs: number;
   };
   pacs: {
@@ -57,8 +74,14 @@ export interface Config {
     port: number;
     /** Our AE title when we call the PACS. */
     callingAet: string;
+    /** TCP connect and A-ASSOCIATE-AC of one forward. */
     connectTimeoutMs: number;
-    /** Time allowed for the PACS to answer one forwarded C-STORE. */
+    /**
+     * A forward in which no byte moves to or from the PACS for this long is aborted; one that had its association
+     * is made once more on a fresh one (the PACS de-duplicates the SOP Instance UID), else the sender is refused.
+     */
+    noProgressTimeoutMs: number;
+    /** Bound on the whole forward of one instance, its retry included; then the sender is refused (0xA700). */
     storeTimeoutMs: number;
     /** Orthanc REST base URL. */
     url: string;
@@ -112,6 +135,17 @@ export interface Config {
     handoffMaxInstanceBytes: number;
     /** How often the reconciler looks for raw instances in the PACS that no job covers (0 = only at start-up). */
     reconcileIntervalMs: number;
+    /**
+     * Which raw instances without a job the reconciler takes in. 'own': only those this middleman stored (Orthanc's
+     * RemoteAET metadata = pacs.callingAet, Origin DicomProtocol); others are reported and left alone. 'all': every
+     * raw instance, REST uploads and other senders' included, for a PACS that receives through DPHIANT only.
+     */
+    reconcileAdopt: 'own' | 'all';
+    /**
+     * Days the journal keeps finished jobs (DONE, REJECTED, PURGED) after their last change; pruned at start-up and
+     * hourly. QUARANTINED and unfinished jobs are always kept. 0 = keep forever.
+     */
+    retainFinishedDays: number;
   };
   crosswalk: {
     /** '' = embedded SQLite file <dataDir>/crosswalk.sqlite; a mongodb:// or mongodb+srv:// URL selects MongoDB. */
@@ -143,7 +177,7 @@ export interface Config {
 export const DEFAULT_CONFIG: Config = {
   dataDir: './data',
   logLevel: 'info',
-  devStack: true,
+  devStack: false,
   scp: {
     aet: 'DPHIANT',
     host: '127.0.0.1',
@@ -153,7 +187,10 @@ export const DEFAULT_CONFIG: Config = {
     maxInstanceBytes: 2 * 1024 ** 3,
     acceptUnknownSopClasses: false,
     associationTimeoutMs: 30_000,
-    pduTimeoutMs: 60_000,
+    maxPendingConnections: 16,
+    spoolMaxBytes: 4 * 1024 ** 3,
+    spoolMinFreeBytes: 1024 ** 3,
+    pduTimeoutMs: 150_000,
   },
   pacs: {
     aet: 'PACS',
@@ -161,6 +198,7 @@ export const DEFAULT_CONFIG: Config = {
     port: 4242,
     callingAet: 'DPHIANT',
     connectTimeoutMs: 10_000,
+    noProgressTimeoutMs: 20_000,
     storeTimeoutMs: 120_000,
     url: 'http://127.0.0.1:8042',
     username: 'demo',
@@ -168,7 +206,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
-  pipeline: { enabled: true, concurrency: 4, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000 },
+  pipeline: { enabled: true, concurrency: 4, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
@@ -261,12 +299,16 @@ const SCHEMA: Record<string, Check> = {
   'scp.maxInstanceBytes': intIn(1024, 64 * 1024 ** 3),
   'scp.acceptUnknownSopClasses': isBoolean,
   'scp.associationTimeoutMs': intIn(100, 3_600_000),
+  'scp.maxPendingConnections': intIn(1, 10_000),
+  'scp.spoolMaxBytes': intIn(1024, 1024 ** 5),
+  'scp.spoolMinFreeBytes': intIn(0, 1024 ** 5),
   'scp.pduTimeoutMs': intIn(100, 3_600_000),
   'pacs.aet': isAet,
   'pacs.host': isHost,
   'pacs.port': isPort,
   'pacs.callingAet': isAet,
   'pacs.connectTimeoutMs': intIn(100, 600_000),
+  'pacs.noProgressTimeoutMs': intIn(100, 600_000),
   'pacs.storeTimeoutMs': intIn(100, 3_600_000),
   'pacs.url': isUrl,
   'pacs.username': isString,
@@ -306,6 +348,8 @@ const SCHEMA: Record<string, Check> = {
   'pipeline.handoffMaxBytes': intIn(0, 64 * 1024 ** 3),
   'pipeline.handoffMaxInstanceBytes': intIn(0, 64 * 1024 ** 3),
   'pipeline.reconcileIntervalMs': intIn(0, 86_400_000),
+  'pipeline.reconcileAdopt': oneOf(['own', 'all']),
+  'pipeline.retainFinishedDays': intIn(0, 36_500),
   'crosswalk.url': (v, k) => {
     isOptionalString(v, k);
     if (v && !/^mongodb(\+srv)?:\/\//.test(v as string)) throw new ConfigError(k, 'must be empty (embedded SQLite) or a mongodb:// URL');
@@ -413,6 +457,11 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Where warnings about retired settings go; default standard error. */
   warn?: (msg: string) => void;
+  /**
+   * The command talks to neither the PACS nor web users (`dphiant anonymize`, `verify`, `profile`): the checks of
+   * their dev-stack credentials do not apply; the keys are still required outside the dev stack.
+   */
+  offline?: boolean;
 }
 
 /** Builds and validates the effective configuration. Throws ConfigError naming the key and the reason. */
@@ -442,17 +491,50 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   config.dataDir = path.resolve(config.dataDir);
   if (config.crosswalk.dateOffsetMinDays > config.crosswalk.dateOffsetMaxDays)
     throw new ConfigError('crosswalk.dateOffsetMinDays', 'must not be greater than crosswalk.dateOffsetMaxDays');
-  if (!config.devStack && config.pacs.password === DEFAULT_CONFIG.pacs.password)
-    throw new ConfigError('pacs.password', 'default credentials are allowed only in the dev stack (devStack: true)');
+  if (config.scp.spoolMaxBytes < config.scp.maxInstanceBytes)
+    throw new ConfigError('scp.spoolMaxBytes', 'must be at least scp.maxInstanceBytes (else an instance within the size limit is always refused)');
+  if (!config.devStack && !opts.offline && config.pacs.password === DEFAULT_CONFIG.pacs.password)
+    throw new ConfigError('pacs.password', 'the default (demo) is allowed only in the dev stack (devStack: true); set the PACS password (DPHIANT_PACS_PASSWORD)');
   if (!config.devStack && !config.crosswalk.keyFile && !config.crosswalk.key)
     throw new ConfigError('crosswalk.keyFile', 'outside the dev stack a crosswalk key is required (dphiant keygen, then crosswalk.keyFile or DPHIANT_CROSSWALK_KEY)');
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
-  if (!config.devStack && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
+  if (!config.devStack && !opts.offline && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
     throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
+  checkTimeouts(config);
   checkTls(config.web.tls);
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
     throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   return config;
+}
+
+/** How long ingest waits for the PACS's REST API to identify a raw copy before it answers the sender anyway. */
+export const IDENTIFY_TIMEOUT_MS = 10_000;
+/** Reading and checking the spool file, journal writes: what else happens before a C-STORE is answered. */
+const ANSWER_MARGIN_MS = 5_000;
+
+/** The longest DPHIANT takes to answer one C-STORE: the forward (its retry included), identifying the raw copy, a margin. */
+export function longestStoreAnswerMs(pacs: Config['pacs']): number {
+  return pacs.storeTimeoutMs + IDENTIFY_TIMEOUT_MS + ANSWER_MARGIN_MS;
+}
+
+/**
+ * The forward's bound leaves room for a stalled attempt and its retry, and the SCP never drops an association
+ * while its caller waits for an answer DPHIANT is still working on.
+ */
+function checkTimeouts(config: Config): void {
+  const { pacs, scp } = config;
+  const twoAttempts = 2 * (pacs.connectTimeoutMs + pacs.noProgressTimeoutMs);
+  if (pacs.storeTimeoutMs < twoAttempts)
+    throw new ConfigError(
+      'pacs.storeTimeoutMs',
+      `must be at least 2 × (pacs.connectTimeoutMs + pacs.noProgressTimeoutMs) = ${twoAttempts} ms, room for a stalled attempt and its retry; raise it or lower pacs.noProgressTimeoutMs`,
+    );
+  const longest = longestStoreAnswerMs(pacs);
+  if (scp.pduTimeoutMs <= longest)
+    throw new ConfigError(
+      'scp.pduTimeoutMs',
+      `must exceed pacs.storeTimeoutMs + ${IDENTIFY_TIMEOUT_MS + ANSWER_MARGIN_MS} ms = ${longest} ms, the longest a sender may wait for a C-STORE answer (else the SCP drops its association while DPHIANT is still forwarding); raise scp.pduTimeoutMs or lower pacs.storeTimeoutMs`,
+    );
 }
 
 /**

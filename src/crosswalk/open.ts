@@ -12,21 +12,22 @@ export interface Keys {
   crosswalk: Buffer;
 }
 
-/** The site key and the crosswalk key of the configuration (dev stack: created in the data directory when missing). */
+/** The site key and the crosswalk key of the configuration (dev stack only: created in the data directory when missing). */
 export function loadKeys(config: Config, warn: (msg: string) => void): Keys {
-  const site = keyOrDevKey(config.keyFile || undefined, config.dataDir, 'site', warn);
+  const site = keyOrDevKey(config.keyFile || undefined, config.dataDir, 'site', warn, config.devStack);
   const crosswalk = config.crosswalk.key
     ? parseHexKey(config.crosswalk.key, 'crosswalk.key')
-    : keyOrDevKey(config.crosswalk.keyFile || undefined, config.dataDir, 'crosswalk', warn);
+    : keyOrDevKey(config.crosswalk.keyFile || undefined, config.dataDir, 'crosswalk', warn, config.devStack);
   if (site.equals(crosswalk)) throw new Error('the site key and the crosswalk key must differ');
   return { site, crosswalk };
 }
 
-export function crosswalkSettings(config: Config, keys: Keys): CrosswalkSettings {
+/** `alsoOpenWith`: keys that may have sealed some values too (a rekey that resumes an interrupted one). */
+export function crosswalkSettings(config: Config, keys: Keys, alsoOpenWith: Buffer[] = []): CrosswalkSettings {
   const c = config.crosswalk;
   return {
     siteKey: keys.site,
-    sealer: new Sealer(keys.crosswalk),
+    sealer: new Sealer(keys.crosswalk, alsoOpenWith),
     matchKey: c.matchKey,
     unidentified: c.unidentified,
     aliasPattern: c.aliasPattern,
@@ -40,8 +41,8 @@ export function crosswalkFile(dataDir: string): string {
   return path.join(dataDir, 'crosswalk.sqlite');
 }
 
-export async function openCrosswalk(config: Config, keys: Keys): Promise<CrosswalkStore> {
-  const settings = crosswalkSettings(config, keys);
+export async function openCrosswalk(config: Config, keys: Keys, alsoOpenWith: Buffer[] = []): Promise<CrosswalkStore> {
+  const settings = crosswalkSettings(config, keys, alsoOpenWith);
   if (config.crosswalk.url) return MongoCrosswalk.open(config.crosswalk.url, settings);
   return new SqliteCrosswalk(crosswalkFile(config.dataDir), settings);
 }

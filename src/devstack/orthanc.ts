@@ -130,6 +130,8 @@ export function middlemanEnv(opts: {
 }): Record<string, string> {
   const d = devStackDefaults;
   return {
+    // the demo's credentials and created keys; DPHIANT refuses them by default
+    DPHIANT_DEV_STACK: 'true',
     DPHIANT_DATA_DIR: opts.dataDir,
     DPHIANT_SCP_AET: d.middleman.aet,
     DPHIANT_SCP_HOST: d.middleman.host,

@@ -93,6 +93,13 @@ export interface OrthancJob {
   [key: string]: unknown;
 }
 
+/** A page of the change log; Last is the Seq of its last entry, or with no entry the log's last Seq. */
+export interface ChangePage {
+  Changes: { ChangeType: string; ID: string; ResourceType: string; Seq: number }[];
+  Done: boolean;
+  Last: number;
+}
+
 export class OrthancHttpError extends Error {
   constructor(
     readonly method: string,
@@ -235,8 +242,22 @@ export class OrthancClient {
   }
 
   /** The change log from `since` (exclusive): its entries may have gaps where resources were deleted. */
-  changes(since: number, limit = 1000): Promise<{ Changes: { ChangeType: string; ID: string; ResourceType: string; Seq: number }[]; Done: boolean; Last: number }> {
+  changes(since: number, limit = 1000): Promise<ChangePage> {
     return this.json('GET', `/changes?since=${since}&limit=${limit}`);
+  }
+
+  /**
+   * GET /changes?last: the newest entry of the change log and its Seq as Last (0 when the log is empty). Entries of
+   * deleted resources are gone from the log, so Last may be below sequence numbers already handed out.
+   */
+  lastChange(): Promise<ChangePage> {
+    return this.json('GET', '/changes?last');
+  }
+
+  /** GET /instances/{id}/metadata?expand: Origin, RemoteAET (the calling AE of its C-STORE), …; null when absent. */
+  async instanceMetadata(id: string): Promise<Record<string, string> | null> {
+    const res = await this.request('GET', `/instances/${enc(id)}/metadata?expand`, { allow: [404] });
+    return res.status === 404 ? null : ((await res.json()) as Record<string, string>);
   }
 
   private async json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {

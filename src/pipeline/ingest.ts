@@ -7,6 +7,7 @@
 // deletes only that ID, never whatever the PACS holds under the SOP Instance UID (with Retain UIDs the
 // de-identified copy has the same UID).
 import { readFile, rm } from 'node:fs/promises';
+import { IDENTIFY_TIMEOUT_MS } from '../config/index.js';
 import { DicomParseError, parseDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
 import type { Logger } from '../log.js';
@@ -32,9 +33,6 @@ export interface IngestOptions {
   /** Refuses new instances before forwarding while the worker cannot keep up (src/pipeline/health.ts). */
   backpressure?: Pick<Backpressure, 'refusal' | 'admitted'>;
 }
-
-/** How long ingest waits for the PACS's REST API to identify a raw copy before answering the sender anyway. */
-const IDENTIFY_TIMEOUT_MS = 10_000;
 
 const SOP_CLASS_MISMATCH = 0xa900;
 
@@ -104,6 +102,10 @@ export class Ingest {
       const started = Date.now();
       const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
       const reply = replyFor(outcome);
+      if (outcome.retried) {
+        this.metrics.inc('dphiant_forward_retries_total');
+        this.log.warn({ job: jobId, uid, first: outcome.retried, outcome: outcome.kind }, 'forward retried on a fresh association');
+      }
       const stored = outcome.kind === 'answered' && isSuccessOrWarning(outcome.status);
       if (stored) rawId = await this.identifyRaw(inst, rawId, jobId);
       try {
@@ -160,6 +162,12 @@ export class Ingest {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** An instance the SCP refused while it arrived (over the size limit, spool full): counted and journalled like one refused here. */
+  refuseReceived(inst: ReceivedInstance, reply: StoreReply): StoreReply {
+    this.metrics.inc('dphiant_instances_received_total');
+    return this.refuse(inst, { status: reply.status, comment: reply.comment ?? '' });
   }
 
   /**

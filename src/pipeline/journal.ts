@@ -2,7 +2,8 @@
 // so a state is on disk before the sender is told anything (invariant 1).
 // It names a raw instance by a keyed hash of its SOP Instance UID and by its Orthanc ID, never by the UID itself:
 // next to the alias and the new UID, the original UID would be a re-identification map outside the encrypted
-// crosswalk (invariant 12).
+// crosswalk (invariant 12). The Orthanc ID is an unkeyed SHA-1 of the Patient ID and the UIDs, so a finished job
+// keeps only its keyed hash (raw_key): enough to recognise a second send of the same instance, not to test a guess.
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -12,12 +13,17 @@ export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'D
 /** States with work left for the middleman. */
 export const UNFINISHED: readonly JobState[] = ['RECEIVED', 'IN_PACS', 'DEIDENTIFIED'];
 export type JobState = (typeof JOB_STATES)[number];
+/** States nothing follows (QUARANTINED waits for an operator, so it is not one of them). */
+export const FINISHED: readonly JobState[] = ['DONE', 'REJECTED', 'PURGED'];
 
 export interface Job {
   id: number;
   /** HMAC-SHA-256 (site key, hex) of the original SOP Instance UID. */
   sopUidHash: string;
-  /** The raw instance's Orthanc ID (content identity: Patient ID and the three UIDs); null until known. */
+  /**
+   * The raw instance's Orthanc ID (content identity: Patient ID and the three UIDs); null until known, and null
+   * again once the job is finished (the journal then keeps only its keyed hash).
+   */
   rawId: string | null;
   sopClassUid: string;
   transferSyntaxUid: string;
@@ -52,6 +58,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   id                  INTEGER PRIMARY KEY,
   sop_uid_hash        TEXT NOT NULL,
   raw_id              TEXT,
+  raw_key             TEXT,
   sop_class_uid       TEXT NOT NULL,
   transfer_syntax_uid TEXT NOT NULL,
   calling_aet         TEXT NOT NULL,
@@ -73,11 +80,15 @@ const INDEXES = `
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_sop_uid_hash ON jobs (sop_uid_hash);
 CREATE INDEX IF NOT EXISTS jobs_raw_id ON jobs (raw_id);
+CREATE INDEX IF NOT EXISTS jobs_raw_key ON jobs (raw_key);
 CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
 CREATE INDEX IF NOT EXISTS jobs_deidentified ON jobs (deidentified_id);
 `;
 
-const UNFINISHED_SQL = `('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`;
+const sqlList = (states: readonly JobState[]) => `(${states.map((s) => `'${s}'`).join(', ')})`;
+const UNFINISHED_SQL = sqlList(UNFINISHED);
+/** States in which the raw copy's Orthanc ID is no longer needed, only recognised (see raw_key). */
+const RAW_GONE_SQL = sqlList([...FINISHED, 'QUARANTINED']);
 
 export class Journal {
   private readonly db: Database.Database;
@@ -106,13 +117,29 @@ export class Journal {
     // what is deleted or rewritten (the migration below) is overwritten, not left in free pages
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
+    this.db.function('dphiant_key', { deterministic: true }, (v: unknown) => (v == null ? null : keyedHash(this.siteKey, String(v))));
     if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
+    if (this.migrateFinishedRawIds()) warn(`${file}: raw Orthanc IDs of finished jobs replaced by keyed hashes`);
     this.db.exec(INDEXES);
     this.insert = this.db.prepare(
       `INSERT INTO jobs (sop_uid_hash, raw_id, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
        VALUES (@sopUidHash, @rawId, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
     );
-    this.move = this.db.prepare(`UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?`);
+    this.move = this.db.prepare(
+      `UPDATE jobs SET state = @to, reason = @reason, updated_at = @now,
+         raw_key = CASE WHEN @to IN ${RAW_GONE_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
+         raw_id = CASE WHEN @to IN ${RAW_GONE_SQL} THEN NULL ELSE raw_id END
+       WHERE id = @id AND state = @from`,
+    );
+  }
+
+  /** A journal written before finished jobs kept only raw_key: hash their raw IDs (adding the column if needed). */
+  private migrateFinishedRawIds(): boolean {
+    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    if (!columns.includes('raw_key')) this.db.exec(`ALTER TABLE jobs ADD COLUMN raw_key TEXT`);
+    const changed = this.db.prepare(`UPDATE jobs SET raw_key = dphiant_key(raw_id), raw_id = NULL WHERE raw_id IS NOT NULL AND state IN ${RAW_GONE_SQL}`).run().changes;
+    if (changed) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return changed > 0;
   }
 
   /**
@@ -180,7 +207,7 @@ export class Journal {
 
   /** Moves a job from one state to the next; durable when it returns. Throws if the job was not in `from`. */
   transition(id: number, from: JobState, to: JobState, reason: string | null = null): void {
-    const r = this.move.run(to, reason, new Date().toISOString(), id, from);
+    const r = this.move.run({ to, reason, now: new Date().toISOString(), id, from });
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not ${from}`);
   }
 
@@ -231,10 +258,14 @@ export class Journal {
   /** Another job that de-identified the same raw instance (same content identity: the modality sent it twice), if any. */
   twinOf(job: Job): Job | undefined {
     if (!job.rawId) return undefined;
-    const row = this.db
-      .prepare(`SELECT * FROM jobs WHERE raw_id = ? AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL ORDER BY id LIMIT 1`)
-      .get(job.rawId, job.id) as Record<string, unknown> | undefined;
-    return row && toJob(row);
+    return this.jobsOfRaw(job.rawId, `AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL`, job.id)[0];
+  }
+
+  /** The jobs, oldest first, whose raw copy was the PACS instance `orthancId`, by its ID or, once finished, its keyed hash. */
+  jobsOfRaw(orthancId: string, andWhere = '', ...params: unknown[]): Job[] {
+    return (
+      this.db.prepare(`SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) ${andWhere} ORDER BY id`).all(orthancId, keyedHash(this.siteKey, orthancId), ...params) as Record<string, unknown>[]
+    ).map(toJob);
   }
 
   /** When the oldest job with work left arrived, or null. */
@@ -271,6 +302,20 @@ export class Journal {
     const q = this.db.prepare(`SELECT count(*) AS n FROM jobs WHERE alias_id = ? AND state = 'DONE'`);
     for (const a of aliases) out.set(a, (q.get(a) as { n: number }).n);
     return out;
+  }
+
+  /**
+   * Retention: deletes the finished jobs (DONE, REJECTED, PURGED) last changed more than `days` days before `now`;
+   * QUARANTINED and unfinished jobs are never deleted. Returns how many were. secure_delete overwrites their pages,
+   * and the checkpoint moves the change out of the WAL, so the rows are gone from the files too.
+   */
+  pruneFinished(days: number, now = Date.now()): number {
+    const before = new Date(now - days * 86_400_000).toISOString();
+    const deleted = this.db
+      .prepare(`DELETE FROM jobs WHERE state IN ${sqlList(FINISHED)} AND updated_at < ?`)
+      .run(before).changes;
+    if (deleted > 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return deleted;
   }
 
   getMeta(key: string): string | undefined {

@@ -1,65 +1,94 @@
 // The reconciler (invariant 2): finds raw instances in the PACS that no job covers — stored before a crash wiped
-// a journal entry, sent straight to the PACS, restored from a backup — and takes them into the pipeline.
-// At start-up it walks every instance; afterwards it follows Orthanc's change log.
+// a journal entry, restored from a backup — and takes them into the pipeline; it also identifies the raw copies
+// of jobs that do not know theirs yet, and settles the RECEIVED jobs a crash left behind.
+//
+// It follows Orthanc's change log by sequence number (`/changes?since=<Seq>`), its position kept in the journal's
+// meta after every page. The first start records where the log stands (`/changes?last`) and walks nothing; later
+// starts resume from the stored position, so no change is read twice. A walk of the whole archive runs only when
+// asked (`dphiant reconcile`, src/cli/reconcile.ts): bounded by --limit and resumable.
+// Why paging by Seq skips nothing while the worker deletes: Orthanc removes a resource's entries from the change
+// log when it deletes the resource, and it never reuses a Seq; the entries left keep their Seq, so "after Seq N"
+// names the same remaining entries before and after any deletion. (Paging /instances by offset does not: every
+// deletion before the offset shifts the rest back, and one instance per deletion is skipped.)
+//
 // A PACS instance is covered by its Orthanc ID (a job's raw copy or output), not by its UID; the UID only names,
 // through its keyed hash, the jobs whose raw copy is not identified yet (src/pipeline/journal.ts identifyRaw).
+// Only instances this middleman stored are adopted (pipeline.reconcileAdopt 'own': Orthanc's RemoteAET metadata
+// is pacs.callingAet); others are reported by Orthanc ID (a hash, no PHI) and left alone.
+import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
-import type { Journal } from './journal.js';
+import type { Job, Journal } from './journal.js';
 
-const SEQ_KEY = 'reconciler.changes.seq';
+/** Journal meta: the change-log Seq the follower has read up to. */
+export const POSITION_KEY = 'reconciler.changes.position';
+/** Journal meta: when a position was first recorded; a job received since has its changes after the position. */
+const COVERED_SINCE_KEY = 'reconciler.changes.since';
+/** COVERED_SINCE_KEY after the log was read from its start: no job is left uncovered (sorts before every date). */
+const ALL_COVERED = '0';
+/** Journal meta: where an unfinished `dphiant reconcile` walk resumes ('' or absent: from the start). */
+export const WALK_KEY = 'reconciler.walk.position';
+/** Journal meta: how many foreign instances were reported, and the last one's Orthanc ID (`dphiant status`). */
+export const FOREIGN_COUNT_KEY = 'reconciler.foreign.count';
+export const FOREIGN_LAST_KEY = 'reconciler.foreign.last';
+
+const PAGE = 1000;
+
+export interface ReconcilerOptions {
+  /** pacs.callingAet: the AE title this middleman stores into the PACS with (Orthanc records it as RemoteAET). */
+  callingAet: string;
+  adopt: Config['pipeline']['reconcileAdopt'];
+  metrics?: Metrics;
+}
+
+export interface WalkResult {
+  /** NewInstance entries looked at in this run. */
+  considered: number;
+  adopted: number;
+  foreign: number;
+  /** The Seq the walk has read up to. */
+  position: number;
+  /** The whole log was read: the next walk starts from the beginning again. */
+  complete: boolean;
+}
+
+type Verdict = 'covered' | 'adopted' | 'foreign';
 
 export class Reconciler {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   /** RECEIVED jobs of a previous run: it stopped between journalling them and hearing from the PACS. */
   private stale: number[];
-  /** Whether a full pass has completed: until then a stale job without a raw ID cannot be told absent. */
-  private scanned = false;
+  /** Unfinished jobs of a previous run whose raw copy is not identified (a large data set, a crash, a migration). */
+  private readonly unidentified: Job[];
+  /** Whether the change log has been read to its end in this run: until then a stale job cannot be told absent. */
+  private followed = false;
 
   constructor(
     private readonly journal: Journal,
     private readonly pacs: OrthancClient,
     private readonly log: Logger,
     private readonly adopt: (jobId: number) => void,
+    private readonly opts: ReconcilerOptions,
   ) {
-    this.stale = journal.byState('RECEIVED', 100_000).map((j) => j.id);
+    const received = journal.byState('RECEIVED', 100_000);
+    this.stale = received.map((j) => j.id);
+    this.unidentified = [...received, ...journal.byState('IN_PACS', 100_000), ...journal.byState('DEIDENTIFIED', 100_000)].filter((j) => !j.rawId);
   }
 
   /**
-   * A full pass now, then the change log every `intervalMs` (0: no periodic pass; stale jobs then retried every 5 s).
-   * The first full pass runs before stale jobs are resolved: it identifies the raw copies of those whose ID was not
-   * known (a large data set, not parsed before forwarding).
+   * Follows the change log now, then every `intervalMs` (0: only until a first pass has succeeded), and settles
+   * the stale jobs once it has read the log to its end.
    */
   start(intervalMs: number): Promise<void> {
-    const first = this.run(async () => (await this.fullScan()) + (await this.resolveStale()));
-    // until a full pass has completed (the PACS was down at start-up), every tick tries one
-    const later = async () => (this.scanned ? (await this.resolveStale()) + (intervalMs > 0 ? await this.followChanges() : 0) : (await this.fullScan()) + (await this.resolveStale()));
-    this.timer = setInterval(() => void this.run(later), intervalMs || 5000);
+    const pass = async () => (await this.followChanges()) + (await this.resolveStale());
+    const first = this.run(pass);
+    this.timer = setInterval(() => {
+      if (intervalMs > 0 || !this.followed || this.stale.length) void this.run(pass);
+    }, intervalMs || 5000);
     this.timer.unref();
     return first;
-  }
-
-  /**
-   * A RECEIVED job of a previous run: its sender was never told the instance was stored. If the PACS has it, it
-   * is IN_PACS (and gets de-identified); if not, REJECTED (the sender sends it again).
-   */
-  private async resolveStale(): Promise<number> {
-    let adopted = 0;
-    while (this.stale.length) {
-      const job = this.journal.get(this.stale[0]!);
-      if (job?.state === 'RECEIVED') {
-        if (!job.rawId && !this.scanned) return adopted;
-        const inPacs = !!job.rawId && (await this.pacs.instance(job.rawId)) !== null;
-        if (inPacs) {
-          this.journal.inPacs(job.id, null, 'found in the PACS after a restart');
-          this.adopt(job.id);
-          adopted++;
-        } else this.journal.transition(job.id, 'RECEIVED', 'REJECTED', 'not in the PACS after a restart; the sender was not told it was stored');
-      }
-      this.stale.shift();
-    }
-    return adopted;
   }
 
   stop(): void {
@@ -78,47 +107,157 @@ export class Reconciler {
     return this.running;
   }
 
-  /** Every instance of the PACS; remembers where the change log stands. */
-  async fullScan(): Promise<number> {
-    const last = (await this.pacs.changes(0, 1)).Last;
-    let adopted = 0;
-    for (let since = 0; ; ) {
-      const page = await this.pacs.listInstances({ since, limit: 1000 });
-      for (const id of page) adopted += await this.consider(id);
-      if (page.length < 1000) break;
-      since += page.length;
+  /**
+   * New instances since the stored position, page by page (the position stored after each). With no position
+   * (the first start on this journal) it records where the log stands and reads nothing, except when jobs of
+   * before the position need their raw copies identified: then the log is read once from its start.
+   */
+  async followChanges(): Promise<number> {
+    const start = this.startPosition();
+    if (start === undefined) {
+      this.journal.setMeta(POSITION_KEY, String((await this.pacs.lastChange()).Last));
+      // after the answer: a job received from now on has its instance's entry after that position
+      this.journal.setMeta(COVERED_SINCE_KEY, new Date().toISOString());
+      this.followed = true;
+      this.log.info({ position: Number(this.journal.getMeta(POSITION_KEY)) }, 'reconciler: first start, following the PACS change log from its last entry');
+      return 0;
     }
-    this.journal.setMeta(SEQ_KEY, String(last));
-    this.scanned = true;
+    const passStart = new Date().toISOString();
+    let since = start.since;
+    let adopted = 0;
+    let considered = 0;
+    for (;;) {
+      const page = await this.pacs.changes(since, PAGE);
+      for (const c of page.Changes) {
+        if (c.ChangeType !== 'NewInstance') continue;
+        considered++;
+        if ((await this.consider(c.ID)) === 'adopted') adopted++;
+      }
+      let next = page.Changes.length ? page.Changes[page.Changes.length - 1]!.Seq : since;
+      if (!page.Changes.length && page.Last < since) {
+        // Orthanc's last Seq is behind ours: its database was replaced; follow what it hands out from now on
+        this.log.warn({ position: since, pacsLast: page.Last }, 'the PACS change log is behind the stored position (PACS database replaced?): following from its end; run dphiant reconcile to walk its archive');
+        next = page.Last;
+      }
+      if (next !== since) this.journal.setMeta(POSITION_KEY, String(next));
+      since = next;
+      if (page.Done) break;
+    }
+    // read from the start: every job is covered from here on; else jobs from this pass on are
+    if (start.fromStart) this.journal.setMeta(COVERED_SINCE_KEY, ALL_COVERED);
+    else if (!this.journal.getMeta(COVERED_SINCE_KEY)) this.journal.setMeta(COVERED_SINCE_KEY, passStart);
+    this.followed = true;
+    this.log.debug({ from: start.since, to: since, considered, adopted }, 'reconciler followed the change log');
     return adopted;
   }
 
-  /** New instances since the last pass, from the change log. */
-  async followChanges(): Promise<number> {
-    let since = Number(this.journal.getMeta(SEQ_KEY) ?? 0);
-    let adopted = 0;
-    for (;;) {
-      const page = await this.pacs.changes(since, 1000);
-      for (const c of page.Changes) if (c.ChangeType === 'NewInstance') adopted += await this.consider(c.ID);
-      since = page.Last;
-      this.journal.setMeta(SEQ_KEY, String(since));
-      if (page.Done) return adopted;
+  /** Where this pass starts reading; undefined: nowhere yet (the first start on this journal). */
+  private startPosition(): { since: number; fromStart: boolean } | undefined {
+    const stored = this.journal.getMeta(POSITION_KEY);
+    const position = stored === undefined || stored === '' ? undefined : Number(stored);
+    if (this.followed) return { since: position ?? 0, fromStart: false };
+    // jobs received before the log was followed for this journal (a journal of an older version, a crash before
+    // the first pass) may have their instances' entries before the position: read the log from its start, once
+    const coveredSince = this.journal.getMeta(COVERED_SINCE_KEY);
+    const uncovered = this.unidentified.filter((j) => !coveredSince || j.receivedAt < coveredSince).length;
+    if (uncovered) {
+      this.log.warn({ jobs: uncovered }, 'jobs of before the reconciler followed the change log lack their raw copy: reading the change log from its start once');
+      return { since: 0, fromStart: true };
     }
+    return position === undefined ? undefined : { since: position, fromStart: false };
   }
 
-  /** Adopts one PACS instance if it is raw and no job covers it; returns 1 if adopted. */
-  private async consider(id: string): Promise<number> {
-    if (this.journal.knows(id)) return 0;
+  /**
+   * A RECEIVED job of a previous run: its sender was never told the instance was stored. If the PACS has it, it
+   * is IN_PACS (and gets de-identified); if not, REJECTED (the sender sends it again). A job that did not know its
+   * raw copy's ID (a data set too large to parse before forwarding) is told only after the change log has been
+   * read to its end in this run: its instance, had the PACS stored it, is an entry after the position stored
+   * before it was received, and reading that entry identified its raw copy (identifyRaw). No walk of the archive.
+   */
+  private async resolveStale(): Promise<number> {
+    if (!this.followed) return 0;
+    let adopted = 0;
+    while (this.stale.length) {
+      const job = this.journal.get(this.stale[0]!);
+      if (job?.state === 'RECEIVED') {
+        const inPacs = !!job.rawId && (await this.pacs.instance(job.rawId)) !== null;
+        if (inPacs) {
+          this.journal.inPacs(job.id, null, 'found in the PACS after a restart');
+          this.adopt(job.id);
+          adopted++;
+        } else this.journal.transition(job.id, 'RECEIVED', 'REJECTED', 'not in the PACS after a restart; the sender was not told it was stored');
+      }
+      this.stale.shift();
+    }
+    return adopted;
+  }
+
+  /**
+   * The archive, walked through its change log from the start (or where the last walk stopped) until the end or
+   * `limit` NewInstance entries; the position is stored after every page, so a walk stopped by the limit, an error
+   * or a crash resumes there. Every instance the PACS holds has its NewInstance entry, unless someone cleared the
+   * log (DELETE /changes on the PACS): then the instances stored before are not walked.
+   */
+  async walk(limit: number, restart = false): Promise<WalkResult> {
+    const stored = restart ? '' : (this.journal.getMeta(WALK_KEY) ?? '');
+    let since = stored === '' ? 0 : Number(stored);
+    const r: WalkResult = { considered: 0, adopted: 0, foreign: 0, position: since, complete: false };
+    while (r.considered < limit) {
+      const page = await this.pacs.changes(since, Math.min(PAGE, limit - r.considered));
+      let whole = true;
+      for (const c of page.Changes) {
+        if (r.considered >= limit) {
+          whole = false;
+          break;
+        }
+        since = c.Seq;
+        if (c.ChangeType !== 'NewInstance') continue;
+        r.considered++;
+        const v = await this.consider(c.ID);
+        if (v === 'adopted') r.adopted++;
+        else if (v === 'foreign') r.foreign++;
+      }
+      this.journal.setMeta(WALK_KEY, String(since));
+      if (page.Done && whole) {
+        r.complete = true;
+        break;
+      }
+    }
+    r.position = since;
+    if (r.complete) this.journal.setMeta(WALK_KEY, '');
+    return r;
+  }
+
+  /** Looks at one PACS instance: identifies a job's raw copy, adopts it, or reports it as another system's. */
+  private async consider(id: string): Promise<Verdict> {
+    this.count('considered');
+    if (this.journal.knows(id)) return 'covered';
     const instance = await this.pacs.instance(id);
     const sop = instance?.MainDicomTags.SOPInstanceUID;
-    if (!sop) return 0;
-    if ((await this.pacs.tagValue(id, '0012-0062'))?.toUpperCase() === 'YES') return 0;
+    if (!sop) return 'covered'; // deleted meanwhile
+    if ((await this.pacs.tagValue(id, '0012-0062'))?.toUpperCase() === 'YES') return 'covered';
     // a job of this UID that has not identified its raw copy: this is it
-    if (this.journal.identifyRaw(this.journal.uidHash(sop), id) > 0) return 0;
-    if (this.journal.knows(id)) return 0; // ingested meanwhile
+    if (this.journal.identifyRaw(this.journal.uidHash(sop), id) > 0) return 'covered';
+    if (this.opts.adopt === 'own') {
+      const meta = await this.pacs.instanceMetadata(id);
+      if (!meta) return 'covered';
+      if (meta.Origin !== 'DicomProtocol' || meta.RemoteAET !== this.opts.callingAet) {
+        this.count('foreign');
+        this.journal.setMeta(FOREIGN_COUNT_KEY, String(Number(this.journal.getMeta(FOREIGN_COUNT_KEY) ?? 0) + 1));
+        this.journal.setMeta(FOREIGN_LAST_KEY, id);
+        this.log.warn({ orthancId: id, origin: meta.Origin ?? '', remoteAet: meta.RemoteAET ?? '' }, 'raw instance stored in the PACS by another system: left alone (pipeline.reconcileAdopt own)');
+        return 'foreign';
+      }
+    }
+    if (this.journal.knows(id)) return 'covered'; // ingested meanwhile
     const jobId = this.journal.adopted({ sopInstanceUid: sop, rawId: id, sopClassUid: '', transferSyntaxUid: '', callingAet: 'RECONCILER', bytes: 0 });
+    this.count('adopted');
     this.log.warn({ job: jobId, uid: this.journal.fingerprint(sop) }, 'raw instance adopted by the reconciler');
     this.adopt(jobId);
-    return 1;
+    return 'adopted';
+  }
+
+  private count(what: 'considered' | 'adopted' | 'foreign'): void {
+    this.opts.metrics?.inc(`dphiant_reconciler_${what}_total`);
   }
 }

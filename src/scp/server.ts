@@ -1,16 +1,19 @@
 // The DIMSE server the modalities call: dcmjs-dimse's Scp on a net.Server of our own (its Server cannot bind a
 // host and leaves Nagle on). Accepts C-ECHO and C-STORE, spools each data set to a file, and answers a C-STORE
-// only when the pipeline says what became of the instance.
+// only when the pipeline says what became of the instance. Before a connection has associated it is held to
+// little: a cap on such connections, a time limit, and small PDUs of three types (pdu-guard.ts).
 import dimse from '../dicom/dimse.js';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
+import { Metrics } from '../metrics.js';
 import { Status, type ReceivedInstance, type StoreReply } from '../pipeline/types.js';
 import { checkCaller, decideContext, plainAddress } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
-import { SpoolFile } from './spool.js';
+import { SpoolBudget, SpoolFile } from './spool.js';
 
 const { Scp, Dataset, Implementation } = dimse;
 const { CEchoResponse, CStoreResponse } = dimse.responses;
@@ -27,6 +30,9 @@ export interface ScpOptions {
   scp: Config['scp'];
   spoolDir: string;
   ingest: (inst: ReceivedInstance) => Promise<StoreReply>;
+  /** An instance refused while it arrived (over the size limit, spool full): journalled, its answer returned. */
+  refused?: (inst: ReceivedInstance, reply: StoreReply) => StoreReply;
+  metrics?: Metrics;
   log: Logger;
   /** Names a SOP Instance UID in the log (keyed: src/log.ts). */
   fingerprint: (uid: string) => string;
@@ -50,9 +56,12 @@ class StoreScp extends Scp {
   server!: DicomServer;
   id = 0;
   accepted = false;
+  guard!: PduGuard;
   private spool: SpoolFile | undefined;
 
   override associationRequested(association: Association): void {
+    // the guard dropped it (the library still reads the chunk it was in), or a second request (a protocol error)
+    if (this.accepted || this.socket.destroyed) return;
     const { scp, log } = this.opts;
     const calling = association.getCallingAeTitle();
     const called = association.getCalledAeTitle();
@@ -86,6 +95,8 @@ class StoreScp extends Scp {
     }
     this.accepted = true;
     this.server.acceptedAssociations++;
+    this.server.pendingConnections--;
+    this.guard.accepted();
     log.info({ assoc: this.id, calling, from, contexts: acceptedContexts }, 'association accepted');
     this.sendAssociationAccept();
   }
@@ -107,7 +118,7 @@ class StoreScp extends Scp {
   }
 
   override createStoreWritableStream(): Writable {
-    this.spool = new SpoolFile(this.opts.spoolDir, this.opts.scp.maxInstanceBytes);
+    this.spool = new SpoolFile(this.opts.spoolDir, this.opts.scp.maxInstanceBytes, this.server.spoolBudget);
     return this.spool as unknown as Writable;
   }
 
@@ -126,17 +137,21 @@ class StoreScp extends Scp {
       const response = CStoreResponse.fromRequest(request);
       response.setStatus(reply.status);
       if (reply.comment) response.setErrorComment(reply.comment);
+      // the library's idle clock runs from the caller's last PDU, also while the caller waits for this answer:
+      // restart it, so that the caller's idle time counts from our answer
+      this.lastPduTime = Date.now();
       callback(response);
     };
-    try {
-      this.store(request).then(answer, (e: Error) => {
-        this.opts.log.error({ assoc: this.id, err: e.message }, 'C-STORE failed');
-        answer({ status: Status.ProcessingFailure, comment: 'DPHIANT internal error' });
-      });
-    } catch (e) {
+    const failed = (e: unknown): StoreReply => {
       this.opts.log.error({ assoc: this.id, err: (e as Error).message }, 'C-STORE failed');
-      answer({ status: Status.ProcessingFailure, comment: 'DPHIANT internal error' });
-    }
+      return { status: Status.ProcessingFailure, comment: 'DPHIANT internal error' };
+    };
+    // no rejection may escape: serve exits on an unhandled one (the sender may be gone when the answer is sent)
+    void Promise.resolve()
+      .then(() => this.store(request))
+      .catch(failed)
+      .then(answer)
+      .catch((e: Error) => this.opts.log.warn({ assoc: this.id, err: e.message }, 'C-STORE answer not sent'));
   }
 
   private async store(request: CStoreRequest): Promise<StoreReply> {
@@ -145,28 +160,40 @@ class StoreScp extends Scp {
     const spool = ref.spool;
     const sopInstanceUid = request.getAffectedSopInstanceUid() ?? '';
     const uid = this.opts.fingerprint(sopInstanceUid);
-    if (spool.oversized) {
-      spool.drop();
-      log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');
-      return { status: Status.OutOfResources, comment: `instance over the size limit (${scp.maxInstanceBytes} bytes)` };
-    }
-    if (spool.writeError) {
-      spool.drop();
-      log.error({ assoc: this.id, uid, err: spool.writeError }, 'instance refused: spool write failed');
-      return { status: Status.OutOfResources, comment: `DPHIANT spool: ${spool.writeError}` };
-    }
-    if (spool.bytes === 0 || !sopInstanceUid) {
-      spool.drop();
-      return { status: Status.CannotUnderstand, comment: 'empty data set or no SOP Instance UID' };
-    }
-    return this.opts.ingest({
+    const inst: ReceivedInstance = {
       sopClassUid: request.getAffectedSopClassUid() ?? '',
       sopInstanceUid,
       transferSyntaxUid: ref.transferSyntaxUid,
       callingAet: this.association?.getCallingAeTitle() ?? '',
       spoolPath: spool.path,
       bytes: spool.bytes,
-    });
+    };
+    const refuse = (reply: StoreReply) => {
+      spool.drop();
+      return sopInstanceUid && this.opts.refused ? this.opts.refused(inst, reply) : reply;
+    };
+    if (spool.oversized) {
+      log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');
+      return refuse({ status: Status.OutOfResources, comment: `instance over the size limit (${scp.maxInstanceBytes} bytes)` });
+    }
+    if (spool.noSpace) {
+      const budget = this.server.spoolBudget;
+      log.warn({ assoc: this.id, uid, bytes: spool.bytes, inFlight: budget.inFlight, limit: budget.maxBytes, err: spool.writeError }, 'instance refused: spool full');
+      return refuse({ status: Status.OutOfResources, comment: SPOOL_FULL });
+    }
+    if (spool.writeError) {
+      log.error({ assoc: this.id, uid, err: spool.writeError }, 'instance refused: spool write failed');
+      return refuse({ status: Status.OutOfResources, comment: `DPHIANT spool: ${spool.writeError}` });
+    }
+    if (spool.bytes === 0 || !sopInstanceUid) {
+      spool.drop();
+      return { status: Status.CannotUnderstand, comment: 'empty data set or no SOP Instance UID' };
+    }
+    try {
+      return await this.opts.ingest(inst);
+    } finally {
+      spool.drop(); // ingest removed the file; this gives its bytes back to the budget
+    }
   }
 
   override abort(): void {
@@ -180,7 +207,7 @@ class StoreScp extends Scp {
     if (this.accepted) {
       this.accepted = false;
       this.server.acceptedAssociations--;
-    }
+    } else this.server.pendingConnections--;
   }
 }
 
@@ -188,31 +215,72 @@ interface ScpInternals {
   association?: Association;
   socket: Socket;
   connected: boolean;
+  /** When the last PDU arrived: the library drops the association pduTimeout after it. */
+  lastPduTime?: number;
 }
 interface StoreScp extends ScpInternals {}
+
+/** The sender's answer when the spool has no room (budget, free-space floor, or the disk itself). */
+export const SPOOL_FULL = 'DPHIANT spool full';
+
+/** Closing lines about connections refused for the pending cap: at most one per this many ms (a flood). */
+const PENDING_LOG_MS = 5000;
 
 export class DicomServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
+  private readonly metrics: Metrics;
   /** Associations accepted and not yet closed. */
   acceptedAssociations = 0;
+  /** Connections open that have not associated (yet). */
+  pendingConnections = 0;
+  readonly spoolBudget: SpoolBudget;
+  private pendingRefusals = { loggedAt: 0, unlogged: 0 };
 
   constructor(private readonly opts: ScpOptions) {
-    // spool files left by a previous run belong to instances nobody was told were stored
-    rmSync(opts.spoolDir, { recursive: true, force: true });
+    // spool files left by a previous run belong to instances nobody was told were stored; the folder stays (it
+    // may be a file system of its own)
+    mkdirSync(opts.spoolDir, { recursive: true });
+    for (const name of readdirSync(opts.spoolDir)) rmSync(path.join(opts.spoolDir, name), { recursive: true, force: true });
+    this.spoolBudget = new SpoolBudget(opts.spoolDir, opts.scp.spoolMaxBytes, opts.scp.spoolMinFreeBytes);
+    this.metrics = opts.metrics ?? new Metrics();
+    this.metrics.gauge('dphiant_scp_pending_connections', 'connections open that have not associated yet', () => this.pendingConnections);
+    this.metrics.gauge('dphiant_spool_bytes', 'bytes of data sets in spool files, received and not yet forwarded', () => this.spoolBudget.inFlight);
     this.server = net.createServer((socket) => this.connection(socket));
   }
 
   private connection(socket: Socket): void {
     const { scp, log } = this.opts;
+    const from = plainAddress(socket.remoteAddress);
+    if (this.pendingConnections >= scp.maxPendingConnections) {
+      socket.destroy();
+      this.dropped('pending-limit');
+      const r = this.pendingRefusals;
+      if (Date.now() - r.loggedAt < PENDING_LOG_MS) r.unlogged++;
+      else {
+        log.warn({ from, limit: scp.maxPendingConnections, alsoRefused: r.unlogged }, 'connection refused: too many connections not associated');
+        this.pendingRefusals = { loggedAt: Date.now(), unlogged: 0 };
+      }
+      return;
+    }
+    this.pendingConnections++;
     socket.setNoDelay(true);
     this.sockets.add(socket);
     const id = this.nextId++;
-    new PduGuard(socket, 2 * 1024 * 1024, (why) => {
-      log.warn({ assoc: id, why }, 'connection dropped: protocol violation');
+    const guard = new PduGuard(socket, 2 * 1024 * 1024, (why) => {
+      log.warn({ assoc: id, from, why }, 'connection dropped: protocol violation');
+      this.dropped('protocol');
       socket.destroy();
     });
+    // dcmjs-dimse's own association timeout never runs on a server socket (it starts at a 'connect' event, which
+    // only client sockets emit)
+    const associationTimer = setTimeout(() => {
+      if (assoc.accepted || socket.destroyed) return;
+      log.warn({ assoc: id, from, ms: scp.associationTimeoutMs }, 'connection closed: no association in time');
+      this.dropped('association-timeout');
+      socket.destroy();
+    }, scp.associationTimeoutMs);
     const assoc = new StoreScp(socket, {
       associationTimeout: scp.associationTimeoutMs,
       pduTimeout: scp.pduTimeoutMs,
@@ -221,15 +289,21 @@ export class DicomServer {
     assoc.opts = this.opts;
     assoc.server = this;
     assoc.id = id;
+    assoc.guard = guard;
     assoc.connected = true; // what the library's Server does; starts its association/PDU timers
     assoc.on('networkError', (e: Error) => {
       log.warn({ assoc: id, err: e.message }, 'association network error');
       socket.destroy();
     });
     socket.on('close', () => {
+      clearTimeout(associationTimer);
       this.sockets.delete(socket);
       assoc.closed();
     });
+  }
+
+  private dropped(reason: 'pending-limit' | 'protocol' | 'association-timeout'): void {
+    this.metrics.inc('dphiant_scp_connections_dropped_total', { reason });
   }
 
   listen(): Promise<AddressInfo> {

@@ -10,23 +10,32 @@ import type { ReceivedInstance } from '../pipeline/types.js';
 const { Client, Dataset } = dimse;
 const { CStoreRequest } = dimse.requests;
 const { PresentationContext } = dimse.association;
+const { AbortSource, AbortReason } = dimse.constants;
 
 export interface PacsTarget {
   host: string;
   port: number;
   aet: string;
   callingAet: string;
+  /** TCP connect and A-ASSOCIATE-AC. */
   connectTimeoutMs: number;
+  /** An attempt in which no byte moves to or from the PACS for this long is aborted. */
+  noProgressTimeoutMs: number;
+  /** Bound on the whole forward of one instance, its retry included. */
   storeTimeoutMs: number;
 }
 
-export type StoreOutcome =
+export type StoreOutcome = (
   /** The PACS answered; `status` is its C-STORE status (success, warning or failure). */
   | { kind: 'answered'; status: number; comment?: string }
   /** The PACS accepted neither the SOP class nor the exact transfer syntax. */
   | { kind: 'not-accepted' }
-  /** No answer: connection refused, association rejected or aborted, timeout. `reason` holds no PHI. */
-  | { kind: 'unavailable'; reason: string };
+  /** No answer: connection refused, association rejected or aborted, no progress, timeout. `reason` holds no PHI. */
+  | { kind: 'unavailable'; reason: string }
+) & {
+  /** Set when a first attempt failed and the outcome is the second's: why the first failed (a fixed text). */
+  retried?: string;
+};
 
 /** A data set that exists only as bytes in a file, in one transfer syntax, and refuses every other use. */
 class SpooledDataset extends Dataset {
@@ -60,8 +69,11 @@ interface CommandInternals {
 const MAX_PDU = 4 * 1024 * 1024; // the library's own cap
 const READ_BLOCK = 1024 * 1024;
 
-/** Replaces the network's P-DATA sender: the command as the library encodes it, the data set streamed from disk. */
-function streamDatasetsFromFiles(network: NetworkInternals): void {
+/**
+ * Replaces the network's P-DATA sender: the command as the library encodes it, the data set streamed from disk.
+ * `progress` is called whenever a block has gone to the socket (written, and drained when it had to be).
+ */
+function streamDatasetsFromFiles(network: NetworkInternals, progress: () => void): void {
   const original = network._sendPDataTF.bind(network);
   network._sendPDataTF = (command, pcId, maxPduLength) => {
     const dataset = command.getDataset();
@@ -73,7 +85,7 @@ function streamDatasetsFromFiles(network: NetworkInternals): void {
       command.dataset = dataset;
     }
     const pdu = maxPduLength === 0 ? MAX_PDU : Math.min(maxPduLength, MAX_PDU);
-    sendFile(network.socket, dataset.instance, pcId, pdu).catch((err: Error) => {
+    sendFile(network.socket, dataset.instance, pcId, pdu, progress).catch((err: Error) => {
       network.socket.destroy();
       network.emit('networkError', err);
     });
@@ -81,7 +93,7 @@ function streamDatasetsFromFiles(network: NetworkInternals): void {
 }
 
 /** Writes the spool file as P-DATA-TF PDUs of at most `maxPduLength`, waiting for the socket to drain. */
-async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, maxPduLength: number): Promise<void> {
+async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, maxPduLength: number, progress: () => void): Promise<void> {
   const chunk = maxPduLength - 6; // PDV item: 4-byte length, context id, control header
   const block = Math.max(chunk, Math.floor(READ_BLOCK / chunk) * chunk);
   const file = await open(inst.spoolPath, 'r');
@@ -109,6 +121,7 @@ async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, ma
       sent += buf.length;
       socket.uncork();
       if (socket.writableNeedDrain) await drained(socket);
+      progress();
     }
   } finally {
     await file.close();
@@ -127,19 +140,72 @@ function drained(socket: Socket): Promise<void> {
   });
 }
 
-/** Stores one spooled instance in the PACS in one association. Never throws; the outcome says what happened. */
-export function storeInstance(target: PacsTarget, inst: ReceivedInstance): Promise<StoreOutcome> {
+/** Why an attempt ended without an answer, when a second attempt on a fresh association may well succeed. */
+type Retryable = 'no progress' | 'connection lost after association';
+
+type AttemptResult = StoreOutcome & { retryable?: Retryable };
+
+/**
+ * Stores one spooled instance in the PACS, within `storeTimeoutMs` in all. An attempt in which no byte moves to or
+ * from the PACS for `noProgressTimeoutMs`, or whose association is lost before the answer, is aborted and made once
+ * more on a fresh association: the PACS de-duplicates by SOP Instance UID, so a copy it stored without answering is
+ * answered for (Orthanc says success again). An attempt that never got an association (connection refused,
+ * association rejected, no answer to A-ASSOCIATE) is not repeated: the PACS is down or refuses us, the sender is
+ * answered at once and retries later. `retry: false` makes one attempt only (a modality stand-in in tests). Never
+ * throws; the outcome says what happened.
+ */
+export async function storeInstance(target: PacsTarget, inst: ReceivedInstance, opts: { retry?: boolean } = {}): Promise<StoreOutcome> {
+  const deadline = Date.now() + target.storeTimeoutMs;
+  const first = await attempt(target, inst, deadline);
+  if (!first.retryable || opts.retry === false || deadline - Date.now() < RETRY_MIN_MS) return outcomeOf(first);
+  const second = outcomeOf(await attempt(target, inst, deadline));
+  // fixed texts: the reason ends in the sender's ErrorComment (LO, 64 characters)
+  if (second.kind === 'unavailable') return { ...second, reason: `${second.reason} (retried)`, retried: first.retryable };
+  return { ...second, retried: first.retryable };
+}
+
+/** A retry with less time than this left would only delay the sender's answer. */
+const RETRY_MIN_MS = 1000;
+
+function outcomeOf(r: AttemptResult): StoreOutcome {
+  const { retryable: _, ...outcome } = r;
+  return outcome;
+}
+
+/** One association: connect, associate, send, wait for the answer. */
+function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): Promise<AttemptResult> {
   return new Promise((resolve) => {
     let settled = false;
+    let associated = false;
+    let network: NetworkInternals | undefined;
     const client = new Client();
-    const finish = (outcome: StoreOutcome) => {
+    const finish = (outcome: AttemptResult) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
-      if (outcome.kind !== 'answered') (client as unknown as { network?: NetworkInternals }).network?.socket.destroy();
+      clearTimeout(overall);
+      clearTimeout(stalled);
+      if (outcome.kind !== 'answered' && network && !network.socket.destroyed) {
+        // an A-ABORT tells the PACS to drop the association (when it still reads), then the connection goes
+        try {
+          if (associated) client.abort(AbortSource.ServiceUser, AbortReason.NotSpecified);
+        } catch {
+          // the connection is cut below anyway
+        }
+        network.socket.destroy();
+      }
       resolve(outcome);
     };
-    const timer = setTimeout(() => finish({ kind: 'unavailable', reason: 'PACS timeout' }), target.storeTimeoutMs);
+    /** The association is gone before the answer: worth a second attempt only once the PACS had accepted it. */
+    const lost = (reason: string) => finish({ kind: 'unavailable', reason, ...(associated ? { retryable: 'connection lost after association' as const } : {}) });
+    const overall = setTimeout(() => finish({ kind: 'unavailable', reason: 'PACS timeout' }), Math.max(0, deadline - Date.now()));
+    // restarted by every byte to or from the PACS (progress); before the association, a silent PACS is a down one
+    const stalled = setTimeout(
+      () => finish({ kind: 'unavailable', reason: 'no progress', ...(associated ? { retryable: 'no progress' as const } : {}) }),
+      target.noProgressTimeoutMs,
+    );
+    const progress = () => {
+      if (!settled) stalled.refresh();
+    };
 
     const request = new CStoreRequest(new SpooledDataset(inst));
     // a context with exactly the received transfer syntax; the library adds implicit/explicit LE ones itself
@@ -149,23 +215,28 @@ export function storeInstance(target: PacsTarget, inst: ReceivedInstance): Promi
       finish({ kind: 'answered', status: rsp.getStatus(), ...(comment ? { comment } : {}) });
     });
     request.on('done', () => finish({ kind: 'not-accepted' })); // done without a response: no usable context
+    client.on('associationAccepted', () => {
+      associated = true;
+    });
     client.on('associationRejected', (rj: { result: number; source: number; reason: number }) =>
       finish({ kind: 'unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
     );
-    client.on('networkError', (e: Error) => finish({ kind: 'unavailable', reason: networkReason(e) }));
-    client.on('closed', () => finish({ kind: 'unavailable', reason: 'connection closed before response' }));
+    client.on('networkError', (e: Error) => lost(networkReason(e)));
+    client.on('closed', () => lost('connection closed before response'));
     client.addRequest(request);
     try {
+      // the library's own timers are only a backstop: the no-progress timer and the deadline above decide.
+      // Its "connectTimeout" is the socket's idle timeout for the whole association, its pduTimeout counts from
+      // the last PDU received (none arrives while a large data set is sent): both get the whole forward's bound.
       client.send(target.host, target.port, target.callingAet, target.aet, {
-        // the library's "connectTimeout" is the socket's idle timeout for the whole association: the PACS may
-        // be silent while it stores a large instance, so it gets the store timeout, not the connect one
         connectTimeout: target.storeTimeoutMs,
         associationTimeout: target.connectTimeoutMs,
         pduTimeout: target.storeTimeoutMs,
       });
-      const network = (client as unknown as { network: NetworkInternals }).network;
+      network = (client as unknown as { network: NetworkInternals }).network;
       network.socket.setNoDelay(true); // else every round trip waits for a delayed ACK (field notes §0.3)
-      streamDatasetsFromFiles(network);
+      network.socket.on('data', progress);
+      streamDatasetsFromFiles(network, progress);
     } catch (e) {
       finish({ kind: 'unavailable', reason: networkReason(e as Error) });
     }

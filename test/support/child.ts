@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../../src/devstack/orthanc.js';
+import { DEV_STACK_ENV } from './cli.js';
 import { echoscu } from './dcmtk.js';
 import { freePort } from './ports.js';
 
@@ -19,7 +20,7 @@ export async function spawnMiddleman(env: Record<string, string>, port: number):
   const webPort = Number(env.DPHIANT_WEB_PORT ?? (await freePort()));
   const logFd = process.env.DPHIANT_TEST_LOG_FILE ? openSync(process.env.DPHIANT_TEST_LOG_FILE, 'a') : 'ignore';
   const child: ChildProcess = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve'], {
-    env: { ...process.env, DPHIANT_LOG_LEVEL: 'warn', DPHIANT_SCP_PORT: String(port), DPHIANT_WEB_PORT: String(webPort), ...env },
+    env: { ...process.env, ...DEV_STACK_ENV, DPHIANT_LOG_LEVEL: 'warn', DPHIANT_SCP_PORT: String(port), DPHIANT_WEB_PORT: String(webPort), ...env },
     // the middleman's log goes to a file (DPHIANT_TEST_LOG_FILE) or nowhere
     stdio: ['ignore', logFd, logFd],
   });

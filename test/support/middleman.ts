@@ -6,6 +6,7 @@ import path from 'node:path';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { createLogger } from '../../src/log.js';
 import { startMiddleman, type Middleman } from '../../src/middleman.js';
+import { DEV_STACK_ENV } from './cli.js';
 import { freePort } from './ports.js';
 
 export interface TestMiddleman extends Middleman {
@@ -19,6 +20,7 @@ export async function startTestMiddleman(env: Record<string, string>, port?: num
   port ??= await freePort();
   const config = loadConfig({
     env: {
+      ...DEV_STACK_ENV,
       DPHIANT_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'dphiant-mm-')),
       DPHIANT_SCP_PORT: String(port),
       DPHIANT_WEB_PORT: String(await freePort()),
