@@ -170,6 +170,16 @@ class RawDeletions {
   }
 }
 
+/** How long one crosswalk call may take before it counts as failed (the driver's own server selection gives up at 10 s). */
+const CROSSWALK_CALL_TIMEOUT_MS = 30_000;
+
+class CrosswalkTimeout extends Error {
+  constructor() {
+    super(`no answer in ${CROSSWALK_CALL_TIMEOUT_MS} ms`);
+    this.name = 'CrosswalkTimeout';
+  }
+}
+
 /** A failing dependency nothing has called for this long is asked directly (GET /system, one crosswalk read). */
 const PROBE_AFTER_MS = 5_000;
 
@@ -300,10 +310,17 @@ export class DeidentificationWorker {
     }
   }
 
-  /** A call to the crosswalk, reported to its health; every failure of it is transient. */
+  /**
+   * A call to the crosswalk, reported to its health; every failure of it is transient. Bounded in time: a driver
+   * call that never settles (seen once when the database stopped mid-call) must not hold a worker slot for good.
+   */
   private async crosswalkCall<T>(call: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CrosswalkTimeout()), CROSSWALK_CALL_TIMEOUT_MS);
+    });
     try {
-      const r = await call();
+      const r = await Promise.race([call(), timeout]);
       this.health.succeeded('crosswalk');
       return r;
     } catch (e) {
@@ -311,6 +328,8 @@ export class DeidentificationWorker {
       // the driver's message may quote a key (a blind-index hash at most): the journal gets the error's name only
       this.d.log.warn({ err: (e as Error).message }, 'crosswalk call failed');
       throw new PipelineError('transient', 'crosswalk', `crosswalk unavailable (${(e as Error)?.name ?? 'error'})`, 'crosswalk');
+    } finally {
+      clearTimeout(timer);
     }
   }
 
