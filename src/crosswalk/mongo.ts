@@ -54,7 +54,9 @@ export class MongoCrosswalk implements CrosswalkStore {
 
   /** Connects, creates the unique indexes, and checks the crosswalk key against a stored value. */
   static async open(url: string, s: CrosswalkSettings): Promise<MongoCrosswalk> {
-    const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000 });
+    // a socket that stays silent this long is closed, so a call on a database that stopped mid-call fails (and is
+    // retried) instead of waiting for ever
+    const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000, socketTimeoutMS: 60_000 });
     await client.connect();
     const store = new MongoCrosswalk(client, client.db(), s);
     try {
