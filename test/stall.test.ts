@@ -126,6 +126,27 @@ describe('stall: the timeouts the configuration enforces', () => {
   });
 });
 
+/** The test stack with its middleman forwarding to the PACS through a proxy that swallows the answers `stallAt`. */
+async function stackBehindStall(stallAt: number[]): Promise<{ stack: TestStack; proxy: StallProxy; logFile: string }> {
+  const proxyPort = await freePort();
+  const logFile = path.join(mkdtempSync(path.join(tmpdir(), 'dphiant-stall-')), 'middleman.log');
+  const stack = await startStack({ env: { DPHIANT_PACS_PORT: String(proxyPort) }, logFile });
+  try {
+    const proxy = await startStallProxy({ port: proxyPort, target: { host: '127.0.0.1', port: stack.pacs.dicomPort }, stallAt });
+    return { stack, proxy, logFile };
+  } catch (e) {
+    await stack.stop();
+    throw e;
+  }
+}
+
+/** The middleman's log, one JSON object a line. */
+const logLines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
 describe('stall: the PACS does not answer one C-STORE (1 storescu × 20 instances, default timeouts)', function () {
   this.timeout(600_000);
   let stack: TestStack;
@@ -136,11 +157,8 @@ describe('stall: the PACS does not answer one C-STORE (1 storescu × 20 instance
   });
 
   it('retries that instance once on a fresh association; the modality gets success for all 20, sooner than scp.pduTimeoutMs', async () => {
-    const proxyPort = await freePort();
-    const work = mkdtempSync(path.join(tmpdir(), 'dphiant-stall-'));
-    const logFile = path.join(work, 'middleman.log');
-    stack = await startStack({ env: { DPHIANT_PACS_PORT: String(proxyPort) }, logFile });
-    proxy = await startStallProxy({ port: proxyPort, target: { host: '127.0.0.1', port: stack.pacs.dicomPort }, stallAt: [5] });
+    let logFile: string;
+    ({ stack, proxy, logFile } = await stackBehindStall([5]));
     const { scp, pacs } = stack.mm.config;
     expect(pacs.noProgressTimeoutMs, 'the default no-progress timeout').to.equal(DEFAULT_CONFIG.pacs.noProgressTimeoutMs);
     const manifest = await generateStudies({ outDir: path.join(stack.work, 'in'), patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 20, modalities: ['CT'], seed: 701 });
@@ -151,7 +169,7 @@ describe('stall: the PACS does not answer one C-STORE (1 storescu × 20 instance
     const n = await inventoryNumbers(stack.pacsRest, manifest.instances.map((i) => i.sopInstanceUid));
     const counts = stack.mm.journal.counts();
     const retried = stack.mm.metrics.counter('dphiant_forward_retries_total');
-    const log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = logLines(logFile);
     const retryLines = log.filter((l) => l.msg === 'forward retried on a fresh association');
     const slowest = Math.max(...log.filter((l) => l.msg === 'forwarded to PACS').map((l) => Number(l.ms)));
     console.log(
@@ -181,18 +199,16 @@ describe('stall: the PACS does not answer one C-STORE twice (attempt and retry)'
   });
 
   it('refuses that instance with 0xA700 after two no-progress timeouts, long before the SCP idle timeout, and goes on with the association', async () => {
-    const proxyPort = await freePort();
-    const logFile = path.join(mkdtempSync(path.join(tmpdir(), 'dphiant-stall2-')), 'middleman.log');
-    stack = await startStack({ env: { DPHIANT_PACS_PORT: String(proxyPort) }, logFile });
+    let logFile: string;
     // answer 1 is instance 1's; 2 and 3 are instance 2's first attempt and its retry; 4 is instance 3's
-    proxy = await startStallProxy({ port: proxyPort, target: { host: '127.0.0.1', port: stack.pacs.dicomPort }, stallAt: [2, 3] });
+    ({ stack, proxy, logFile } = await stackBehindStall([2, 3]));
     const { scp, pacs } = stack.mm.config;
     const manifest = await generateStudies({ outDir: path.join(stack.work, 'in'), patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 3, modalities: ['CT'], seed: 703 });
     const started = Date.now();
     // -nh: storescu goes on after a failure (the default halts at the first one)
     const run = await storescu(manifest.instances.map((i) => i.path), { port: stack.mm.port, extraArgs: ['-nh'], timeoutMs: 300_000 });
     const seconds = (Date.now() - started) / 1000;
-    const log = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = logLines(logFile);
     const refused = log.filter((l) => l.msg === 'refused');
     const rejected = stack.mm.journal.byState('REJECTED');
     console.log(

@@ -17,6 +17,7 @@ import { storeInstance } from '../scu/store.js';
 import type { Journal } from './journal.js';
 import { Metrics, reasonClass } from '../metrics.js';
 import type { Backpressure } from './health.js';
+import { withinTime } from './deadline.js';
 import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } from './types.js';
 
 export type Forward = (target: PacsTarget, inst: ReceivedInstance) => Promise<StoreOutcome>;
@@ -36,15 +37,10 @@ export interface IngestOptions {
 
 const SOP_CLASS_MISMATCH = 0xa900;
 
-/** Why a data set cannot be taken in, or null. Checks structure and that it is the instance the command names. */
-export function checkDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): { status: number; comment: string } | null {
-  const r = inspectDataset(bytes, inst, maxInflatedBytes);
-  return 'rawId' in r ? null : r;
-}
-
 /**
- * checkDataset, and for a data set that passes, the Orthanc ID the PACS will give it: Orthanc's SHA-1 of the
- * top-level Patient ID and the study, series and instance UIDs (src/pacs/orthanc.ts).
+ * Why a data set cannot be taken in (its structure, or it is not the instance the command names), or for one that
+ * passes, the Orthanc ID the PACS will give it: Orthanc's SHA-1 of the top-level Patient ID and the study, series
+ * and instance UIDs (src/pacs/orthanc.ts).
  */
 export function inspectDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): { status: number; comment: string } | { rawId: string } {
   let ds;
@@ -144,8 +140,6 @@ export class Ingest {
   private async identifyRaw(inst: ReceivedInstance, computed: string | null, jobId: number): Promise<string | null> {
     const rest = this.opts.pacsRest;
     if (!rest) return computed;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${IDENTIFY_TIMEOUT_MS} ms`)), IDENTIFY_TIMEOUT_MS)));
     const ask = async (): Promise<string | null> => {
       if (computed && (await rest.instance(computed))) return computed;
       const found = (await rest.lookup(inst.sopInstanceUid)).filter((r) => r.Type === 'Instance' && !this.journal.isOutput(r.ID)).map((r) => r.ID);
@@ -155,12 +149,10 @@ export class Ingest {
       return computed;
     };
     try {
-      return await Promise.race([ask(), timeout]);
+      return await withinTime(IDENTIFY_TIMEOUT_MS, ask(), () => new Error(`no answer in ${IDENTIFY_TIMEOUT_MS} ms`));
     } catch (e) {
       this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), err: (e as Error).message }, 'PACS REST API did not confirm the raw copy');
       return computed;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

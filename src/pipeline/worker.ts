@@ -32,6 +32,7 @@ import type { Quarantine } from './quarantine.js';
 import { Metrics } from '../metrics.js';
 import { DEPENDENCIES, DependencyHealth } from './health.js';
 import { PipelineError, type Dependency } from './types.js';
+import { withinTime } from './deadline.js';
 
 /** Received bytes kept for the worker, bounded in total; what does not fit is fetched back from the PACS. */
 export class Handoff {
@@ -315,12 +316,8 @@ export class DeidentificationWorker {
    * call that never settles (seen once when the database stopped mid-call) must not hold a worker slot for good.
    */
   private async crosswalkCall<T>(call: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new CrosswalkTimeout()), CROSSWALK_CALL_TIMEOUT_MS);
-    });
     try {
-      const r = await Promise.race([call(), timeout]);
+      const r = await withinTime(CROSSWALK_CALL_TIMEOUT_MS, call(), () => new CrosswalkTimeout());
       this.health.succeeded('crosswalk');
       return r;
     } catch (e) {
@@ -328,8 +325,6 @@ export class DeidentificationWorker {
       // the driver's message may quote a key (a blind-index hash at most): the journal gets the error's name only
       this.d.log.warn({ err: (e as Error).message }, 'crosswalk call failed');
       throw new PipelineError('transient', 'crosswalk', `crosswalk unavailable (${(e as Error)?.name ?? 'error'})`, 'crosswalk');
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -415,10 +410,15 @@ export class DeidentificationWorker {
     }
     const sealed = this.d.quarantine.has(job.id);
     const reason = sealed ? (job.reason ?? 'sealed in the quarantine') : 'raw instance absent from the PACS; nothing to keep';
+    this.quarantined(job, reason, 'raw copy absent from the PACS: quarantined', { sealed });
+  }
+
+  /** IN_PACS → QUARANTINED, counted and logged (the reason names attribute paths and steps, never values). */
+  private quarantined(job: Job, reason: string, msg: string, extra: Record<string, unknown> = {}): void {
     this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', reason);
     this.settled(job.id);
     this.metrics.inc('dphiant_instances_quarantined_total');
-    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), sealed, reason }, 'raw copy absent from the PACS: quarantined');
+    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), ...extra, reason }, msg);
   }
 
   /** `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file. */
@@ -495,10 +495,7 @@ export class DeidentificationWorker {
     }
     if (uploadedId) await this.pacsCall(() => this.d.pacs.deleteInstance(uploadedId));
     await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
-    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', reason);
-    this.settled(job.id);
-    this.metrics.inc('dphiant_instances_quarantined_total');
-    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), reason }, 'quarantined');
+    this.quarantined(job, reason, 'quarantined');
   }
 
   private backoff(attempt: number): number {
