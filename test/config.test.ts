@@ -13,7 +13,7 @@ const CLI = path.resolve('dist/src/cli/main.js');
 const dev = (env: Record<string, string> = {}) => ({ ...DEV_STACK_ENV, ...env });
 
 describe('configuration', () => {
-  it("defaults to the dev stack's addresses of DESIGN.md, with devStack off", () => {
+  it("defaults to the dev stack's addresses of the README, with devStack off", () => {
     expect(DEFAULT_CONFIG.devStack).to.equal(false);
     const c = loadConfig({ env: dev() });
     expect(c.devStack).to.equal(true);

@@ -1,5 +1,5 @@
 // What the journal keeps of an instance, and how the pipeline finds its raw copy: a keyed hash of the original
-// SOP Instance UID and the raw copy's Orthanc ID, never the UIDs themselves (invariant 12); the raw copy is that
+// SOP Instance UID and the raw copy's Orthanc ID, never the UIDs themselves; the raw copy is that
 // ID, so with Retain UIDs the de-identified copy, which has the same UID, is never taken for it.
 import { expect } from 'chai';
 import Database from 'better-sqlite3';

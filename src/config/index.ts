@@ -1,4 +1,4 @@
-// The one home of DPHIANT's configuration: defaults (the addresses of the dev stack of DESIGN.md, but devStack off,
+// The one home of DPHIANT's configuration: defaults (the addresses of the dev stack in the README, but devStack off,
 // so its credentials and created keys are refused), a JSON file, then DPHIANT_* environment variables, validated
 // once at start-up. Every setting is documented where it is defined.
 import { createPrivateKey, X509Certificate } from 'node:crypto';

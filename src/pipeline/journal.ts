@@ -2,7 +2,7 @@
 // so a state is on disk before the sender is told anything (invariant 1).
 // It names a raw instance by a keyed hash of its SOP Instance UID and by its Orthanc ID, never by the UID itself:
 // next to the alias and the new UID, the original UID would be a re-identification map outside the encrypted
-// crosswalk (invariant 12). The Orthanc ID is an unkeyed SHA-1 of the Patient ID and the UIDs, so a finished job
+// crosswalk. The Orthanc ID is an unkeyed SHA-1 of the Patient ID and the UIDs, so a finished job
 // keeps only its keyed hash (raw_key): enough to recognise a second send of the same instance, not to test a guess.
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';

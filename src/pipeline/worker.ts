@@ -1,7 +1,7 @@
 // The de-identification worker: takes IN_PACS jobs to DONE, each step journalled before the next starts.
 //   IN_PACS: original bytes (hand-off, else from the PACS) → crosswalk → de-identify + verify → upload, confirm
 //            the PACS id → DEIDENTIFIED
-//   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed: invariant 4; in batches through
+//   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed; in batches through
 //                 /tools/bulk-delete, outside the worker's slots) → DONE once that deletion succeeded
 // Every step is repeatable: the output is deterministic (keyed UIDs, stored aliases), so a repeat after a crash is
 // AlreadyStored in the PACS, and deleting what is gone is a no-op.
