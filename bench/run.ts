@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=pipeline or BENCH=forwarding runs one of them.
+// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=pipeline, BENCH=forwarding or BENCH=burned-in runs one of them.
 import { benchAnonymize } from './anonymize.js';
+import { benchBurnedIn } from './burned-in.js';
 import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
 import { benchPipeline } from './pipeline.js';
@@ -23,4 +24,7 @@ if (!only || only === 'pipeline') {
 if (!only || only === 'forwarding') {
   const instances = Number(process.env.BENCH_INSTANCES ?? 1000);
   for (const senders of [1, 4]) for (const line of await benchForwarding({ instances, senders })) console.log(line);
+}
+if (!only || only === 'burned-in') {
+  for (const line of await benchBurnedIn({ images: Number(process.env.BENCH_OCR_IMAGES ?? 20), instances: Number(process.env.BENCH_MIX_INSTANCES ?? 200) })) console.log(line);
 }

@@ -29,6 +29,7 @@ export class Metrics {
     this.define('dphiant_forward_retries_total', 'counter', 'forwards made a second time on a fresh association (the first stalled or lost it)');
     this.define('dphiant_instances_deidentified_total', 'counter', 'instances de-identified in the PACS (DONE)');
     this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine');
+    this.define('dphiant_pixels_total', 'counter', 'de-identified instances by what the burned-in text step did (not at risk, no text found, cleaned)');
     this.define('dphiant_failures_total', 'counter', 'failed pipeline steps, by kind (transient: retried; permanent: quarantined) and error class');
     this.define('dphiant_stage_seconds', 'histogram', 'time spent in each pipeline stage');
     this.define('dphiant_scp_connections_dropped_total', 'counter', 'DICOM connections closed before or instead of associating, by reason (pending-limit, protocol, association-timeout)');

@@ -4,6 +4,8 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { ConfigError, type Config } from './config/index.js';
 import { profileFromSettings } from './anonymize/profile.js';
+import type { PixelPolicy } from './anonymize/pixels/clean.js';
+import { DEFAULT_OCR, ocrAvailable } from './anonymize/pixels/ocr.js';
 import { loadKeys, openCrosswalk } from './crosswalk/open.js';
 import type { CrosswalkStore } from './crosswalk/store.js';
 import type { Logger } from './log.js';
@@ -85,10 +87,21 @@ export async function startMiddleman(config: Config, log: Logger): Promise<Middl
   }
 }
 
+/** Without the OCR engine every instance at risk of burned-in text is quarantined: say so at start, not per instance. */
+async function checkOcr(policy: PixelPolicy, log: Logger): Promise<void> {
+  const s = policy.settings;
+  if (s.gate === 'off') return log.warn('anonymize.pixels.gate is off: pixels are not examined for burned-in text');
+  if (s.ocr === 'off') return log.info('burned-in text: OCR is off; at-risk instances no site mask covers are quarantined');
+  const engine = await ocrAvailable({ ...DEFAULT_OCR, command: s.ocrCommand, timeoutMs: s.ocrTimeoutMs });
+  if (engine.ok) log.info({ ocr: engine.version }, 'burned-in text: OCR ready');
+  else log.error({ ocr: s.ocrCommand, reason: engine.reason }, 'burned-in text: the OCR engine does not run, so every at-risk instance (ultrasound, secondary capture…) is quarantined; install tesseract-ocr or set anonymize.pixels.ocr');
+}
+
 async function startLocked(config: Config, log: Logger, lock: ServeLock): Promise<Middleman> {
   const restDown = await checkPacsRest(config, log);
   const keys = loadKeys(config, (msg) => log.warn(msg));
   const { profile } = profileFromSettings(config.anonymize);
+  await checkOcr(profile.pixels, log);
   const crosswalk = await openCrosswalk(config, keys);
   const journal = new Journal(journalPath(config.dataDir), keys.site, (msg) => log.warn(msg));
   // a crosswalk file the store has just created has the process's default mode

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AliasSource } from '../crosswalk/types.js';
 import type { Options, SiteProfile } from './profile.js';
+import type { PixelPolicy } from './pixels/clean.js';
 import type { FileOutcome, FileTask, MainMessage, WorkerMessage, WorkerSetup } from './worker.js';
 
 export interface BatchOptions {
@@ -19,6 +20,7 @@ export interface BatchOptions {
   key: Buffer;
   options: Partial<Options>;
   site: SiteProfile;
+  pixels: PixelPolicy;
   aliases: AliasSource;
   progress?: (done: number, total: number, perSecond: number) => void;
 }
@@ -72,7 +74,7 @@ export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
   const patients = new Map<string, string>();
   mkdirSync(o.out, { recursive: true });
 
-  const setup: WorkerSetup = { key: o.key.toString('hex'), options: o.options, site: o.site };
+  const setup: WorkerSetup = { key: o.key.toString('hex'), options: o.options, site: o.site, pixels: o.pixels };
   const workerCount = Math.max(1, Math.min(o.jobs, files.length || 1));
   const workers = Array.from({ length: workerCount }, () => new Worker(new URL('./worker.js', import.meta.url), { workerData: setup }));
   let next = 0;

@@ -1,4 +1,4 @@
-// One instance, start to finish: parse, match the patient in the crosswalk, de-identify, verify.
+// One instance, start to finish: parse, match the patient in the crosswalk, clean burned-in text, de-identify, verify.
 // The batch command and the pipeline's worker both call this; only the alias source differs.
 import { parseDataset, parseFile, type ParsedDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
@@ -7,6 +7,7 @@ import { anonymize, type AnonymizeResult } from './engine.js';
 import { scanForPhi, VerificationError, type GateHit } from './gate.js';
 import { identityOf, phiNeedles } from './phi.js';
 import type { Profile } from './profile.js';
+import { cleanBurnedInText, type PixelOutcome } from './pixels/clean.js';
 
 export interface Deidentified extends AnonymizeResult {
   identity: PatientIdentity;
@@ -14,6 +15,8 @@ export interface Deidentified extends AnonymizeResult {
   accessionAlias: string;
   /** What the gate found; always empty unless the profile keeps everything (then it reports instead of rejecting). */
   gateReport: GateHit[];
+  /** What the burned-in text step did with the pixels. */
+  pixels: PixelOutcome;
 }
 
 let scratch = Buffer.alloc(0);
@@ -54,7 +57,8 @@ function gatherForGate(chunks: Uint8Array[], input: ParsedDataset): Buffer {
 
 /**
  * De-identifies one PS3.10 file. Throws DicomParseError for input that is not readable DICOM and
- * VerificationError (attribute paths, no values) when the gate finds identifying values in the output.
+ * VerificationError (attribute paths, no values) when the gate finds identifying values in the output, and
+ * PixelRiskError when an instance at risk of burned-in text cannot be cleaned.
  */
 export async function deidentify(file: Buffer, profile: Profile, key: Buffer, aliases: AliasSource): Promise<Deidentified> {
   const { meta, dataset } = parseFile(file);
@@ -75,6 +79,8 @@ async function deidentifyParsed(dataset: ParsedDataset, metaSopClassUid: string,
   });
   const needles = phiNeedles(dataset, profile);
   const sopClassUid = topLevelString(dataset, 0x00080016) || metaSopClassUid;
+  // a "default": "keep" profile is a byte-preservation check: it leaves pixels as it leaves everything else
+  const pixels: PixelOutcome = profile.keepsEverything ? { kind: 'not at risk' } : await cleanBurnedInText(dataset, sopClassUid, profile.pixels, needles);
   const result = anonymize({
     dataset,
     sopClassUid,
@@ -82,10 +88,11 @@ async function deidentifyParsed(dataset: ParsedDataset, metaSopClassUid: string,
     key,
     needles,
     replacements: { patientName: alias.aliasName, patientId: alias.aliasId, accessionNumber: accessionAlias, dateOffsetDays: alias.dateOffsetDays },
+    pixels: pixels.kind === 'cleaned' ? pixels.pixels : undefined,
   });
   // the gate reads the output as written, not the engine's intentions
   const hits = scanForPhi(parseDataset(gatherForGate(result.chunks, dataset), dataset.transferSyntaxUid), needles, profile, new Set([alias.aliasName, alias.aliasId, accessionAlias]));
   // a "default": "keep" profile keeps identifying values on purpose (a byte-preservation check): report, do not reject
   if (hits.length && !profile.keepsEverything) throw new VerificationError(hits);
-  return { ...result, identity, alias, accessionAlias, gateReport: hits };
+  return { ...result, identity, alias, accessionAlias, gateReport: hits, pixels };
 }

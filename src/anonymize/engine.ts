@@ -1,7 +1,8 @@
 // The de-identification engine: pure, no network, no database. Bytes + profile + crosswalk values + key in,
 // byte chunks + report out. It edits the received encoding element by element: every element it does not change
 // is passed on as a slice of the input (never re-encoded), changed and added elements are encoded in their
-// neighbours' encoding, and the chunks go to a vectored write. Pixel data and the transfer syntax never change.
+// neighbours' encoding, and the chunks go to a vectored write. Pixel data and the transfer syntax change only when
+// burned-in text was cleaned (pixels/clean.ts).
 import { deflateRawSync } from 'node:zlib';
 import { encodeElementChunks, encodeFileMeta, encodeHeader, type Element, type ElementEncoding } from '../dicom/writer.js';
 import type { DicomElement, DicomItem, ParsedDataset } from '../dicom/walker.js';
@@ -14,6 +15,7 @@ import { redact, type Needle } from './phi.js';
 import type { Action, Profile } from './profile.js';
 import type { Within } from './safety.js';
 import { confidentialityTable } from './table.js';
+import type { CleanedPixels } from './pixels/types.js';
 
 export interface Replacements {
   patientName: string;
@@ -61,6 +63,10 @@ export function isDummyValue(text: string): boolean {
 }
 
 const SOP_INSTANCE_UID = 0x00080018;
+const PIXEL_DATA = 0x7fe00010;
+const BURNED_IN_ANNOTATION = 0x00280301;
+/** PS3.16 CID 7050: the pixel data was cleaned of burned-in text (not a column of Table E.1-1, so not in its data file). */
+const CLEAN_PIXEL_DATA = { codeValue: '113101', codingSchemeDesignator: 'DCM', codeMeaning: 'Clean Pixel Data Option' };
 const STUDY_INSTANCE_UID = 0x0020000d;
 const SERIES_INSTANCE_UID = 0x0020000e;
 
@@ -72,6 +78,8 @@ interface Ctx {
   needles: Needle[];
   uids: Map<string, string>;
   counts: Record<string, number>;
+  /** The cleaned Pixel Data element, written in place of the top-level one. */
+  pixelData?: Uint8Array[];
 }
 
 /** Where a list of elements is: inside which kind of sequence (safety.ts), and the character set of its item. */
@@ -211,7 +219,11 @@ function decide(el: DicomElement, rule: Action, ctx: Ctx, scope: Scope): Decisio
     const out = editSequence(el, ctx, { within: withinOf(action, scope.within), charset: scope.charset });
     return out ? { kind: 'replace', out } : { kind: 'copy' };
   }
-  if (el.fragments || el.tag === 0x7fe00010) return { kind: 'copy' }; // pixel data passes through untouched
+  if (el.tag === PIXEL_DATA && el.depth === 0 && ctx.pixelData) {
+    count(ctx, 'pixels cleaned');
+    return { kind: 'replace', out: { chunks: ctx.pixelData, length: ctx.pixelData.reduce((n, c) => n + c.length, 0) } };
+  }
+  if (el.fragments || el.tag === PIXEL_DATA) return { kind: 'copy' }; // pixel data passes through untouched unless cleaned
   const value = newValue(el, action, ctx, scope);
   if (value === null) {
     count(ctx, 'kept');
@@ -317,14 +329,15 @@ function missingPatientElements(ctx: Ctx, charset: string[]): Element[] {
 function methodElements(ctx: Ctx): Element[] {
   const table = confidentialityTable();
   const options = ctx.profile.activeOptions();
-  const codes = [table.basicProfileCode, ...options.map((k) => table.optionCodes[k])];
+  const cleanedPixels = ctx.pixelData !== undefined;
+  const codes = [table.basicProfileCode, ...options.map((k) => table.optionCodes[k]), ...(cleanedPixels ? [CLEAN_PIXEL_DATA] : [])];
   const o = ctx.profile.options;
   return [
     { tag: 0x00120062, vr: 'CS', value: ctx.profile.keepsEverything ? 'NO' : 'YES' },
     {
       tag: 0x00120063,
       vr: 'LO',
-      value: [`DPHIANT ${DPHIANT_IMPLEMENTATION_VERSION.replace('DPHIANT_', '')} PS3.15 ${table.edition}`, table.basicProfileCode.codeMeaning, ...options.map((k) => table.optionNames[k]), ...(ctx.profile.name !== 'PS3.15 basic profile' ? [`site profile ${ctx.profile.name}`.slice(0, 64)] : [])],
+      value: [`DPHIANT ${DPHIANT_IMPLEMENTATION_VERSION.replace('DPHIANT_', '')} PS3.15 ${table.edition}`, table.basicProfileCode.codeMeaning, ...options.map((k) => table.optionNames[k]), ...(cleanedPixels ? [CLEAN_PIXEL_DATA.codeMeaning] : []), ...(ctx.profile.name !== 'PS3.15 basic profile' ? [`site profile ${ctx.profile.name}`.slice(0, 64)] : [])],
     },
     {
       tag: 0x00120064,
@@ -347,6 +360,14 @@ export interface AnonymizeInput {
   key: Buffer;
   /** Identifying values of the input (phiNeedles), redacted by the Clean action. */
   needles: Needle[];
+  /** Pixel data cleaned of burned-in text (pixels/clean.ts); without it the pixel data passes byte for byte. */
+  pixels?: CleanedPixels;
+}
+
+/** What cleaning changes besides the pixels: the annotation is gone, and the new encoding's own attributes. */
+function cleanedPixelElements(pixels: CleanedPixels | undefined): Element[] {
+  if (!pixels) return [];
+  return [{ tag: BURNED_IN_ANNOTATION, vr: 'CS', value: 'NO' }, ...pixels.attributes];
 }
 
 export function anonymize(input: AnonymizeInput): AnonymizeResult {
@@ -359,9 +380,10 @@ export function anonymize(input: AnonymizeInput): AnonymizeResult {
     needles: input.needles,
     uids: new Map(),
     counts: {},
+    pixelData: input.pixels?.pixelData,
   };
   const charset = specificCharacterSet(ds);
-  const body = editElements(ds.elements, ctx, { within: 'normal', charset }, [...methodElements(ctx), ...missingPatientElements(ctx, charset)])!;
+  const body = editElements(ds.elements, ctx, { within: 'normal', charset }, [...methodElements(ctx), ...missingPatientElements(ctx, charset), ...cleanedPixelElements(input.pixels)])!;
   const uidOf = (tag: number) => {
     const el = ds.elements.find((e) => e.tag === tag);
     const original = el ? stringValue(ds, el, charset) : '';
@@ -371,7 +393,7 @@ export function anonymize(input: AnonymizeInput): AnonymizeResult {
   const meta = encodeFileMeta({
     sopClassUid: input.sopClassUid,
     sopInstanceUid,
-    tsUid: ds.transferSyntaxUid,
+    tsUid: input.pixels?.transferSyntaxUid ?? ds.transferSyntaxUid,
     implementationClassUid: DPHIANT_IMPLEMENTATION_CLASS_UID,
     implementationVersionName: DPHIANT_IMPLEMENTATION_VERSION,
   });

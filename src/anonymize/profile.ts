@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parseTag, keywordOf } from '../dicom/dictionary.js';
 import { confidentialityTable, OPTION_KEYS, safePrivateTable, type OptionKey, type TableCode, type TableRow } from './table.js';
+import { defaultPixelPolicy, pixelPolicy, type PixelPolicy, type PixelSettings } from './pixels/clean.js';
 import { DEFAULT_SAFETY_PASS, describeSafetyPass, safetyAction, safetyVr, vocabularyTags, type SafetyPassSettings, type Within } from './safety.js';
 
 export type AliasField = 'patientName' | 'patientId' | 'accessionNumber';
@@ -161,7 +162,11 @@ export class Profile {
   private readonly safetyActions: Record<Within, Map<string, Action>> = { normal: new Map(), replace: new Map(), redact: new Map() };
   private readonly kept = new Map<string, Map<number, boolean>>();
 
-  constructor(options: Partial<Options> = {}, site: SiteProfile = {}) {
+  /** Burned-in text: the risk gate's settings, masks and rules (pixels/clean.ts). */
+  readonly pixels: PixelPolicy;
+
+  constructor(options: Partial<Options> = {}, site: SiteProfile = {}, pixels: PixelPolicy = defaultPixelPolicy()) {
+    this.pixels = pixels;
     this.options = { ...NO_OPTIONS, ...site.options, ...options };
     this.safetyPass = { ...DEFAULT_SAFETY_PASS, ...site.safetyPass };
     this.name = site.name ?? 'PS3.15 basic profile';
@@ -317,11 +322,15 @@ function privateKey(group: number, elementOffset: number, creator: string): stri
   return `${hex4(group)}:${elementOffset.toString(16).toUpperCase().padStart(2, '0')}:${creator.trim()}`;
 }
 
-/** The profile the configuration describes: its site profile file (if any) with the configured options on top. */
-export function profileFromSettings(settings: { profile: string } & Partial<Options>, overrides: Partial<Options> = {}): { profile: Profile; options: Partial<Options>; site: SiteProfile } {
+/** The profile the configuration describes: its site profile file (if any) with the configured options on top, and the burned-in text policy. */
+export function profileFromSettings(
+  settings: { profile: string; pixels?: Partial<PixelSettings> } & Partial<Options>,
+  overrides: Partial<Options> = {},
+): { profile: Profile; options: Partial<Options>; site: SiteProfile; pixels: PixelPolicy } {
   const site = settings.profile ? loadSiteProfile(settings.profile) : {};
   const options: Partial<Options> = { ...site.options };
   for (const k of OPTION_KEYS) if (settings[k]) options[k] = true;
   Object.assign(options, overrides);
-  return { profile: new Profile(options, site), options, site };
+  const pixels = pixelPolicy(settings.pixels);
+  return { profile: new Profile(options, site, pixels), options, site, pixels };
 }

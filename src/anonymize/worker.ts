@@ -11,11 +11,14 @@ import { deidentify } from './deidentify.js';
 import { VerificationError } from './gate.js';
 import { keyedHash } from './keyed.js';
 import { Profile, type Options, type SiteProfile } from './profile.js';
+import type { PixelPolicy } from './pixels/clean.js';
+import { PixelRiskError } from './pixels/types.js';
 
 export interface WorkerSetup {
   key: string; // hex
   options: Partial<Options>;
   site: SiteProfile;
+  pixels: PixelPolicy;
 }
 
 export interface FileTask {
@@ -35,7 +38,7 @@ export type WorkerMessage = ({ kind: 'outcome' } & FileOutcome) | ({ kind: 'ask'
 export type MainMessage = { kind: 'task'; task: FileTask } | { kind: 'answer'; ask: number; value: unknown; error?: string };
 
 const setup = workerData as WorkerSetup;
-const profile = new Profile(setup.options, setup.site);
+const profile = new Profile(setup.options, setup.site, setup.pixels);
 const key = Buffer.from(setup.key, 'hex');
 const port = parentPort!;
 
@@ -97,7 +100,7 @@ async function handle(task: FileTask): Promise<FileOutcome> {
     const gateReport = d.gateReport.length ? d.gateReport.map((h) => `${h.kind} in ${h.path}`).join('; ') : undefined;
     return { id: task.id, status: 'done', output, uids: [...d.report.uids], patient: [d.identity.patientId, d.alias.aliasId], gateReport };
   } catch (e) {
-    if (e instanceof VerificationError) return { id: task.id, status: 'rejected', reason: e.message };
+    if (e instanceof VerificationError || e instanceof PixelRiskError) return { id: task.id, status: 'rejected', reason: e.message };
     if (e instanceof CharsetError) return { id: task.id, status: 'rejected', reason: CharsetError.REASON };
     if (e instanceof DicomParseError) return { id: task.id, status: 'failed', reason: `unreadable DICOM: ${e.message}` };
     return { id: task.id, status: 'failed', reason: (e as Error).message };

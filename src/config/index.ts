@@ -171,6 +171,21 @@ export interface Config {
   /** De-identification: the PS3.15 options (all off = the basic profile) and an optional site profile file. */
   anonymize: {
     profile: string;
+    /** Burned-in text in pixels (README, Burned-in text). */
+    pixels: {
+      /** on: instances at risk (Burned In Annotation YES, a risky SOP class or modality, a site rule) are cleaned or quarantined; off: pixels pass unexamined. */
+      gate: 'on' | 'off';
+      /** tesseract: OCR with Debian's tesseract-ocr in a child process; off: site masks only (an at-risk instance no mask covers is quarantined). */
+      ocr: 'tesseract' | 'off';
+      /** The tesseract program (a name on PATH or a path). */
+      ocrCommand: string;
+      /** One instance's OCR may take this long before it counts as failed (quarantine). */
+      ocrTimeoutMs: number;
+      /** Frames OCR reads per instance; longer multi-frame images are sampled evenly and blanked with the union of what was found. */
+      ocrFrames: number;
+      /** Site masks and rules (JSON) on top of the shipped src/anonymize/data/burned-in.json; '' = the shipped file alone. */
+      siteFile: string;
+    };
   } & Record<OptionKey, boolean>;
 }
 
@@ -208,7 +223,7 @@ export const DEFAULT_CONFIG: Config = {
   keyFile: '',
   pipeline: { enabled: true, concurrency: 4, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
-  anonymize: { profile: '', ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
+  anonymize: { profile: '', pixels: { gate: 'on', ocr: 'tesseract', ocrCommand: 'tesseract', ocrTimeoutMs: 60_000, ocrFrames: 16, siteFile: '' }, ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
 
 /** Keys whose values are masked by `config show`. */
@@ -368,6 +383,14 @@ const SCHEMA: Record<string, Check> = {
   'crosswalk.dateOffsetMinDays': intIn(-36500, 36500),
   'crosswalk.dateOffsetMaxDays': intIn(-36500, 36500),
   'anonymize.profile': isOptionalString,
+  'anonymize.pixels.gate': oneOf(['on', 'off']),
+  'anonymize.pixels.ocr': oneOf(['tesseract', 'off']),
+  'anonymize.pixels.ocrCommand': (v, k) => {
+    if (typeof v !== 'string' || v === '') throw new ConfigError(k, 'must name the tesseract program');
+  },
+  'anonymize.pixels.ocrTimeoutMs': intIn(1_000, 3_600_000),
+  'anonymize.pixels.ocrFrames': intIn(2, 10_000),
+  'anonymize.pixels.siteFile': isOptionalString,
   ...Object.fromEntries(OPTION_KEYS.map((k) => [`anonymize.${k}`, isBoolean])),
 };
 

@@ -49,7 +49,7 @@ export type Dependency = 'pacs' | 'crosswalk';
 /**
  * A failed step, classified where it happened, never from its message. `errorClass` is a fixed word (metric label,
  * status): unreachable, auth, server, http, crosswalk, disk, not-identified, internal (transient); verification,
- * malformed, charset, profile, id-mismatch, pacs-refused (permanent). `message` names steps and codes, never values.
+ * malformed, charset, profile, pixels (burned-in text that cannot be cleaned), id-mismatch, pacs-refused (permanent). `message` names steps and codes, never values.
  */
 export class PipelineError extends Error {
   constructor(

@@ -19,6 +19,7 @@ import type { Config } from '../config/index.js';
 import { deidentify, deidentifyDataset } from '../anonymize/deidentify.js';
 import { encodeFileMeta } from '../dicom/writer.js';
 import { VerificationError } from '../anonymize/gate.js';
+import { PixelRiskError } from '../anonymize/pixels/types.js';
 import type { Profile } from '../anonymize/profile.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
 import type { AliasSource } from '../crosswalk/types.js';
@@ -103,6 +104,8 @@ function classify(e: unknown): PipelineError {
 function deidentificationFailure(e: unknown): PipelineError {
   if (e instanceof PipelineError) return e;
   if (e instanceof VerificationError) return new PipelineError('permanent', 'verification', `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
+  // the same pixels and policy fail the same way again (a missing OCR engine too, until someone installs it)
+  if (e instanceof PixelRiskError) return new PipelineError('permanent', 'pixels', e.message);
   if (e instanceof DicomParseError) return new PipelineError('permanent', 'malformed', `unreadable data set: ${e.message}`);
   if (e instanceof CharsetError) return new PipelineError('permanent', 'charset', CharsetError.REASON);
   return new PipelineError('permanent', 'profile', `the profile cannot apply: ${((e as Error)?.message || String(e)).slice(0, 400)}`);
@@ -432,6 +435,7 @@ export class DeidentificationWorker {
     } catch (e) {
       throw deidentificationFailure(e);
     }
+    this.metrics.inc('dphiant_pixels_total', { outcome: d.pixels.kind.replace(/ /g, '-') });
     const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
     // same Patient ID and UIDs as the raw copy (a profile keeping both): the PACS would answer AlreadyStored with
     // the raw content, and deleting "the raw copy" would delete the only copy
