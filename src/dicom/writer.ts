@@ -389,8 +389,9 @@ export interface ElementEncoding {
   littleEndian: boolean;
 }
 
+// encapsulated: an edit may write encapsulated Pixel Data (Fragments); the caller knows its data set's syntax
 function editContext(e: ElementEncoding): Ctx {
-  return { explicitVR: e.explicitVR, littleEndian: e.littleEndian, deflated: false, encapsulated: false, charset: 'latin1' };
+  return { explicitVR: e.explicitVR, littleEndian: e.littleEndian, deflated: false, encapsulated: true, charset: 'latin1' };
 }
 
 /** The encoded bytes of these elements (sorted by tag), as chunks to hand to a vectored write. Text given as bytes is written as is. */
