@@ -1,0 +1,199 @@
+// Finds burned-in words with the Tesseract command-line engine (Debian tesseract-ocr, English data): one child
+// process per instance, its frames stacked into one image given on stdin and read back as TSV from stdout, so the
+// pixels (which may show a patient's name) never touch the disk. Recognised text stays in memory: it is never
+// logged nor put in an error message.
+import { spawn } from 'node:child_process';
+import { PixelRiskError, type Box, type GreyImage } from './types.js';
+
+export interface OcrWord {
+  /** Index of the image (frame) in the list given to findText. */
+  frame: number;
+  /** In that frame's pixels. */
+  box: Box;
+  /** What the engine read; for matching only, never to be logged. */
+  text: string;
+  /** The engine's confidence, 0..100. */
+  confidence: number;
+}
+
+export interface OcrSettings {
+  /** The tesseract program (a name on PATH or a path). */
+  command: string;
+  /** One call's limit; the child is killed when it is reached. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_OCR: OcrSettings = { command: 'tesseract', timeoutMs: 30_000 };
+
+/**
+ * How the images are prepared and read: exposed so a measurement can compare candidates, not a setting. The
+ * defaults were measured on synthetic US and SC captures (src/synth/burned-in.ts, 14 and 21 px glyphs, 32 images):
+ * every candidate found every drawn value (a word box overlapping it); they differ in how much of the text the
+ * boxes cover, in false positives and in cost. 'both' covers as well as the best, finds the most of the other
+ * overlay words and put no box on the speckle (the stacked negative gives the engine's global threshold a balanced
+ * histogram); enlarging ×2 covered less and cost more, even for 7 px glyphs; psm 12, 6 and 3 were slower or missed.
+ */
+export interface OcrTuning {
+  /** Tesseract page segmentation mode: 11 sparse text, 12 sparse text with orientation detection, 6 one block. */
+  psm: number;
+  /** Images whose larger side is at most this are enlarged ×2 by pixel replication; 0 never. */
+  upscaleUpTo: number;
+  /** 'none': as given; 'auto': invert images darker than mid-grey (the engine reads dark on light best);
+   *  'both': each image and its negative, stacked in the same call, words of both kept. */
+  invert: 'none' | 'auto' | 'both';
+  /** Words at or below this confidence are dropped. -1 keeps all: true text was read at confidence 0 too, and a
+   *  false positive only blanks pixels while a miss leaks. */
+  minConfidence: number;
+}
+
+export const DEFAULT_TUNING: OcrTuning = { psm: 11, upscaleUpTo: 0, invert: 'both', minConfidence: -1 };
+
+/** Rows of background between stacked images, so no text line joins two frames. */
+const BAND = 24;
+
+const availability = new Map<string, Promise<{ ok: true; version: string } | { ok: false; reason: string }>>();
+
+/** Whether the engine runs here: `tesseract --version` once per command, cached. */
+export function ocrAvailable(settings: OcrSettings = DEFAULT_OCR): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
+  let known = availability.get(settings.command);
+  if (!known) {
+    known = run(settings, ['--version'], undefined).then(
+      ({ stdout, stderr }) => {
+        const version = /tesseract\s+v?(\d+\.\d+[\w.-]*)/i.exec(stdout + '\n' + stderr)?.[1];
+        return version ? { ok: true as const, version } : { ok: false as const, reason: 'the command does not report a tesseract version' };
+      },
+      (e: unknown) => ({ ok: false as const, reason: e instanceof PixelRiskError ? e.message : 'the command could not be run' }),
+    );
+    availability.set(settings.command, known);
+  }
+  return known;
+}
+
+/**
+ * Words found in the images (the frames of one instance), boxes in each frame's own pixels; a box crossing a frame
+ * boundary is split into both. Throws PixelRiskError('ocr', …) on a missing engine, a non-zero exit, a timeout or
+ * unparsable output.
+ */
+export async function findText(images: GreyImage[], settings: OcrSettings = DEFAULT_OCR, tuning: OcrTuning = DEFAULT_TUNING): Promise<OcrWord[]> {
+  if (images.length === 0) return [];
+  const sheet = stack(images, tuning);
+  const args = ['stdin', 'stdout', '-l', 'eng', '--psm', String(tuning.psm), 'tsv'];
+  const { stdout } = await run(settings, args, pgm(sheet.image));
+  const words: OcrWord[] = [];
+  for (const w of parseTsv(stdout)) {
+    if (w.confidence <= tuning.minConfidence) continue;
+    for (const placed of sheet.places) {
+      // sheet pixels → this frame's pixels (undo the enlargement, outwards so no edge pixel of a glyph is lost)
+      const top = Math.max(w.top, placed.y), bottom = Math.min(w.top + w.height, placed.y + placed.height);
+      if (bottom <= top) continue;
+      const f = placed.scale;
+      const x0 = Math.floor(w.left / f), x1 = Math.ceil((w.left + w.width) / f);
+      const y0 = Math.floor((top - placed.y) / f), y1 = Math.ceil((bottom - placed.y) / f);
+      const img = images[placed.frame]!;
+      const box = { x: Math.max(0, x0), y: Math.max(0, y0), w: Math.min(img.width, x1) - Math.max(0, x0), h: Math.min(img.height, y1) - Math.max(0, y0) };
+      if (box.w > 0 && box.h > 0) words.push({ frame: placed.frame, box, text: w.text, confidence: w.confidence });
+    }
+  }
+  return words;
+}
+
+interface Placed { frame: number; y: number; height: number; scale: number }
+
+/** The images one under another (each enlarged and inverted as tuned), BAND rows of background between them. */
+function stack(images: GreyImage[], tuning: OcrTuning): { image: GreyImage; places: Placed[] } {
+  const parts: { frame: number; img: GreyImage; scale: number }[] = [];
+  for (const [frame, img] of images.entries()) {
+    if (img.pixels.length !== img.width * img.height) throw new PixelRiskError('ocr', `image ${frame} has ${img.pixels.length} bytes for ${img.width}×${img.height}`);
+    const scale = tuning.upscaleUpTo > 0 && Math.max(img.width, img.height) <= tuning.upscaleUpTo ? 2 : 1;
+    const big = scale === 2 ? enlarge(img) : img;
+    if (tuning.invert === 'both') parts.push({ frame, img: big, scale }, { frame, img: negative(big), scale });
+    else if (tuning.invert === 'auto' && mean(img) < 128) parts.push({ frame, img: negative(big), scale });
+    else parts.push({ frame, img: big, scale });
+  }
+  const width = Math.max(...parts.map((p) => p.img.width));
+  const height = parts.reduce((h, p) => h + p.img.height, 0) + BAND * (parts.length - 1);
+  const pixels = new Uint8Array(width * height).fill(255);
+  const places: Placed[] = [];
+  let y = 0;
+  for (const p of parts) {
+    for (let row = 0; row < p.img.height; row++) pixels.set(p.img.pixels.subarray(row * p.img.width, (row + 1) * p.img.width), (y + row) * width);
+    places.push({ frame: p.frame, y, height: p.img.height, scale: p.scale });
+    y += p.img.height + BAND;
+  }
+  return { image: { width, height, pixels }, places };
+}
+
+function mean(img: GreyImage): number {
+  let sum = 0;
+  for (let i = 0; i < img.pixels.length; i += 7) sum += img.pixels[i]!;
+  return sum / Math.ceil(img.pixels.length / 7);
+}
+
+function negative(img: GreyImage): GreyImage {
+  return { width: img.width, height: img.height, pixels: img.pixels.map((v) => 255 - v) };
+}
+
+/** ×2 by pixel replication (glyph edges stay sharp; the engine's own binarisation does the rest). */
+function enlarge(img: GreyImage): GreyImage {
+  const w = img.width * 2, out = new Uint8Array(w * img.height * 2);
+  for (let y = 0; y < img.height; y++) {
+    const row = out.subarray(y * 2 * w, (y * 2 + 1) * w);
+    for (let x = 0; x < img.width; x++) row[2 * x] = row[2 * x + 1] = img.pixels[y * img.width + x]!;
+    out.copyWithin((y * 2 + 1) * w, y * 2 * w, (y * 2 + 1) * w);
+  }
+  return { width: w, height: img.height * 2, pixels: out };
+}
+
+/** Binary PGM (P5), 8-bit. */
+function pgm(img: GreyImage): Buffer {
+  return Buffer.concat([Buffer.from(`P5\n${img.width} ${img.height}\n255\n`, 'latin1'), img.pixels]);
+}
+
+interface TsvWord { left: number; top: number; width: number; height: number; confidence: number; text: string }
+
+/** Tesseract's TSV: a header line, then level page_num block_num par_num line_num word_num left top width height conf text. */
+function parseTsv(tsv: string): TsvWord[] {
+  const lines = tsv.split('\n').filter((l) => l.trim() !== '');
+  if (!lines[0]?.startsWith('level\t')) throw new PixelRiskError('ocr', 'the engine wrote no TSV header');
+  const words: TsvWord[] = [];
+  for (const [i, line] of lines.slice(1).entries()) {
+    const cols = line.split('\t');
+    const nums = cols.slice(0, 11).map(Number);
+    if (cols.length < 11 || nums.some((n) => !Number.isFinite(n))) throw new PixelRiskError('ocr', `TSV line ${i + 2} is not parsable`);
+    const text = (cols.slice(11).join('\t') ?? '').trim();
+    if (nums[0] !== 5 || text === '') continue; // level 5 = word
+    words.push({ left: nums[6]!, top: nums[7]!, width: nums[8]!, height: nums[9]!, confidence: nums[10]!, text });
+  }
+  return words;
+}
+
+/** Runs the engine on one core with `input` on stdin; rejects (PixelRiskError 'ocr') unless it exits 0 in time. */
+function run(settings: OcrSettings, args: string[], input: Buffer | undefined): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(settings.command, args, {
+      env: { ...process.env, OMP_THREAD_LIMIT: '1' },
+      stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [], err: Buffer[] = [];
+    let failure: PixelRiskError | undefined;
+    const timer = setTimeout(() => {
+      failure = new PixelRiskError('ocr', `the engine did not finish within ${settings.timeoutMs} ms`);
+      child.kill('SIGKILL');
+    }, settings.timeoutMs);
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      failure ??= new PixelRiskError('ocr', e.code === 'ENOENT' ? 'the engine is not installed (command not found)' : `the engine could not be started (${e.code ?? 'error'})`);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (!failure && code !== 0) failure = new PixelRiskError('ocr', signal ? `the engine was ended by ${signal}` : `the engine exited with status ${code}`);
+      if (failure) reject(failure);
+      else resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    if (input && child.stdin) {
+      child.stdin.on('error', () => undefined); // EPIPE when the engine exits early: its exit status tells why
+      child.stdin.end(input);
+    }
+  });
+}
