@@ -150,6 +150,19 @@ describe('burned-in text OCR (tesseract)', function () {
     expect(words.some((w) => overlaps(w.box, { x: 30, y: 50, w: 141, h: 21 }))).to.equal(true);
   });
 
+  it('reads more frames than one page holds (the engine stops at 32767 rows) in the same call, each word on its frame', async () => {
+    // 34 frames and their negatives are 34 × 2 × 504 rows: two TIFF pages
+    const frames = Array.from({ length: 34 }, (): GreyImage => ({ width: 640, height: 480, pixels: new Uint8Array(640 * 480).fill(20) }));
+    drawText(frames[2]!, 'MRN1234567', 40, 30, 3, 235);
+    drawText(frames[33]!, 'DOE^JOHN', 300, 400, 3, 235);
+    const started = performance.now();
+    const words = await findText(frames);
+    console.log(`      34 frames on two pages: ${words.length} words in ${(performance.now() - started).toFixed(0)} ms`);
+    expect([...new Set(words.map((w) => w.frame))].sort((a, b) => a - b)).to.deep.equal([2, 33]);
+    expect(words.some((w) => w.frame === 2 && overlaps(w.box, { x: 40, y: 30, w: 177, h: 21 }))).to.equal(true);
+    expect(words.some((w) => w.frame === 33 && overlaps(w.box, { x: 300, y: 400, w: 141, h: 21 }))).to.equal(true);
+  });
+
   it('splits a box that crosses a frame boundary into both frames, in each frame\'s pixels', async () => {
     // the real engine never reads across the blank band, so a stand-in prints one word over it. The sheet of two
     // 100-row frames ('both': each image, then its negative, 24 rows of band between) has frame 0's negative at

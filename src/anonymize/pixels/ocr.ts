@@ -1,6 +1,6 @@
 // Finds burned-in words with the Tesseract command-line engine (Debian tesseract-ocr, English data): one child
-// process per instance, its frames stacked into one image given on stdin and read back as TSV from stdout, so the
-// pixels (which may show a patient's name) never touch the disk. Recognised text stays in memory: it is never
+// process per instance, its frames stacked into one image (pages of a TIFF when they are many) given on stdin and
+// read back as TSV from stdout, so the pixels (which may show a patient's name) never touch the disk. Recognised text stays in memory: it is never
 // logged nor put in an error message.
 import { spawn } from 'node:child_process';
 import { PixelRiskError, type Box, type GreyImage } from './types.js';
@@ -76,51 +76,76 @@ export function ocrAvailable(settings: OcrSettings = DEFAULT_OCR): Promise<{ ok:
  */
 export async function findText(images: GreyImage[], settings: OcrSettings = DEFAULT_OCR, tuning: OcrTuning = DEFAULT_TUNING): Promise<OcrWord[]> {
   if (images.length === 0) return [];
-  const sheet = stack(images, tuning);
+  const sheets = stack(images, tuning);
   const args = ['stdin', 'stdout', '-l', 'eng', '--psm', String(tuning.psm), 'tsv'];
-  const { stdout } = await run(settings, args, pgm(sheet.image));
+  const { stdout } = await run(settings, args, tiff(sheets.map((s) => s.image)));
   const words: OcrWord[] = [];
+  const seen = new Set<string>();
   for (const w of parseTsv(stdout)) {
     if (w.confidence <= tuning.minConfidence) continue;
+    const sheet = sheets[w.page - 1];
+    if (!sheet) throw new PixelRiskError('ocr', `the engine reported page ${w.page} of ${sheets.length}`);
     for (const placed of sheet.places) {
       // sheet pixels → this frame's pixels (undo the enlargement, outwards so no edge pixel of a glyph is lost)
       const top = Math.max(w.top, placed.y), bottom = Math.min(w.top + w.height, placed.y + placed.height);
       if (bottom <= top) continue;
       const f = placed.scale;
-      const x0 = Math.floor(w.left / f), x1 = Math.ceil((w.left + w.width) / f);
-      const y0 = Math.floor((top - placed.y) / f), y1 = Math.ceil((bottom - placed.y) / f);
       const img = images[placed.frame]!;
-      const box = { x: Math.max(0, x0), y: Math.max(0, y0), w: Math.min(img.width, x1) - Math.max(0, x0), h: Math.min(img.height, y1) - Math.max(0, y0) };
-      if (box.w > 0 && box.h > 0) words.push({ frame: placed.frame, box, text: w.text, confidence: w.confidence });
+      const x0 = Math.max(0, Math.floor(w.left / f)), x1 = Math.min(img.width, Math.ceil((w.left + w.width) / f));
+      const y0 = Math.max(0, Math.floor((top - placed.y) / f)), y1 = Math.min(img.height, Math.ceil((bottom - placed.y) / f));
+      if (x1 <= x0 || y1 <= y0) continue;
+      const box = { x: x0, y: y0, w: x1 - x0, h: y1 - y0 };
+      // an image and its negative often give the same word: one box is enough
+      const key = `${placed.frame} ${box.x} ${box.y} ${box.w} ${box.h}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      words.push({ frame: placed.frame, box, text: w.text, confidence: w.confidence });
     }
   }
   return words;
 }
 
-interface Placed { frame: number; y: number; height: number; scale: number }
+/** The engine refuses images of 32768 rows or more (Leptonica/Tesseract limit): longer stacks go on more pages. */
+const MAX_SHEET_ROWS = 32_000;
 
-/** The images one under another (each enlarged and inverted as tuned), BAND rows of background between them. */
-function stack(images: GreyImage[], tuning: OcrTuning): { image: GreyImage; places: Placed[] } {
+interface Placed { frame: number; y: number; height: number; scale: number }
+interface Sheet { image: GreyImage; places: Placed[] }
+
+/**
+ * The images one under another (each enlarged and inverted as tuned), BAND rows of background between them, on as
+ * few pages (sheets) as the engine's size limit allows; an image is never split between pages.
+ */
+function stack(images: GreyImage[], tuning: OcrTuning): Sheet[] {
   const parts: { frame: number; img: GreyImage; scale: number }[] = [];
   for (const [frame, img] of images.entries()) {
     if (img.pixels.length !== img.width * img.height) throw new PixelRiskError('ocr', `image ${frame} has ${img.pixels.length} bytes for ${img.width}×${img.height}`);
     const scale = tuning.upscaleUpTo > 0 && Math.max(img.width, img.height) <= tuning.upscaleUpTo ? 2 : 1;
+    if (img.width * scale > MAX_SHEET_ROWS || img.height * scale > MAX_SHEET_ROWS) throw new PixelRiskError('ocr', `image ${frame} (${img.width}×${img.height}) is larger than the engine reads`);
     const big = scale === 2 ? enlarge(img) : img;
     if (tuning.invert === 'both') parts.push({ frame, img: big, scale }, { frame, img: negative(big), scale });
     else if (tuning.invert === 'auto' && mean(img) < 128) parts.push({ frame, img: negative(big), scale });
     else parts.push({ frame, img: big, scale });
   }
-  const width = Math.max(...parts.map((p) => p.img.width));
-  const height = parts.reduce((h, p) => h + p.img.height, 0) + BAND * (parts.length - 1);
-  const pixels = new Uint8Array(width * height).fill(255);
-  const places: Placed[] = [];
-  let y = 0;
+  const pages: (typeof parts)[] = [[]];
+  let rows = 0;
   for (const p of parts) {
-    for (let row = 0; row < p.img.height; row++) pixels.set(p.img.pixels.subarray(row * p.img.width, (row + 1) * p.img.width), (y + row) * width);
-    places.push({ frame: p.frame, y, height: p.img.height, scale: p.scale });
-    y += p.img.height + BAND;
+    if (pages.at(-1)!.length > 0 && rows + BAND + p.img.height > MAX_SHEET_ROWS) { pages.push([]); rows = 0; }
+    rows += (pages.at(-1)!.length > 0 ? BAND : 0) + p.img.height;
+    pages.at(-1)!.push(p);
   }
-  return { image: { width, height, pixels }, places };
+  return pages.map((page) => {
+    const width = Math.max(...page.map((p) => p.img.width));
+    const height = page.reduce((h, p) => h + p.img.height, 0) + BAND * (page.length - 1);
+    const pixels = new Uint8Array(width * height).fill(255);
+    const places: Placed[] = [];
+    let y = 0;
+    for (const p of page) {
+      for (let row = 0; row < p.img.height; row++) pixels.set(p.img.pixels.subarray(row * p.img.width, (row + 1) * p.img.width), (y + row) * width);
+      places.push({ frame: p.frame, y, height: p.img.height, scale: p.scale });
+      y += p.img.height + BAND;
+    }
+    return { image: { width, height, pixels }, places };
+  });
 }
 
 function mean(img: GreyImage): number {
@@ -144,12 +169,41 @@ function enlarge(img: GreyImage): GreyImage {
   return { width: w, height: img.height * 2, pixels: out };
 }
 
-/** Binary PGM (P5), 8-bit. */
-function pgm(img: GreyImage): Buffer {
-  return Buffer.concat([Buffer.from(`P5\n${img.width} ${img.height}\n255\n`, 'latin1'), img.pixels]);
+/**
+ * Uncompressed 8-bit grey pages as one multi-page baseline TIFF (little endian, one strip per page): the engine
+ * reads every page of a TIFF given on stdin in the same run, where a PGM holds one image.
+ */
+function tiff(pages: GreyImage[]): Buffer {
+  const ENTRIES = 9, IFD_BYTES = 2 + ENTRIES * 12 + 4;
+  const size = pages.reduce((n, p) => n + p.pixels.length + (p.pixels.length % 2) + IFD_BYTES, 8);
+  const out = Buffer.alloc(size);
+  out.write('II', 0, 'latin1');
+  out.writeUInt16LE(42, 2);
+  let offset = 8, previousNext = 4; // where the offset of the next IFD goes: the header's, then each IFD's last word
+  for (const page of pages) {
+    const strip = offset;
+    out.set(page.pixels, strip);
+    offset += page.pixels.length + (page.pixels.length % 2); // IFDs start on a word boundary
+    out.writeUInt32LE(offset, previousNext);
+    out.writeUInt16LE(ENTRIES, offset);
+    const entries: [tag: number, type: 3 | 4, value: number][] = [
+      [256, 4, page.width], [257, 4, page.height], [258, 3, 8], [259, 3, 1], [262, 3, 1], // width, length, bits, no compression, black is zero
+      [273, 4, strip], [277, 3, 1], [278, 4, page.height], [279, 4, page.pixels.length], // strip offset, samples, rows per strip, strip bytes
+    ];
+    entries.forEach(([tag, type, value], i) => {
+      const at = offset + 2 + i * 12;
+      out.writeUInt16LE(tag, at);
+      out.writeUInt16LE(type, at + 2);
+      out.writeUInt32LE(1, at + 4);
+      if (type === 3) out.writeUInt16LE(value, at + 8); else out.writeUInt32LE(value, at + 8);
+    });
+    previousNext = offset + 2 + ENTRIES * 12;
+    offset += IFD_BYTES; // the next-IFD word stays 0 for the last page
+  }
+  return out;
 }
 
-interface TsvWord { left: number; top: number; width: number; height: number; confidence: number; text: string }
+interface TsvWord { page: number; left: number; top: number; width: number; height: number; confidence: number; text: string }
 
 /** Tesseract's TSV: a header line, then level page_num block_num par_num line_num word_num left top width height conf text. */
 function parseTsv(tsv: string): TsvWord[] {
@@ -160,9 +214,9 @@ function parseTsv(tsv: string): TsvWord[] {
     const cols = line.split('\t');
     const nums = cols.slice(0, 11).map(Number);
     if (cols.length < 11 || nums.some((n) => !Number.isFinite(n))) throw new PixelRiskError('ocr', `TSV line ${i + 2} is not parsable`);
-    const text = (cols.slice(11).join('\t') ?? '').trim();
+    const text = cols.slice(11).join('\t').trim();
     if (nums[0] !== 5 || text === '') continue; // level 5 = word
-    words.push({ left: nums[6]!, top: nums[7]!, width: nums[8]!, height: nums[9]!, confidence: nums[10]!, text });
+    words.push({ page: nums[1]!, left: nums[6]!, top: nums[7]!, width: nums[8]!, height: nums[9]!, confidence: nums[10]!, text });
   }
   return words;
 }
