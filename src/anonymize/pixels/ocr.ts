@@ -28,10 +28,13 @@ export const DEFAULT_OCR: OcrSettings = { command: 'tesseract', timeoutMs: 30_00
 /**
  * How the images are prepared and read: exposed so a measurement can compare candidates, not a setting. The
  * defaults were measured on synthetic US and SC captures (src/synth/burned-in.ts, 14 and 21 px glyphs, 32 images):
- * every candidate found every drawn value (a word box overlapping it); they differ in how much of the text the
- * boxes cover, in false positives and in cost. 'both' covers as well as the best, finds the most of the other
- * overlay words and put no box on the speckle (the stacked negative gives the engine's global threshold a balanced
- * histogram); enlarging ×2 covered less and cost more, even for 7 px glyphs; psm 12, 6 and 3 were slower or missed.
+ * in the header band every candidate found every drawn value (a word box overlapping it); they differ in how much
+ * of the text the boxes cover, in false positives, in cost, and above all on text inside the image. 'both' found
+ * text over the US speckle 8/8 where the image alone ('none', 'auto') found 1/8–3/8, and put no box on the speckle
+ * (the stacked negative gives the engine's global threshold a balanced histogram); enlarging ×2 covered less and
+ * cost more, even for 7 px glyphs; psm 12, 6 and 3 were slower or missed; tesseract's adaptive threshold
+ * (thresholding_method=1) read faint text but put a thousand boxes on the speckle. Faint text whose ink and
+ * background are both on one side of mid-grey (grey 160 on 205) is not found.
  */
 export interface OcrTuning {
   /** Tesseract page segmentation mode: 11 sparse text, 12 sparse text with orientation detection, 6 one block. */
