@@ -81,7 +81,7 @@ export async function findText(images: GreyImage[], settings: OcrSettings = DEFA
   if (images.length === 0) return [];
   const sheets = stack(images, tuning);
   const args = ['stdin', 'stdout', '-l', 'eng', '--psm', String(tuning.psm), 'tsv'];
-  const { stdout } = await run(settings, args, tiff(sheets.map((s) => s.image)));
+  const { stdout } = await run(settings, args, tiff(sheets));
   const words: OcrWord[] = [];
   const seen = new Set<string>();
   for (const w of parseTsv(stdout)) {
@@ -90,7 +90,7 @@ export async function findText(images: GreyImage[], settings: OcrSettings = DEFA
     if (!sheet) throw new PixelRiskError('ocr', `the engine reported page ${w.page} of ${sheets.length}`);
     for (const placed of sheet.places) {
       // sheet pixels → this frame's pixels (undo the enlargement, outwards so no edge pixel of a glyph is lost)
-      const top = Math.max(w.top, placed.y), bottom = Math.min(w.top + w.height, placed.y + placed.height);
+      const top = Math.max(w.top, placed.y), bottom = Math.min(w.top + w.height, placed.y + placed.image.height);
       if (bottom <= top) continue;
       const f = placed.scale;
       const img = images[placed.frame]!;
@@ -111,54 +111,39 @@ export async function findText(images: GreyImage[], settings: OcrSettings = DEFA
 /** The engine refuses images of 32768 rows or more (Leptonica/Tesseract limit): longer stacks go on more pages. */
 const MAX_SHEET_ROWS = 32_000;
 
-interface Placed { frame: number; y: number; height: number; scale: number }
-interface Sheet { image: GreyImage; places: Placed[] }
+/** One image on a page: which frame, where, enlarged or not, inverted or not. */
+interface Placed { frame: number; image: GreyImage; y: number; scale: 1 | 2; negative: boolean }
+interface Sheet { width: number; height: number; places: Placed[] }
 
 /**
- * The images one under another (each enlarged and inverted as tuned), BAND rows of background between them, on as
- * few pages (sheets) as the engine's size limit allows; an image is never split between pages.
+ * Where each image goes: one under another (each enlarged and inverted as tuned), BAND rows of background between
+ * them, on as few pages as the engine's size limit allows; an image is never split between pages.
  */
 function stack(images: GreyImage[], tuning: OcrTuning): Sheet[] {
-  const parts: { frame: number; img: GreyImage; scale: number }[] = [];
+  const sheets: Sheet[] = [{ width: 0, height: 0, places: [] }];
+  const place = (frame: number, image: GreyImage, scale: 1 | 2, negative: boolean): void => {
+    let sheet = sheets.at(-1)!;
+    if (sheet.places.length > 0 && sheet.height + BAND + image.height > MAX_SHEET_ROWS) sheets.push(sheet = { width: 0, height: 0, places: [] });
+    const y = sheet.places.length > 0 ? sheet.height + BAND : 0;
+    sheet.places.push({ frame, image, y, scale, negative });
+    sheet.height = y + image.height;
+    sheet.width = Math.max(sheet.width, image.width);
+  };
   for (const [frame, img] of images.entries()) {
     if (img.pixels.length !== img.width * img.height) throw new PixelRiskError('ocr', `image ${frame} has ${img.pixels.length} bytes for ${img.width}×${img.height}`);
     const scale = tuning.upscaleUpTo > 0 && Math.max(img.width, img.height) <= tuning.upscaleUpTo ? 2 : 1;
     if (img.width * scale > MAX_SHEET_ROWS || img.height * scale > MAX_SHEET_ROWS) throw new PixelRiskError('ocr', `image ${frame} (${img.width}×${img.height}) is larger than the engine reads`);
     const big = scale === 2 ? enlarge(img) : img;
-    if (tuning.invert === 'both') parts.push({ frame, img: big, scale }, { frame, img: negative(big), scale });
-    else if (tuning.invert === 'auto' && mean(img) < 128) parts.push({ frame, img: negative(big), scale });
-    else parts.push({ frame, img: big, scale });
+    if (tuning.invert === 'both') { place(frame, big, scale, false); place(frame, big, scale, true); }
+    else place(frame, big, scale, tuning.invert === 'auto' && mean(img) < 128);
   }
-  const pages: (typeof parts)[] = [[]];
-  let rows = 0;
-  for (const p of parts) {
-    if (pages.at(-1)!.length > 0 && rows + BAND + p.img.height > MAX_SHEET_ROWS) { pages.push([]); rows = 0; }
-    rows += (pages.at(-1)!.length > 0 ? BAND : 0) + p.img.height;
-    pages.at(-1)!.push(p);
-  }
-  return pages.map((page) => {
-    const width = Math.max(...page.map((p) => p.img.width));
-    const height = page.reduce((h, p) => h + p.img.height, 0) + BAND * (page.length - 1);
-    const pixels = new Uint8Array(width * height).fill(255);
-    const places: Placed[] = [];
-    let y = 0;
-    for (const p of page) {
-      for (let row = 0; row < p.img.height; row++) pixels.set(p.img.pixels.subarray(row * p.img.width, (row + 1) * p.img.width), (y + row) * width);
-      places.push({ frame: p.frame, y, height: p.img.height, scale: p.scale });
-      y += p.img.height + BAND;
-    }
-    return { image: { width, height, pixels }, places };
-  });
+  return sheets;
 }
 
 function mean(img: GreyImage): number {
   let sum = 0;
   for (let i = 0; i < img.pixels.length; i += 7) sum += img.pixels[i]!;
   return sum / Math.ceil(img.pixels.length / 7);
-}
-
-function negative(img: GreyImage): GreyImage {
-  return { width: img.width, height: img.height, pixels: img.pixels.map((v) => 255 - v) };
 }
 
 /** ×2 by pixel replication (glyph edges stay sharp; the engine's own binarisation does the rest). */
@@ -173,35 +158,48 @@ function enlarge(img: GreyImage): GreyImage {
 }
 
 /**
- * Uncompressed 8-bit grey pages as one multi-page baseline TIFF (little endian, one strip per page): the engine
- * reads every page of a TIFF given on stdin in the same run, where a PGM holds one image.
+ * The sheets as one uncompressed 8-bit grey multi-page baseline TIFF (little endian, one strip per page), written
+ * straight from the images (no copy of a sheet or a negative is kept): the engine reads every page of a TIFF given
+ * on stdin in the same run, where a PGM holds one image. Background and bands are white.
  */
-function tiff(pages: GreyImage[]): Buffer {
+function tiff(sheets: Sheet[]): Buffer {
   const ENTRIES = 9, IFD_BYTES = 2 + ENTRIES * 12 + 4;
-  const size = pages.reduce((n, p) => n + p.pixels.length + (p.pixels.length % 2) + IFD_BYTES, 8);
-  const out = Buffer.alloc(size);
+  const pageBytes = (s: Sheet): number => s.width * s.height;
+  const size = sheets.reduce((n, s) => n + pageBytes(s) + (pageBytes(s) % 2) + IFD_BYTES, 8);
+  const out = Buffer.allocUnsafe(size);
   out.write('II', 0, 'latin1');
   out.writeUInt16LE(42, 2);
   let offset = 8, previousNext = 4; // where the offset of the next IFD goes: the header's, then each IFD's last word
-  for (const page of pages) {
+  for (const sheet of sheets) {
     const strip = offset;
-    out.set(page.pixels, strip);
-    offset += page.pixels.length + (page.pixels.length % 2); // IFDs start on a word boundary
+    out.fill(255, strip, strip + pageBytes(sheet));
+    for (const p of sheet.places) {
+      for (let row = 0; row < p.image.height; row++) {
+        const src = p.image.pixels.subarray(row * p.image.width, (row + 1) * p.image.width);
+        const at = strip + (p.y + row) * sheet.width;
+        if (!p.negative) out.set(src, at);
+        else for (let x = 0; x < src.length; x++) out[at + x] = 255 - src[x]!;
+      }
+    }
+    offset += pageBytes(sheet);
+    if (offset % 2) out[offset++] = 0; // IFDs start on a word boundary
     out.writeUInt32LE(offset, previousNext);
     out.writeUInt16LE(ENTRIES, offset);
     const entries: [tag: number, type: 3 | 4, value: number][] = [
-      [256, 4, page.width], [257, 4, page.height], [258, 3, 8], [259, 3, 1], [262, 3, 1], // width, length, bits, no compression, black is zero
-      [273, 4, strip], [277, 3, 1], [278, 4, page.height], [279, 4, page.pixels.length], // strip offset, samples, rows per strip, strip bytes
+      [256, 4, sheet.width], [257, 4, sheet.height], [258, 3, 8], [259, 3, 1], [262, 3, 1], // width, length, bits, no compression, black is zero
+      [273, 4, strip], [277, 3, 1], [278, 4, sheet.height], [279, 4, pageBytes(sheet)], // strip offset, samples, rows per strip, strip bytes
     ];
     entries.forEach(([tag, type, value], i) => {
       const at = offset + 2 + i * 12;
       out.writeUInt16LE(tag, at);
       out.writeUInt16LE(type, at + 2);
       out.writeUInt32LE(1, at + 4);
+      out.writeUInt32LE(0, at + 8);
       if (type === 3) out.writeUInt16LE(value, at + 8); else out.writeUInt32LE(value, at + 8);
     });
     previousNext = offset + 2 + ENTRIES * 12;
-    offset += IFD_BYTES; // the next-IFD word stays 0 for the last page
+    out.writeUInt32LE(0, previousNext); // the last page's stays 0
+    offset += IFD_BYTES;
   }
   return out;
 }
