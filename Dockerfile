@@ -16,6 +16,10 @@ RUN npm run build && npm prune --omit=dev && rm -rf dist/src/devstack dist/src/s
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     DPHIANT_DATA_DIR=/var/lib/dphiant
+# tesseract-ocr (and its English data, a dependency) reads burned-in text in US and SC pixels; no other extras
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what DPHIANT's demo and tests need when it is missing, and says what it does.
 # Debian packages: orthanc, dcmtk (storescu, echoscu, dcmdump…), gcc (the loopback-bind shim), docker-compose
-# (validates docker-compose.yml offline), chromium (the web UI's browser tests, driven by playwright-core).
+# (validates docker-compose.yml offline), chromium (the web UI's browser tests, driven by playwright-core),
+# tesseract-ocr with its English data (finds burned-in text in ultrasound and secondary-capture pixels).
 # Then `npm ci` when node_modules is missing or older than the lock file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ command -v storescu >/dev/null || need+=(dcmtk)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v chromium >/dev/null || need+=(chromium)
+command -v tesseract >/dev/null || need+=(tesseract-ocr)
 
 if ((${#need[@]})); then
   sudo=""
