@@ -12,7 +12,7 @@ import { ocrAvailable } from '../src/anonymize/pixels/ocr.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { rawValue, stringValue, topLevelString } from '../src/dicom/values.js';
 import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
-import { encodeDataset, part10, type Element } from '../src/dicom/writer.js';
+import { part10, type Element } from '../src/dicom/writer.js';
 import { generateStudies } from '../src/synth/generate.js';
 import { changedPixels, decodeFile, grown, secretsRead, writeCorpus, type CorpusFile } from './support/burned-in.js';
 import { dphiant } from './support/cli.js';

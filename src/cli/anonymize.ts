@@ -6,7 +6,7 @@ import type { Config } from '../config/index.js';
 import { defaultJobs, listFiles, runBatch } from '../anonymize/batch.js';
 import { scanForPhi } from '../anonymize/gate.js';
 import { phiNeedles, type Needle } from '../anonymize/phi.js';
-import { Profile, profileFromSettings, type Options, type SiteProfile } from '../anonymize/profile.js';
+import { profileFromSettings, type Options } from '../anonymize/profile.js';
 import { describePixelPolicy } from '../anonymize/pixels/clean.js';
 import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
 import { loadKeys, openCrosswalk } from '../crosswalk/open.js';

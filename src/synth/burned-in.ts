@@ -3,12 +3,11 @@
 // blanking of burned-in text can be measured on files that look like the real ones. All values are FAKE.
 import { createHash } from 'node:crypto';
 import { TS } from '../dicom/transfer-syntax.js';
-import { uidFromUuid } from '../dicom/uid.js';
 import { part10, type Element } from '../dicom/writer.js';
 import { Context, NativeCodecs, initCodecs } from '../anonymize/pixels/codecs.js';
 import type { Box, GreyImage } from '../anonymize/pixels/types.js';
 import { drawText, drawable, textSize } from './font.js';
-import { Rng } from './rng.js';
+import { Rng, uidFor } from './rng.js';
 
 export const US_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.6.1';
 export const US_MULTIFRAME_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.3.1';
@@ -59,13 +58,6 @@ export interface BurnedInFile {
   transferSyntaxUid: string;
 }
 
-/** A 2.25 UID from SHA-256 of the key (UUIDv8 bits set), as the other synthetic data makes them. */
-function uidFor(key: string): string {
-  const h = createHash('sha256').update('dphiant-uid|' + key).digest();
-  h[6] = (h[6]! & 0x0f) | 0x80;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  return uidFromUuid(h.subarray(0, 16).toString('hex'));
-}
 
 function sopClassOf(spec: BurnedInSpec): string {
   if (spec.kind === 'US') return spec.frames > 1 ? US_MULTIFRAME_IMAGE_STORAGE : US_IMAGE_STORAGE;

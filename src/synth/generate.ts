@@ -1,12 +1,10 @@
 // Deterministic synthetic CT/MR studies full of FAKE PHI, for the demo, tests and benchmarks.
 // Every value comes from a PRNG keyed by (seed, prefix, patient, study, series, instance), so an instance is the
 // same whether it is made alone (generateOne) or within a batch, and adding patients does not change earlier ones.
-import { createHash } from 'node:crypto';
-import { Rng } from './rng.js';
+import { Rng, uidFor } from './rng.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TS, encodingOf } from '../dicom/transfer-syntax.js';
-import { uidFromUuid } from '../dicom/uid.js';
 import { part10, writeLargeMultiframeFile, type Element } from '../dicom/writer.js';
 
 export const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
@@ -43,13 +41,6 @@ const STUDY_KINDS: Record<Modality, readonly { study: string; series: readonly s
 
 /** sfc32 seeded from SHA-256 of the key: independent, reproducible streams per patient/study/series/instance. */
 
-/** A 2.25 UID from a UUIDv8 whose 122 free bits are SHA-256 of the key: deterministic and practically unique. */
-function uidFor(key: string): string {
-  const h = createHash('sha256').update('dphiant-uid|' + key).digest();
-  h[6] = (h[6]! & 0x0f) | 0x80;
-  h[8] = (h[8]! & 0x3f) | 0x80;
-  return uidFromUuid(h.subarray(0, 16).toString('hex'));
-}
 
 const pad = (n: number, w: number): string => String(n).padStart(w, '0');
 const da = (d: Date): string => `${d.getUTCFullYear()}${pad(d.getUTCMonth() + 1, 2)}${pad(d.getUTCDate(), 2)}`;

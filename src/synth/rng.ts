@@ -1,6 +1,7 @@
 // A small seeded PRNG (sfc32, seeded from SHA-256 of a key) for synthetic data and seeded tests: the same key
 // gives the same sequence on every machine, so a generated study or a failing seeded run can be replayed.
 import { createHash } from 'node:crypto';
+import { uidFromUuid } from '../dicom/uid.js';
 
 export class Rng {
   private a: number;
@@ -39,4 +40,12 @@ export class Rng {
     for (let i = 0; i < n; i++) b[i] = Math.floor(this.next() * 256);
     return b;
   }
+}
+
+/** A 2.25 UID from a UUIDv8 whose 122 free bits are SHA-256 of the key: deterministic and practically unique. */
+export function uidFor(key: string): string {
+  const h = createHash('sha256').update('dphiant-uid|' + key).digest();
+  h[6] = (h[6]! & 0x0f) | 0x80;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  return uidFromUuid(h.subarray(0, 16).toString('hex'));
 }
