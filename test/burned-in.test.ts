@@ -34,17 +34,26 @@ function allowedRegions(c: CorpusFile): (frame: number) => ReturnType<typeof gro
   return (f) => [...masks, ...c.drawn.filter((d) => d.frame === f).map((d) => grown(d.box))];
 }
 
-/** Every check of one cleaned output against its input; returns what OCR read of the input, for the recall line. */
-async function expectClean(c: CorpusFile, output: Buffer): Promise<number> {
+/**
+ * Every check of one cleaned output against its input; returns what OCR read of the input (the recall line) and the
+ * pixels blanked away from drawn text (OCR's false positives: a blanked patch of image, not a leak).
+ */
+async function expectClean(c: CorpusFile, output: Buffer): Promise<{ read: number; falseBlank: number; total: number; harmless: number; kept: number }> {
   const out = parseFile(output).dataset;
   expect(topLevelString(out, 0x00280301).trim(), `${c.name}: Burned In Annotation`).to.equal('NO');
   expect(methodCodes(out), `${c.name}: Deidentification Method Code Sequence`).to.include('113101');
   expect(out.transferSyntaxUid, `${c.name}: a lossless input keeps its transfer syntax`).to.equal(parseFile(readFileSync(c.path)).dataset.transferSyntaxUid);
   expect((await secretsRead(output, c.secrets)).map((s) => s.text), `${c.name}: drawn values OCR still reads`).to.deep.equal([]);
   const changed = changedPixels(await decodeFile(readFileSync(c.path)), await decodeFile(output), allowedRegions(c));
-  expect(changed.outside, `${c.name}: pixels changed away from the drawn text`).to.equal(0);
+  expect(changed.notBlank, `${c.name}: changed pixels that are not blanked`).to.equal(0);
   expect(changed.inside, `${c.name}: pixels blanked`).to.be.greaterThan(0);
-  return (await secretsRead(readFileSync(c.path), c.secrets)).length;
+  expect(changed.outside / changed.total, `${c.name}: share of pixels blanked away from the drawn text`).to.be.below(0.01);
+  // the allow-list at work: depth, frequency and side markers OCR read right stay (one it misread is blanked: safe)
+  const before = await decodeFile(readFileSync(c.path));
+  const after = await decodeFile(output);
+  const harmless = c.drawn.filter((d) => !c.secrets.includes(d));
+  const kept = harmless.filter((d) => changedPixels(before, after, (f) => (f === d.frame ? [d.box] : [])).inside === 0).length;
+  return { read: (await secretsRead(readFileSync(c.path), c.secrets)).length, falseBlank: changed.outside, total: changed.total, harmless: harmless.length, kept };
 }
 
 /** A Secondary Capture holding an encapsulated PDF (Encapsulated PDF Storage), as a scanner sends one. */
@@ -90,12 +99,22 @@ describe('burned-in text: OCR finds it, cleaning removes it', function () {
     expect(r.stdout).to.match(new RegExp(`files ${corpus.length + 1}, de-identified ${corpus.length + 1}, rejected 0`));
     let readInInput = 0;
     let secrets = 0;
+    let falseBlank = 0;
+    let total = 0;
+    let harmless = 0;
+    let kept = 0;
     for (const c of corpus) {
-      readInInput += await expectClean(c, readFileSync(path.join(out, 'in', c.name)));
+      const r = await expectClean(c, readFileSync(path.join(out, 'in', c.name)));
+      readInInput += r.read;
+      falseBlank += r.falseBlank;
+      total += r.total;
+      harmless += r.harmless;
+      kept += r.kept;
       secrets += c.secrets.length;
     }
     // the same OCR reads the drawn values in the inputs: the check above could fail
-    console.log(`      ${corpus.length} at-risk images, ${secrets} drawn values; OCR read ${readInInput} of them in the inputs and 0 in the outputs`);
+    console.log(`      ${corpus.length} at-risk images, ${secrets} drawn values; OCR read ${readInInput} of them in the inputs and 0 in the outputs; ${((100 * falseBlank) / total).toFixed(3)}% of pixels blanked away from drawn text; ${kept} of ${harmless} allow-listed words left as they were`);
+    expect(kept / harmless, 'allow-listed words left').to.be.greaterThan(0.5);
     expect(readInInput / secrets).to.be.greaterThan(0.8);
     const before = parseFile(readFileSync(ct)).dataset;
     const after = parseFile(readFileSync(path.join(out, 'in', 'ct.dcm'))).dataset;
@@ -123,7 +142,9 @@ describe('burned-in text: OCR finds it, cleaning removes it', function () {
       expect((await secretsRead(output, native.secrets)).map((s) => s.text), name).to.deep.equal([]);
       // outside the text the lossless output equals the lossy input's own decoding
       const c = { ...native, path: path.join(dir, name) };
-      expect(changedPixels(await decodeFile(readFileSync(c.path)), await decodeFile(output), allowedRegions(c)).outside, name).to.equal(0);
+      const changed = changedPixels(await decodeFile(readFileSync(c.path)), await decodeFile(output), allowedRegions(c));
+      expect(changed.notBlank, `${name}: changed pixels that are not blanked`).to.equal(0);
+      expect(changed.outside / changed.total, name).to.be.below(0.01);
     }
   });
 
@@ -169,10 +190,17 @@ describe('burned-in text in the pipeline: what the PACS holds', function () {
     stack = undefined;
   });
 
-  /** Sends the files, one association per transfer syntax (storescu proposes only what each file needs). */
+  /** Sends the files, one storescu per transfer syntax (it proposes exactly the files' syntax). */
   async function send(files: string[], port: number): Promise<void> {
-    const r = await storescu(files, { port, extraArgs: ['-nh'] });
-    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    const bySyntax = new Map<string, string[]>();
+    for (const f of files) {
+      const ts = parseFile(readFileSync(f)).dataset.transferSyntaxUid;
+      bySyntax.set(ts, [...(bySyntax.get(ts) ?? []), f]);
+    }
+    for (const [ts, group] of bySyntax) {
+      const r = await storescu(group, { port, transferSyntax: ts });
+      expect(r.code, r.stdout + r.stderr).to.equal(0);
+    }
   }
 
   it('de-identifies every at-risk image before it reaches the archive: OCR of the PACS copies reads none of the drawn values', async () => {
@@ -188,16 +216,20 @@ describe('burned-in text in the pipeline: what the PACS holds', function () {
     expect(stack.mm.journal.byState('QUARANTINED')[0]!.reason).to.match(/^burned-in text \(document\)/);
     const ids = await stack.pacsRest.listInstances({});
     expect(ids, 'one de-identified copy per image, no raw copy').to.have.length(corpus.length);
+    // each PACS copy matched to the image it came from, through the journal (keyed hash of the original UID → new UID)
+    const journal = stack.mm.journal;
+    const newUid = new Map(journal.byState('DONE').map((j) => [j.sopUidHash, j.newSopInstanceUid]));
     let checked = 0;
-    for (const id of ids) {
-      const file = await stack.pacsRest.instanceFile(id);
+    for (const c of corpus) {
+      const uid = newUid.get(journal.uidHash(c.sopInstanceUid));
+      expect(uid, `${c.name} DONE`).to.be.a('string');
+      const found = (await stack.pacsRest.lookup(uid!)).find((r) => r.Type === 'Instance');
+      expect(found, `${c.name} in the PACS`).to.exist;
+      const file = await stack.pacsRest.instanceFile(found!.ID);
       const ds = parseFile(file).dataset;
       expect(topLevelString(ds, 0x00120062).trim()).to.equal('YES');
-      const c = corpus.find((x) => topLevelString(ds, 0x00280008).trim() === String(x.spec.frames) && x.spec.kind === (topLevelString(ds, 0x00080060).trim() === 'US' ? 'US' : 'SC'));
-      expect(c, 'a corpus image').to.exist;
-      const all = corpus.flatMap((x) => x.secrets);
-      expect((await secretsRead(file, all)).map((s) => s.text), `PACS instance ${id}`).to.deep.equal([]);
-      expect(methodCodes(ds)).to.include('113101');
+      expect(methodCodes(ds), c.name).to.include('113101');
+      expect((await secretsRead(file, c.secrets)).map((s) => s.text), `${c.name} as the PACS holds it`).to.deep.equal([]);
       checked++;
     }
     console.log(`      OCR of ${checked} PACS instances: none of the drawn values`);

@@ -17,6 +17,7 @@ export interface CorpusFile {
   drawn: DrawnText[];
   /** The patient's values as drawn (what must not survive). */
   secrets: DrawnText[];
+  sopInstanceUid: string;
 }
 
 const PATIENTS = [
@@ -40,7 +41,7 @@ export async function writeCorpus(dir: string): Promise<CorpusFile[]> {
         const file = path.join(dir, name);
         writeFileSync(file, made.file);
         const allowed = new Set(spec.allowWords ?? []);
-        out.push({ name, path: file, spec, drawn: made.drawn, secrets: made.drawn.filter((d) => !allowed.has(d.text)) });
+        out.push({ name, path: file, spec, drawn: made.drawn, secrets: made.drawn.filter((d) => !allowed.has(d.text)), sopInstanceUid: made.sopInstanceUid });
         n++;
       }
   return out;
@@ -55,12 +56,19 @@ export async function decodeFile(file: Buffer): Promise<DecodedFrames> {
   return decodeFrames(parseFile(file).dataset);
 }
 
-/** The drawn secrets OCR reads in the file (a secret counts when any OCR word holds one of its parts). */
+const overlaps = (a: Box, b: Box) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
+/**
+ * The drawn secrets OCR finds in the file: a secret counts when OCR finds any word where it was drawn (same frame,
+ * boxes overlapping), whatever it read it as, or reads one of its parts anywhere.
+ */
 export async function secretsRead(file: Buffer, secrets: DrawnText[]): Promise<DrawnText[]> {
   const decoded = await decodeFile(file);
   const words = await findText(decoded.frames.map((_, f) => toGrey(decoded, f)));
   const read = words.map((w) => norm(w.text)).filter((w) => w.length >= 3);
-  return secrets.filter((s) => partsOf(s.text).some((p) => read.some((w) => w.includes(p) || (w.length >= 4 && p.includes(w)))));
+  return secrets.filter(
+    (s) => words.some((w) => w.frame === s.frame && overlaps(w.box, s.box)) || partsOf(s.text).some((p) => read.some((w) => w.includes(p) || (w.length >= 4 && p.includes(w)))),
+  );
 }
 
 const inside = (x: number, y: number, b: Box) => x >= b.x && x < b.x + b.w && y >= b.y && y < b.y + b.h;
@@ -71,12 +79,16 @@ export function grown(b: Box): Box {
   return { x: b.x - m, y: b.y - m, w: b.w + 2 * m, h: b.h + 2 * m };
 }
 
-/** Pixels (all frames) that differ between the two decodings outside `allowed[frame]`, and inside them. */
-export function changedPixels(before: DecodedFrames, after: DecodedFrames, allowed: (frame: number) => Box[]): { outside: number; inside: number } {
+/**
+ * Pixels (all frames) that differ between the two decodings outside `allowed[frame]` and inside them, of `total`;
+ * `notBlank` counts changed pixels whose new value is not 0 (cleaning only blanks).
+ */
+export function changedPixels(before: DecodedFrames, after: DecodedFrames, allowed: (frame: number) => Box[]): { outside: number; inside: number; notBlank: number; total: number } {
   const g = before.geometry;
   const bytesPerPixel = (g.bitsAllocated / 8) * g.samplesPerPixel;
   let outside = 0;
   let insideCount = 0;
+  let notBlank = 0;
   before.frames.forEach((frame, f) => {
     const other = after.frames[f]!;
     const boxes = allowed(f);
@@ -86,9 +98,10 @@ export function changedPixels(before: DecodedFrames, after: DecodedFrames, allow
         let same = true;
         for (let i = 0; i < bytesPerPixel; i++) if (frame[at + i] !== other[at + i]) same = false;
         if (same) continue;
+        for (let i = 0; i < bytesPerPixel; i++) if (other[at + i] !== 0) (notBlank++, (i = bytesPerPixel));
         if (boxes.some((b) => inside(x, y, b))) insideCount++;
         else outside++;
       }
   });
-  return { outside, inside: insideCount };
+  return { outside, inside: insideCount, notBlank, total: g.rows * g.columns * before.frames.length };
 }

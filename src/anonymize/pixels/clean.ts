@@ -63,33 +63,16 @@ function mayStay(text: string, allow: ReadonlySet<string>, needles: readonly Nee
 }
 
 /**
- * The boxes to blank for OCR's words: each with a margin (boxes are tight around the ink; the margin takes the
- * glyphs' edges and a stroke OCR cut off), and words on one line closer than about a glyph joined into one box, so
- * that a value OCR read in pieces ("DOE" "^JOHN") leaves no glyph between them.
+ * The boxes to blank for OCR's words, each with a margin: boxes are tight around the ink, and the margin takes the
+ * glyphs' edges, a stroke OCR cut off, and a glyph it skipped between two words ("DOE" "^" "JOHN": half a glyph
+ * height each side covers one glyph).
  */
 export function textBoxes(words: readonly Box[]): Box[] {
-  const grown = words.map((b) => {
+  return words.map((b) => {
     const mx = Math.max(4, Math.ceil(b.h * 0.5));
     const my = Math.max(2, Math.ceil(b.h * 0.25));
     return { x: Math.max(0, b.x - mx), y: Math.max(0, b.y - my), w: b.w + 2 * mx, h: b.h + 2 * my };
   });
-  const sameLine = (a: Box, b: Box) => Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y) > 0.5 * Math.min(a.h, b.h);
-  const near = (a: Box, b: Box) => Math.max(a.x, b.x) - Math.min(a.x + a.w, b.x + b.w) < Math.max(a.h, b.h);
-  const out: Box[] = [];
-  for (const b of grown.sort((p, q) => p.x - q.x)) {
-    const line = out.find((o) => sameLine(o, b) && near(o, b));
-    if (!line) {
-      out.push({ ...b });
-      continue;
-    }
-    const x = Math.min(line.x, b.x);
-    const y = Math.min(line.y, b.y);
-    line.w = Math.max(line.x + line.w, b.x + b.w) - x;
-    line.h = Math.max(line.y + line.h, b.y + b.h) - y;
-    line.x = x;
-    line.y = y;
-  }
-  return out;
 }
 
 /** Frames OCR reads: all, or `n` evenly spaced with the first and the last. */
