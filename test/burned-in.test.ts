@@ -10,22 +10,17 @@ import path from 'node:path';
 import { loadBurnedInSite, meets } from '../src/anonymize/pixels/site.js';
 import { ocrAvailable } from '../src/anonymize/pixels/ocr.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
-import { rawValue, stringValue, topLevelString } from '../src/dicom/values.js';
+import { rawValue, topLevelString } from '../src/dicom/values.js';
 import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
 import { generateStudies } from '../src/synth/generate.js';
-import { changedPixels, decodeFile, grown, secretsRead, writeCorpus, type CorpusFile } from './support/burned-in.js';
+import { changedPixels, decodeFile, grown, methodCodes, secretsRead, writeCorpus, type CorpusFile } from './support/burned-in.js';
 import { dphiant } from './support/cli.js';
 import { storescu } from './support/dcmtk.js';
 import { waitUntilSettled } from './support/pipeline.js';
 import { startStack, type TestStack } from './support/stack.js';
 
 const PIXEL_DATA = 0x7fe00010;
-
-function methodCodes(ds: ParsedDataset): string[] {
-  const seq = ds.elements.find((e) => e.tag === 0x00120064);
-  return (seq?.items ?? []).map((item) => stringValue(ds, item.elements.find((e) => e.tag === 0x00080100)!).trim());
-}
 
 /** Where cleaning may change pixels: around every drawn text, and the masks the site file applies to the input. */
 function allowedRegions(c: CorpusFile): (frame: number) => ReturnType<typeof grown>[] {

@@ -6,7 +6,8 @@ import { initCodecs } from '../../src/anonymize/pixels/codecs.js';
 import { decodeFrames, toGrey, type DecodedFrames } from '../../src/anonymize/pixels/frames.js';
 import { findText } from '../../src/anonymize/pixels/ocr.js';
 import type { Box } from '../../src/anonymize/pixels/types.js';
-import { parseFile } from '../../src/dicom/walker.js';
+import { stringValue } from '../../src/dicom/values.js';
+import { parseFile, type ParsedDataset } from '../../src/dicom/walker.js';
 import { burnedInFile, type BurnedInSpec, type DrawnText } from '../../src/synth/burned-in.js';
 
 export interface CorpusFile {
@@ -105,3 +106,12 @@ export function changedPixels(before: DecodedFrames, after: DecodedFrames, allow
   });
   return { outside, inside: insideCount, notBlank, total: g.rows * g.columns * before.frames.length };
 }
+
+/** The code values of the output's Deidentification Method Code Sequence (0012,0064). */
+export function methodCodes(ds: ParsedDataset): string[] {
+  const seq = ds.elements.find((e) => e.tag === 0x00120064);
+  return (seq?.items ?? []).map((item) => stringValue(ds, item.elements.find((e) => e.tag === 0x00080100)!).trim());
+}
+
+/** Whether DPHIANT cleaned burned-in text from this output (113101, Clean Pixel Data Option): then, and only then, its pixel data may differ. */
+export const pixelsCleaned = (ds: ParsedDataset): boolean => methodCodes(ds).includes('113101');
