@@ -8,6 +8,7 @@ import { devStackDefaults, middlemanEnv, repoRoot, startOrthanc, stopAll, type O
 import { OrthancClient } from '../src/pacs/orthanc.js';
 import { echo } from '../src/scu/echo.js';
 import { generateStudies } from '../src/synth/generate.js';
+import { burnedInFile } from '../src/synth/burned-in.js';
 import { GIVEN_NAMES } from '../src/crosswalk/aliases.js';
 
 const d = devStackDefaults;
@@ -105,14 +106,23 @@ async function main(): Promise<void> {
   say(`uploading ${manifest.instances.length} instances of ${manifest.patients.length} patients (${Object.entries(bySex).map(([s, n]) => `${n} ${s}`).join(', ')}) to the modality`);
   const { readFile } = await import('node:fs/promises');
   for (const inst of manifest.instances) await modalityRest.upload(await readFile(inst.path));
+  // at-risk images: the name, ID and birth date are in the pixels, where only OCR and masks see them
+  const patient = { name: 'GARCIA^ELENA', id: 'US7700123', birthDate: '19810317' };
+  const ultrasound = [
+    await burnedInFile({ kind: 'US', frames: 1, encoding: 'native', patient, allowWords: ['5.0 MHZ', '12 CM'], seed: 1 }),
+    await burnedInFile({ kind: 'US', frames: 3, encoding: 'rle', patient, allowWords: ['L'], seed: 2 }),
+  ];
+  for (const u of ultrasound) await modalityRest.upload(u.file);
+  say(`uploading ${ultrasound.length} ultrasound images of one more patient with the name, ID and birth date burned into the pixels (cleaned by OCR and a mask before they reach the archive)`);
+  const expected = manifest.instances.length + ultrasound.length;
 
   const studies = await modalityRest.findStudies({});
   say(`the modality sends ${studies.length} studies to the middleman (POST /modalities/${d.middleman.modalityEntry}/store)`);
   const started = Date.now();
   const result = await modalityRest.storeToModality(d.middleman.modalityEntry, studies);
   const seconds = (Date.now() - started) / 1000;
-  say(`${result.InstancesCount ?? manifest.instances.length} sent in ${seconds.toFixed(1)} s, failed ${result.FailedInstancesCount}; the middleman now de-identifies them in the PACS`);
-  const table = await waitForDeidentified(pacsRest, manifest.instances.length);
+  say(`${result.InstancesCount ?? expected} sent in ${seconds.toFixed(1)} s, failed ${result.FailedInstancesCount}; the middleman now de-identifies them in the PACS`);
+  const table = await waitForDeidentified(pacsRest, expected);
   say(`the PACS holds only de-identified instances, stacked under sex-consistent aliases (no real PHI below):`);
   console.log('\n  alias ID      alias name                      alias sex  studies  instances');
   for (const r of table) console.log(`  ${r.id.padEnd(13)} ${r.name.padEnd(31)} ${r.sex.padEnd(10)} ${String(r.studies).padStart(7)}  ${String(r.instances).padStart(9)}`);

@@ -20,6 +20,7 @@ interface SynthArgs {
   prefix: string;
   ts: string;
   largeBytes?: number;
+  burnedIn: number;
 }
 
 export const synthCommand: CommandModule<object, SynthArgs> = {
@@ -38,8 +39,9 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
       .option('prefix', { type: 'string', default: 'SYN', describe: 'PatientID prefix' })
       .option('ts', { type: 'string', default: TS.ExplicitVRLittleEndian, describe: 'transfer syntax UID (native or RLE)' })
       .option('large-bytes', { type: 'number', describe: 'also write <out>/large.dcm, a multi-frame CT of about N bytes' })
+      .option('burned-in', { type: 'number', default: 0, describe: 'also write N ultrasound and secondary-capture images with a fake name, ID and birth date drawn into the pixels, in <out>/burned-in/' })
       .check((a) => {
-        for (const k of ['patients', 'studies', 'series', 'instances', 'rows', 'cols', 'seed'] as const) {
+        for (const k of ['patients', 'studies', 'series', 'instances', 'rows', 'cols', 'seed', 'burned-in'] as const) {
           if (!Number.isInteger(a[k]) || a[k] < 0) throw new Error(`--${k} must be a non-negative integer`);
         }
         if (a.rows < 1 || a.cols < 1 || a.rows > 65535 || a.cols > 65535) throw new Error('--rows and --cols must be in 1..65535');
@@ -67,9 +69,24 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
       const l = await generateLarge(join(a.out, 'large.dcm'), a.largeBytes, { seed: a.seed, prefix: a.prefix, rows: a.rows, cols: a.cols });
       large = `; large.dcm ${l.bytes} bytes, ${l.frames} frames`;
     }
+    let burned = '';
+    if (a.burnedIn > 0) {
+      const { burnedInFile } = await import('../synth/burned-in.js');
+      const dir = join(a.out, 'burned-in');
+      await mkdir(dir, { recursive: true });
+      const { writeFile } = await import('node:fs/promises');
+      const encodings = ['native', 'rle', 'jpegLossless'] as const;
+      for (let i = 0; i < a.burnedIn; i++) {
+        const kind = i % 2 ? 'SC' : 'US';
+        const patient = { name: `SYNTH^PATIENT ${String.fromCharCode(65 + (i % 26))}`, id: `${a.prefix.toUpperCase()}${String(7000000 + a.seed * 1000 + i)}`, birthDate: '19700101' };
+        const made = await burnedInFile({ kind, frames: 1 + (i % 3), encoding: encodings[i % 3]!, patient, allowWords: kind === 'US' ? ['5.0 MHZ', 'L'] : undefined, seed: a.seed * 1000 + i });
+        await writeFile(join(dir, `${kind}-${i + 1}.dcm`), made.file);
+      }
+      burned = `; ${a.burnedIn} images with burned-in text in ${dir}`;
+    }
     console.log(
       `synth: ${manifest.totals.files} files, ${manifest.totals.bytes} bytes, ` +
-        `${manifest.patients.length} patients (M ${bySex.M}, F ${bySex.F}, O ${bySex.O})${large} in ${a.out}`,
+        `${manifest.patients.length} patients (M ${bySex.M}, F ${bySex.F}, O ${bySex.O})${large}${burned} in ${a.out}`,
     );
   },
 };
