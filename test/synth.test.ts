@@ -6,6 +6,7 @@ import yargs from 'yargs';
 import { synthCommand } from '../src/cli/synth.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { isValidUid } from '../src/dicom/uid.js';
+import { parseFile } from '../src/dicom/walker.js';
 import {
   CT_IMAGE_STORAGE, GIVEN_NAMES, MR_IMAGE_STORAGE, generateLarge, generateOne, generateStudies, type Manifest,
 } from '../src/synth/generate.js';
@@ -245,5 +246,23 @@ describe('synthetic studies', () => {
         expect(printed[0]).to.not.contain(secret);
       }
     }
+  });
+
+  it('the synth command writes images with burned-in text that our walker and dcmdump read', async () => {
+    const out = path.join(dir, 'cli-burned-in');
+    const log = console.log;
+    console.log = () => undefined;
+    try {
+      await yargs().command(synthCommand).strict().exitProcess(false).parseAsync(['synth', '--out', out, '--patients', '0', '--burned-in', '3', '--seed', '4']);
+    } finally {
+      console.log = log;
+    }
+    const files = ['US-1.dcm', 'SC-2.dcm', 'US-3.dcm'].map((f) => path.join(out, 'burned-in', f));
+    for (const f of files) {
+      const { dataset } = parseFile(readFileSync(f));
+      expect(dataset.elements.some((e) => e.tag === 0x7fe00010), `${f}: pixel data`).to.equal(true);
+      expect((await dcmdump(f)).code, `${f}: dcmdump`).to.equal(0);
+    }
+    expect(new Set(files.map((f) => transferSyntaxOf(f))).size, 'native, RLE and JPEG lossless').to.equal(3);
   });
 });

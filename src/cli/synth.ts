@@ -8,6 +8,9 @@ import type { Argv, CommandModule } from 'yargs';
 import { TS, encodingOf } from '../dicom/transfer-syntax.js';
 import type { Sex } from '../synth/generate.js';
 
+/** Fake patients for burned-in text (upper case: the bitmap font has no lower case). */
+const FAKE_NAMES = ['DOE^JANE', 'ROE^RICHARD', 'NG^LI', 'OKAFOR^CHIDI', 'KOWALSKI^ANNA', 'TANAKA^YUKI'];
+
 interface SynthArgs {
   out: string;
   patients: number;
@@ -78,7 +81,7 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
       const encodings = ['native', 'rle', 'jpegLossless'] as const;
       for (let i = 0; i < a.burnedIn; i++) {
         const kind = i % 2 ? 'SC' : 'US';
-        const patient = { name: `SYNTH^PATIENT ${String.fromCharCode(65 + (i % 26))}`, id: `${a.prefix.toUpperCase()}${String(7000000 + a.seed * 1000 + i)}`, birthDate: '19700101' };
+        const patient = { name: FAKE_NAMES[i % FAKE_NAMES.length]!, id: `${a.prefix.toUpperCase()}${String(7000000 + a.seed * 1000 + i)}`, birthDate: '19700101' };
         const made = await burnedInFile({ kind, frames: 1 + (i % 3), encoding: encodings[i % 3]!, patient, allowWords: kind === 'US' ? ['5.0 MHZ', 'L'] : undefined, seed: a.seed * 1000 + i });
         await writeFile(join(dir, `${kind}-${i + 1}.dcm`), made.file);
       }
