@@ -34,18 +34,30 @@ const studyDoc = ({ matchHash, ...rest }: StudyRecord): StudyDoc => ({ _id: matc
 const patientRecord = ({ _id, ...rest }: PatientDoc): PatientRecord => ({ matchHash: _id, ...rest });
 const studyRecord = ({ _id, ...rest }: StudyDoc): StudyRecord => ({ matchHash: _id, ...rest });
 
+/**
+ * A socket that stays silent this long is closed, so a call on a database that stopped mid-call fails (and is
+ * retried) instead of waiting for ever.
+ */
+const CLIENT_OPTIONS = { serverSelectionTimeoutMS: 10_000, socketTimeoutMS: 60_000 };
+
 export class MongoCrosswalk implements CrosswalkStore {
   readonly backend = 'mongodb';
-  private readonly patients: Collection<PatientDoc>;
-  private readonly studies: Collection<StudyDoc>;
-  private readonly audits: Collection<AuditRecord>;
-  private readonly counters: Collection<{ _id: string; value: number }>;
+  private patients!: Collection<PatientDoc>;
+  private studies!: Collection<StudyDoc>;
+  private audits!: Collection<AuditRecord>;
+  private counters!: Collection<{ _id: string; value: number }>;
 
   private constructor(
-    private readonly client: MongoClient,
-    db: Db,
+    private client: MongoClient,
+    private readonly url: string,
     private s: CrosswalkSettings,
   ) {
+    this.bind(client);
+  }
+
+  private bind(client: MongoClient): void {
+    const db: Db = client.db();
+    this.client = client;
     this.patients = db.collection('patients');
     this.studies = db.collection('studies');
     this.audits = db.collection('audit');
@@ -54,11 +66,9 @@ export class MongoCrosswalk implements CrosswalkStore {
 
   /** Connects, creates the unique indexes, and checks the crosswalk key against a stored value. */
   static async open(url: string, s: CrosswalkSettings): Promise<MongoCrosswalk> {
-    // a socket that stays silent this long is closed, so a call on a database that stopped mid-call fails (and is
-    // retried) instead of waiting for ever
-    const client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000, socketTimeoutMS: 60_000 });
+    const client = new MongoClient(url, CLIENT_OPTIONS);
     await client.connect();
-    const store = new MongoCrosswalk(client, client.db(), s);
+    const store = new MongoCrosswalk(client, url, s);
     try {
       await store.patients.createIndex({ aliasId: 1 }, { unique: true, name: 'aliasId_unique' });
       await store.studies.createIndex({ accessionAlias: 1 }, { unique: true, name: 'accessionAlias_unique' });
@@ -191,6 +201,24 @@ export class MongoCrosswalk implements CrosswalkStore {
     await this.audits.insertOne({ at: new Date().toISOString(), user, reason, action: 'rekey', aliasId: null, disclosed: [] });
     this.s = { ...this.s, sealer: next };
     return count;
+  }
+
+  /**
+   * A new client in place of this one, once the database answers it: after a long outage the driver's own client
+   * was seen (once, in CI) to keep failing server selection for minutes after the server was back. While the
+   * database is still down the new client fails to connect and the current one stays.
+   */
+  async reconnect(): Promise<void> {
+    const next = new MongoClient(this.url, CLIENT_OPTIONS);
+    try {
+      await next.connect();
+    } catch (e) {
+      await next.close(true).catch(() => undefined);
+      throw e;
+    }
+    const old = this.client;
+    this.bind(next);
+    await old.close(true).catch(() => undefined); // its calls in flight fail as transient and are retried
   }
 
   async close(): Promise<void> {

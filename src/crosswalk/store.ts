@@ -78,6 +78,8 @@ export interface CrosswalkStore extends AliasSource {
   /** Re-seals every PHI value under `next` (values already under `next` are skipped); returns values re-sealed. */
   rekey(next: Sealer, user: string, reason: string): Promise<number>;
   readonly backend: string;
+  /** A shared database's client made anew (after a long outage); absent where there is none (embedded SQLite). */
+  reconnect?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -186,6 +186,8 @@ class CrosswalkTimeout extends Error {
 
 /** A failing dependency nothing has called for this long is asked directly (GET /system, one crosswalk read). */
 const PROBE_AFTER_MS = 5_000;
+/** A crosswalk failing this long gets a fresh client (at most once per this interval). */
+const RECONNECT_AFTER_MS = 60_000;
 
 export class DeidentificationWorker {
   private readonly queue: PQueue;
@@ -195,6 +197,7 @@ export class DeidentificationWorker {
   /** Jobs whose transient failures passed pipeline.stuckAfterAttempts and have not succeeded since. */
   private readonly stuck = new Set<number>();
   private probing = false;
+  private lastReconnect = 0;
   /** Raw deletions of DEIDENTIFIED jobs under way (stop() waits for them). */
   private readonly finishing = new Set<Promise<void>>();
   private readonly rawDeletions = new RawDeletions((ids) => this.pacsCall(() => this.d.pacs.bulkDelete(ids)));
@@ -293,7 +296,17 @@ export class DeidentificationWorker {
       for (const dep of DEPENDENCIES) {
         if (!quiet(dep)) continue;
         if (dep === 'pacs') await this.pacsCall(() => this.d.pacs.system()).catch(() => undefined);
-        else await this.crosswalkCall(() => this.d.crosswalk.listPatients({ limit: 1 })).catch(() => undefined);
+        else {
+          await this.crosswalkCall(() => this.d.crosswalk.listPatients({ limit: 1 })).catch(() => undefined);
+          // still failing a minute on: a fresh client, in case the driver's has stopped finding the server
+          if (this.health.failingMs('crosswalk', Date.now()) >= RECONNECT_AFTER_MS && Date.now() - this.lastReconnect >= RECONNECT_AFTER_MS && this.d.crosswalk.reconnect) {
+            this.lastReconnect = Date.now();
+            await withinTime(CROSSWALK_CALL_TIMEOUT_MS, this.d.crosswalk.reconnect(), () => new CrosswalkTimeout()).then(
+              () => this.d.log.warn('crosswalk: reconnected after a long failure'),
+              () => undefined,
+            );
+          }
+        }
       }
     } finally {
       this.probing = false;
