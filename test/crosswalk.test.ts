@@ -10,7 +10,7 @@ import { Sealer } from '../src/crosswalk/crypto.js';
 import { MongoCrosswalk } from '../src/crosswalk/mongo.js';
 import { SqliteCrosswalk } from '../src/crosswalk/sqlite.js';
 import type { CrosswalkSettings, CrosswalkStore } from '../src/crosswalk/store.js';
-import type { PatientIdentity } from '../src/crosswalk/types.js';
+import type { PatientIdentity } from '../src/dicom/identity.js';
 import { findUp } from '../src/paths.js';
 import { DEV_STACK_ENV } from './support/cli.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';

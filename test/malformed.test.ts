@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createDeflateRaw } from 'node:zlib';
 import { generateStudies, type Manifest } from '../src/synth/generate.js';
-import { isSuccessOrWarning } from '../src/pipeline/types.js';
+import { isSuccessOrWarning } from '../src/dicom/c-store.js';
 import type { Job, JobState } from '../src/pipeline/journal.js';
 import type { StoreOutcome } from '../src/scu/store.js';
 import { echoscu, storescu, type RunResult } from './support/dcmtk.js';

@@ -5,7 +5,7 @@ import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { AliasSource } from '../crosswalk/types.js';
+import type { AliasSource } from '../dicom/identity.js';
 import type { Options, SiteProfile } from './profile.js';
 import type { PixelPolicy } from './pixels/clean.js';
 import type { FileOutcome, FileTask, MainMessage, WorkerMessage, WorkerSetup } from './worker.js';

@@ -2,7 +2,7 @@
 // The batch command and the pipeline's worker both call this; only the alias source differs.
 import { parseDataset, parseFile, type ParsedDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
-import type { AliasSource, PatientAlias, PatientIdentity } from '../crosswalk/types.js';
+import type { AliasSource, PatientAlias, PatientIdentity } from '../dicom/identity.js';
 import { anonymize, type AnonymizeResult } from './engine.js';
 import { scanForPhi, VerificationError, type GateHit } from './gate.js';
 import { identityOf, phiNeedles } from './phi.js';

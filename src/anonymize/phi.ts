@@ -6,7 +6,7 @@ import type { DicomElement, ParsedDataset } from '../dicom/walker.js';
 import { keywordOf } from '../dicom/dictionary.js';
 import { stringValues, topLevelString, walkWithCharset } from '../dicom/values.js';
 import { isStandardUid } from '../dicom/uid-registry.js';
-import type { PatientIdentity } from '../crosswalk/types.js';
+import type { PatientIdentity } from '../dicom/identity.js';
 import type { Profile } from './profile.js';
 import { redactPatterns, xOut } from './patterns.js';
 

@@ -3,19 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { findUp } from '../paths.js';
 
-export const OPTION_KEYS = [
-  'retainSafePrivate',
-  'retainUIDs',
-  'retainDeviceIdentity',
-  'retainInstitutionIdentity',
-  'retainPatientCharacteristics',
-  'retainLongFullDates',
-  'retainLongModifiedDates',
-  'cleanDescriptors',
-  'cleanStructuredContent',
-  'cleanGraphics',
-] as const;
-export type OptionKey = (typeof OPTION_KEYS)[number];
+import { OPTION_KEYS, type OptionKey } from '../config/index.js';
+
+export { OPTION_KEYS, type OptionKey };
 
 export type TableCode = 'D' | 'Z' | 'X' | 'U' | 'K' | 'C' | 'Z/D' | 'X/Z' | 'X/D' | 'X/Z/D' | 'X/Z/U*';
 

@@ -3,7 +3,7 @@
 import { mkdir, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ALIAS_ID, type AliasSource, type PatientAlias, type PatientIdentity } from '../crosswalk/types.js';
+import { ALIAS_ID, type AliasSource, type PatientAlias, type PatientIdentity } from '../dicom/identity.js';
 import { isValidUid } from '../dicom/uid.js';
 import { CharsetError } from '../dicom/values.js';
 import { DicomParseError } from '../dicom/walker.js';

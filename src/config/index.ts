@@ -5,7 +5,21 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
+
+/** The PS3.15 Table E.1-1 options, as the configuration names them (columns of the table's data file, src/anonymize/table.ts). */
+export const OPTION_KEYS = [
+  'retainSafePrivate',
+  'retainUIDs',
+  'retainDeviceIdentity',
+  'retainInstitutionIdentity',
+  'retainPatientCharacteristics',
+  'retainLongFullDates',
+  'retainLongModifiedDates',
+  'cleanDescriptors',
+  'cleanStructuredContent',
+  'cleanGraphics',
+] as const;
+export type OptionKey = (typeof OPTION_KEYS)[number];
 
 export interface Caller {
   /** Calling AE title the SCP accepts. */

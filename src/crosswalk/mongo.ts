@@ -3,7 +3,7 @@
 // means another node won, and its document is read back.
 import { MongoClient, MongoServerError, type Collection, type Db } from 'mongodb';
 import type { Sealer } from './crypto.js';
-import type { PatientAlias, PatientIdentity } from './types.js';
+import type { PatientAlias, PatientIdentity } from '../dicom/identity.js';
 import {
   aliasOf,
   checkReason,

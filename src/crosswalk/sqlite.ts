@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Sealer } from './crypto.js';
-import type { PatientAlias, PatientIdentity } from './types.js';
+import type { PatientAlias, PatientIdentity } from '../dicom/identity.js';
 import {
   aliasOf,
   checkReason,

@@ -3,7 +3,7 @@
 import type { Sealer } from './crypto.js';
 import { blindIndex } from './crypto.js';
 import { aliasName, aliasSexOf, counterAliasId, dateOffset, randomAliasId, type AliasSex } from './aliases.js';
-import type { AliasSource, PatientAlias, PatientIdentity } from './types.js';
+import type { AliasSource, PatientAlias, PatientIdentity } from '../dicom/identity.js';
 
 export type MatchKeyKind = 'id' | 'demographics';
 /** How instances without any patient identity (phantoms, secondary captures, test objects) are aliased. */

@@ -3,7 +3,8 @@
 // a success ends it. While a streak is longer than pipeline.backpressureAfterMs, or the unfinished backlog is over
 // pipeline.maxBacklog, ingest refuses new C-STOREs before forwarding (0xA700), so modalities keep their copy and
 // retry later instead of filling the archive with raw instances the worker cannot de-identify.
-import { Status, type Dependency, type StoreReply } from './types.js';
+import { Status, type StoreReply } from '../dicom/c-store.js';
+import type { Dependency } from './types.js';
 
 export const DEPENDENCIES: readonly Dependency[] = ['pacs', 'crosswalk'];
 

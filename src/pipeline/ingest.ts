@@ -18,7 +18,7 @@ import type { Journal } from './journal.js';
 import { Metrics, reasonClass } from '../metrics.js';
 import type { Backpressure } from './health.js';
 import { withinTime } from './deadline.js';
-import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } from './types.js';
+import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } from '../dicom/c-store.js';
 
 export type Forward = (target: PacsTarget, inst: ReceivedInstance) => Promise<StoreOutcome>;
 

@@ -22,7 +22,7 @@ import { VerificationError } from '../anonymize/gate.js';
 import { PixelRiskError } from '../anonymize/pixels/types.js';
 import type { Profile } from '../anonymize/profile.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
-import type { AliasSource } from '../crosswalk/types.js';
+import type { AliasSource } from '../dicom/identity.js';
 import { CharsetError } from '../dicom/values.js';
 import { DicomParseError, parseDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';

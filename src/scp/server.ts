@@ -10,7 +10,7 @@ import type { Writable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
-import { Status, type ReceivedInstance, type StoreReply } from '../pipeline/types.js';
+import { Status, type ReceivedInstance, type StoreReply } from '../dicom/c-store.js';
 import { checkCaller, decideContext, plainAddress } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
 import { SpoolBudget, SpoolFile } from './spool.js';

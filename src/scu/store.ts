@@ -5,7 +5,7 @@
 import dimse from '../dicom/dimse.js';
 import { open } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import type { ReceivedInstance } from '../pipeline/types.js';
+import type { ReceivedInstance } from '../dicom/c-store.js';
 
 const { Client, Dataset } = dimse;
 const { CStoreRequest } = dimse.requests;

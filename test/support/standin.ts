@@ -2,7 +2,7 @@
 // aliases derived from HMAC-SHA-256(site key, match key), so the same patient gets the same alias in every run
 // and process, without storing anything (and so without re-identification).
 import { createHmac } from 'node:crypto';
-import type { AliasSource, PatientAlias, PatientIdentity } from '../../src/crosswalk/types.js';
+import type { AliasSource, PatientAlias, PatientIdentity } from '../../src/dicom/identity.js';
 
 const GIVEN: Record<'M' | 'F' | 'O', string[]> = {
   M: ['ADAM', 'BRUNO', 'CARL', 'DAVID', 'EMIL', 'FELIX', 'GUSTAV', 'HUGO', 'IVAN', 'JONAS', 'KARL', 'LUDWIG', 'MARTIN', 'NIKOLAI', 'OSKAR', 'PAUL'],

@@ -1,4 +1,5 @@
-// What the de-identification needs from the crosswalk, whatever stores it.
+// A patient's identity as read from an instance, and the aliases the crosswalk gives it: the contract between the
+// de-identification (which asks) and the crosswalk (which answers), below both.
 
 /** The identifying values of a patient, read from an instance. */
 export interface PatientIdentity {
