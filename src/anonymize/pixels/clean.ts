@@ -1,6 +1,7 @@
 // Burned-in text, start to finish, for one instance: the risk gate, the site's masks, OCR, and the lossless
 // cleaning. The pipeline and `dphiant anonymize` both reach it through deidentify.ts, so both clean alike.
 // OCR runs in a child process (ocr.ts): the event loop only waits for it.
+import { DEFAULT_CONFIG, type Config } from '../../config/index.js';
 import { topLevelString } from '../../dicom/values.js';
 import type { ParsedDataset } from '../../dicom/walker.js';
 import { matchNeedles, type Needle } from '../phi.js';
@@ -11,20 +12,9 @@ import { assessRisk } from './risk.js';
 import { loadBurnedInSite, meets, type BurnedInSite } from './site.js';
 import { PixelRiskError, type Box, type CleanedPixels } from './types.js';
 
-export interface PixelSettings {
-  /** on: at-risk instances are cleaned or quarantined; off: pixels are never examined (a site that cleans them before DPHIANT). */
-  gate: 'on' | 'off';
-  /** tesseract: Debian's tesseract-ocr in a child process; off: masks only (an at-risk instance no mask covers is quarantined). */
-  ocr: 'tesseract' | 'off';
-  ocrCommand: string;
-  ocrTimeoutMs: number;
-  /** Frames OCR reads per instance; a longer multi-frame image is sampled evenly (first and last included) and every frame is blanked with the union of what was found. */
-  ocrFrames: number;
-  /** A site file of masks and rules on top of the shipped defaults ('' = the defaults alone). */
-  siteFile: string;
-}
-
-export const DEFAULT_PIXEL_SETTINGS: PixelSettings = { gate: 'on', ocr: 'tesseract', ocrCommand: 'tesseract', ocrTimeoutMs: 60_000, ocrFrames: 16, siteFile: '' };
+/** The anonymize.pixels settings (documented in src/config/index.ts, where their defaults are). */
+export type PixelSettings = Config['anonymize']['pixels'];
+export const DEFAULT_PIXEL_SETTINGS: PixelSettings = DEFAULT_CONFIG.anonymize.pixels;
 
 /** The settings with the site file read: plain data, so it crosses into worker threads. */
 export interface PixelPolicy {
