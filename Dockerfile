@@ -1,14 +1,14 @@
 # DPHIANT middleman image: the product only. Build: docker build -t dphiant .
-# Stage 1 compiles everything with the dev dependencies, then drops them and what is dev tooling: the dev-stack
-# launcher (src/devstack) and the synthetic data generator (src/synth); tests, benchmarks, scripts and the dev
-# Orthanc configurations (orthanc/) are compiled or copied here but never reach stage 2.
+# Stage 1 compiles everything with the dev dependencies, then drops them; the dev tooling (tools/: the dev-stack
+# launcher and the synthetic data generator), tests, benchmarks, scripts and the dev Orthanc configurations
+# (orthanc/) are compiled or copied here but never reach stage 2, which takes dist/src and the product's data.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # better-sqlite3 is native: a prebuilt binary is fetched, or it compiles with the toolchain of this image
 RUN npm ci
 COPY . .
-RUN npm run build && npm prune --omit=dev && rm -rf dist/src/devstack dist/src/synth
+RUN npm run build && npm prune --omit=dev
 
 # Stage 2: runtime only (same Debian release, so the native module built above loads). Without configuration it
 # refuses to start (devStack is off: no demo credentials, no created keys): give it the PACS password, the keys

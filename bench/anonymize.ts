@@ -11,7 +11,7 @@ import { Profile } from '../src/anonymize/profile.js';
 import { DEV_STACK_ENV } from '../test/support/cli.js';
 import { KeyedStandIn } from '../test/support/standin.js';
 import { findUp } from '../src/paths.js';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 
 interface Engine {
   deidentify: typeof deidentify;

@@ -2,7 +2,7 @@
 // storescu → PACS directly (the physical limit) against storescu → middleman → PACS, same instances, same PACS.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { storescu } from '../test/support/dcmtk.js';
 import { startStack } from '../test/support/stack.js';
 

@@ -3,8 +3,8 @@
 // and Orthanc's own de-identification (POST /studies/{id}/anonymize) of the same instances stored directly.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import type { OrthancClient } from '../src/pacs/orthanc.js';
-import { generateStudies } from '../src/synth/generate.js';
+import type { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { storescu } from '../test/support/dcmtk.js';
 import { pacsInventory, waitUntilSettled } from '../test/support/pipeline.js';
 import { startStack } from '../test/support/stack.js';
@@ -97,7 +97,7 @@ async function settled(journal: Parameters<typeof waitUntilSettled>[0], expected
   if (c.DONE !== expected) throw new Error(`pipeline settled with ${c.DONE} of ${expected} jobs DONE: ${report()}`);
 }
 
-async function expectDeidentified(pacs: OrthancClient, expected: number, what: string): Promise<void> {
+async function expectDeidentified(pacs: DevOrthanc, expected: number, what: string): Promise<void> {
   const inv = await pacsInventory(pacs);
   const raw = inv.instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
   if (inv.instances.length !== expected || raw) throw new Error(`${what}: PACS holds ${inv.instances.length} of ${expected} instances, ${raw} without PatientIdentityRemoved YES`);

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { parseDataset, parseFile, walk } from '../src/dicom/walker.js';
-import { generateOne } from '../src/synth/generate.js';
+import { generateOne } from '../tools/synth/generate.js';
 
 const dcmjs = createRequire(import.meta.url)('dcmjs') as { data: { DicomMessage: { readFile(buffer: ArrayBuffer): unknown } } };
 

@@ -4,11 +4,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { devStackDefaults, middlemanEnv, repoRoot, startOrthanc, stopAll, type OrthancProcess } from '../src/devstack/orthanc.js';
-import { OrthancClient } from '../src/pacs/orthanc.js';
+import { devStackDefaults, middlemanEnv, repoRoot, startOrthanc, stopAll, type OrthancProcess } from '../tools/devstack/orthanc.js';
+import { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
 import { echo } from '../src/scu/echo.js';
-import { generateStudies } from '../src/synth/generate.js';
-import { burnedInFile } from '../src/synth/burned-in.js';
+import { generateStudies } from '../tools/synth/generate.js';
+import { burnedInFile } from '../tools/synth/burned-in.js';
 import { GIVEN_NAMES } from '../src/crosswalk/aliases.js';
 
 const d = devStackDefaults;
@@ -45,7 +45,7 @@ async function waitForMiddleman(): Promise<void> {
 }
 
 /** Waits until the PACS holds `expected` instances, all de-identified; returns its patients (aliases). */
-async function waitForDeidentified(pacs: OrthancClient, expected: number) {
+async function waitForDeidentified(pacs: DevOrthanc, expected: number) {
   const auth = { authorization: `Basic ${Buffer.from(`${d.credentials.username}:${d.credentials.password}`).toString('base64')}` };
   for (let i = 0; ; i++) {
     const res = await fetch(`${pacs.url}/tools/find`, { method: 'POST', headers: auth, body: JSON.stringify({ Level: 'Instance', Query: {}, Expand: false }) });
@@ -101,8 +101,8 @@ async function main(): Promise<void> {
   const bySex = manifest.patients.reduce<Record<string, number>>((m, p) => ((m[p.sex] = (m[p.sex] ?? 0) + 1), m), {});
 
   const auth = { username: d.credentials.username, password: d.credentials.password };
-  const modalityRest = new OrthancClient({ url: modality.httpUrl, ...auth });
-  const pacsRest = new OrthancClient({ url: pacs.httpUrl, ...auth });
+  const modalityRest = new DevOrthanc({ url: modality.httpUrl, ...auth });
+  const pacsRest = new DevOrthanc({ url: pacs.httpUrl, ...auth });
   say(`uploading ${manifest.instances.length} instances of ${manifest.patients.length} patients (${Object.entries(bySex).map(([s, n]) => `${n} ${s}`).join(', ')}) to the modality`);
   const { readFile } = await import('node:fs/promises');
   for (const inst of manifest.instances) await modalityRest.upload(await readFile(inst.path));

@@ -12,7 +12,7 @@ import { stringValue } from '../src/dicom/values.js';
 import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
 import { findUp } from '../src/paths.js';
-import { generateElements, generateStudies, type InstanceOptions, type Manifest } from '../src/synth/generate.js';
+import { generateElements, generateStudies, type InstanceOptions, type Manifest } from '../tools/synth/generate.js';
 import { cleanEnv, DEV_STACK_ENV } from './support/cli.js';
 
 const CLI = findUp('dist/src/cli/main.js');

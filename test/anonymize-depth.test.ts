@@ -11,7 +11,7 @@ import { TS } from '../src/dicom/transfer-syntax.js';
 import { stringValue } from '../src/dicom/values.js';
 import { parseFile, walk, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
-import { CT_IMAGE_STORAGE } from '../src/synth/generate.js';
+import { CT_IMAGE_STORAGE } from '../tools/synth/generate.js';
 import { datasetBytes } from './support/files.js';
 import { SMALL_PIXEL_MODULE, withElements } from './support/instance.js';
 import { unSequence } from './support/plant.js';

@@ -15,7 +15,7 @@ import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { stringValue } from '../src/dicom/values.js';
 import { parseFile, walk, type DicomElement, type ParsedDataset } from '../src/dicom/walker.js';
-import { generateOne, type InstanceOptions } from '../src/synth/generate.js';
+import { generateOne, type InstanceOptions } from '../tools/synth/generate.js';
 import { sharedDicomFiles } from './support/files.js';
 import { VARIANT_TRANSFER_SYNTAXES, dcmdump, makeVariants } from './support/variants.js';
 import { pixelsCleaned } from './support/burned-in.js';

@@ -17,7 +17,7 @@ import { TS } from '../src/dicom/transfer-syntax.js';
 import { stringValue } from '../src/dicom/values.js';
 import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
-import { CT_IMAGE_STORAGE, PRIVATE_CREATOR, generateElements } from '../src/synth/generate.js';
+import { CT_IMAGE_STORAGE, PRIVATE_CREATOR, generateElements } from '../tools/synth/generate.js';
 import { datasetBytes } from './support/files.js';
 import { SMALL_PIXEL_MODULE, withElements } from './support/instance.js';
 

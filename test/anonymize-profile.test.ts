@@ -11,7 +11,7 @@ import { KeyedStandIn } from './support/standin.js';
 import { parseFile, walk, type ParsedDataset } from '../src/dicom/walker.js';
 import { stringValue } from '../src/dicom/values.js';
 import { findUp } from '../src/paths.js';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { dphiant } from './support/cli.js';
 import { SHARED_DICOM, sharedDicomFiles } from './support/files.js';
 

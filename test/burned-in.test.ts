@@ -13,7 +13,7 @@ import { TS } from '../src/dicom/transfer-syntax.js';
 import { rawValue, topLevelString } from '../src/dicom/values.js';
 import { parseFile, type ParsedDataset } from '../src/dicom/walker.js';
 import { part10, type Element } from '../src/dicom/writer.js';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { changedPixels, decodeFile, grown, methodCodes, secretsRead, writeCorpus, type CorpusFile } from './support/burned-in.js';
 import { dphiant } from './support/cli.js';
 import { storescu } from './support/dcmtk.js';

@@ -11,7 +11,7 @@ import {
   readOrthancConfig,
   repoRoot,
   type OrthancRole,
-} from '../src/devstack/orthanc.js';
+} from '../tools/devstack/orthanc.js';
 
 interface ComposeService {
   image?: string;

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { storescu } from './support/dcmtk.js';
 import { startStack, type TestStack } from './support/stack.js';
 

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { devStackDefaults } from '../src/devstack/orthanc.js';
+import { devStackDefaults } from '../tools/devstack/orthanc.js';
 import { findUp } from '../src/paths.js';
 
 function portFree(port: number): Promise<boolean> {

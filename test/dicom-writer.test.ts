@@ -7,8 +7,9 @@ import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { DPHIANT_IMPLEMENTATION_CLASS_UID, isValidUid, newUid } from '../src/dicom/uid.js';
-import { encodeDataset, encodeFileMeta, part10, tag, writeLargeMultiframeFile, type Element, type Fragments } from '../src/dicom/writer.js';
-import { generateElements } from '../src/synth/generate.js';
+import { encodeDataset, encodeFileMeta, part10, tag, type Element, type Fragments } from '../src/dicom/writer.js';
+import { writeLargeMultiframeFile } from '../tools/synth/large.js';
+import { generateElements } from '../tools/synth/generate.js';
 import { dcmdump, makeVariants } from './support/variants.js';
 
 const exec = promisify(execFile);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
 import { waitUntilSettled } from './support/pipeline.js';
 import { expectClean, faultStack, outcome, sleep, type FaultStack } from './support/fault-stack.js';
-import { Rng } from '../src/synth/rng.js';
+import { Rng } from '../tools/synth/rng.js';
 
 describe('fault: kill -9 the middleman at seeded random moments during a 500-instance burst', function () {
   this.timeout(900_000);

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { startCapture, type Capture } from './support/capture.js';
 import { echoscu, run, storescu } from './support/dcmtk.js';
 import { datasetBytes, datasetOf, sharedDicomFiles } from './support/files.js';

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { generateElements, generateStudies, type Manifest } from '../src/synth/generate.js';
+import { generateElements, generateStudies, type Manifest } from '../tools/synth/generate.js';
 import { part10 } from '../src/dicom/writer.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { loadKeys } from '../src/crosswalk/open.js';

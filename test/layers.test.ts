@@ -17,10 +17,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   pipeline: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs'],
   web: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline'],
   'middleman.ts': ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline', 'web'],
-  cli: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline', 'web', 'middleman.ts', 'synth'],
-  // dev tooling: may use the product, the product never uses it
-  devstack: ['dicom', 'config'],
-  synth: ['dicom', 'anonymize'],
+  cli: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline', 'web', 'middleman.ts'],
 };
 /** Helpers at the root of src/ that depend on nothing of the product: every layer may use them. */
 const SHARED = new Set(['paths.ts', 'log.ts', 'metrics.ts', 'keys.ts', 'datadir.ts', 'serve-lock.ts']);
@@ -48,10 +45,26 @@ describe('layers: imports point down', () => {
       const from = layerOf(rel);
       for (const m of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
         const target = path.relative(src, path.resolve(path.dirname(file), m[1]!)).replace(/\.js$/, '.ts');
+        if (target.startsWith('..')) {
+          wrong.push(`${rel} imports ${m[1]} (outside the product: src/ never uses tools/, test/ or bench/)`);
+          continue;
+        }
         const to = layerOf(target);
         if (to === from) continue;
         const ok = SHARED.has(from) ? false : SHARED.has(to) || (MAY_IMPORT[from] ?? []).includes(to);
         if (!ok) wrong.push(`${rel} imports ${m[1]} (${from} → ${to})`);
+      }
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('the dev tooling in tools/ uses the product and itself, never the tests', () => {
+    const root = path.dirname(src);
+    const wrong: string[] = [];
+    for (const file of filesUnder(path.join(root, 'tools'))) {
+      for (const m of readFileSync(file, 'utf8').matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
+        const target = path.relative(root, path.resolve(path.dirname(file), m[1]!));
+        if (!target.startsWith('src/') && !target.startsWith('tools/')) wrong.push(`${path.relative(root, file)} imports ${m[1]}`);
       }
     }
     expect(wrong).to.deep.equal([]);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createDeflateRaw } from 'node:zlib';
-import { generateStudies, type Manifest } from '../src/synth/generate.js';
+import { generateStudies, type Manifest } from '../tools/synth/generate.js';
 import { isSuccessOrWarning } from '../src/dicom/c-store.js';
 import type { Job, JobState } from '../src/pipeline/journal.js';
 import type { StoreOutcome } from '../src/scu/store.js';

@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
-import { OrthancClient, OrthancHttpError, orthancInstanceId } from '../src/pacs/orthanc.js';
+import { startOrthanc, type OrthancProcess } from '../tools/devstack/orthanc.js';
+import { OrthancHttpError, orthancInstanceId } from '../src/pacs/orthanc.js';
+import { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
 import { freePorts } from './support/ports.js';
 
 function have(cmd: string): boolean {
@@ -114,9 +115,9 @@ describe('dev-stack Orthanc launcher', function () {
   });
 
   it('answers GET /system with the configured AET and ports', async function () {
-    const p = await new OrthancClient({ url: pacs!.httpUrl, ...pacs!.auth }).system();
+    const p = await new DevOrthanc({ url: pacs!.httpUrl, ...pacs!.auth }).system();
     expect(p).to.include({ DicomAet: 'PACS', DicomPort: ports.pacsDicom, HttpPort: ports.pacsHttp, Version: '1.10.1' });
-    const m = await new OrthancClient({ url: modality!.httpUrl, ...modality!.auth }).system();
+    const m = await new DevOrthanc({ url: modality!.httpUrl, ...modality!.auth }).system();
     expect(m).to.include({ DicomAet: 'MODALITY', DicomPort: ports.modDicom, HttpPort: ports.modHttp });
   });
 
@@ -157,15 +158,15 @@ describe('dev-stack Orthanc launcher', function () {
     expect(echo('DPHIANT', 'NOTPACS', ports.pacsDicom), 'DPHIANT → NOTPACS').to.not.equal(0);
   });
 
-  describe('OrthancClient', function () {
-    let client: OrthancClient;
-    let modClient: OrthancClient;
+  describe('DevOrthanc', function () {
+    let client: DevOrthanc;
+    let modClient: DevOrthanc;
     const ids = { patientId: 'LAUNCH-PID-1', study: '2.25.7001', series: '2.25.7002', sop: '2.25.7003' };
     let bytes: Buffer;
 
     before(function () {
-      client = new OrthancClient({ url: pacs!.httpUrl, ...pacs!.auth });
-      modClient = new OrthancClient({ url: modality!.httpUrl, ...modality!.auth });
+      client = new DevOrthanc({ url: pacs!.httpUrl, ...pacs!.auth });
+      modClient = new DevOrthanc({ url: modality!.httpUrl, ...modality!.auth });
       bytes = makeDicom(workDir, ids);
     });
 
@@ -221,10 +222,10 @@ describe('dev-stack Orthanc launcher', function () {
     });
   });
 
-  // a nested suite, so it runs after the OrthancClient suite (mocha runs a suite's own tests first)
+  // a nested suite, so it runs after the DevOrthanc suite (mocha runs a suite's own tests first)
   describe('lifecycle', function () {
     it('restart() keeps the storage and stop() ends the process', async function () {
-      const client = new OrthancClient({ url: pacs!.httpUrl, ...pacs!.auth });
+      const client = new DevOrthanc({ url: pacs!.httpUrl, ...pacs!.auth });
       await client.upload(makeDicom(workDir, { patientId: 'LAUNCH-PID-2', study: '2.25.8001', series: '2.25.8002', sop: '2.25.8003' }));
       const oldPid = pacs!.pid;
       await pacs!.restart();
@@ -288,7 +289,7 @@ describe('dev-stack Orthanc launcher: failures and orphans', function () {
 
   it('an Orthanc whose launcher is killed with SIGKILL stops too (no orphan holding the ports)', async function () {
     const [httpPort, dicomPort] = await freePorts(2);
-    const launcher = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/devstack/orthanc.js');
+    const launcher = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../tools/devstack/orthanc.js');
     const script =
       `const m = await import(${JSON.stringify(launcher)});` +
       `const o = await m.startOrthanc({ role: 'pacs', workDir: ${JSON.stringify(workDir)}, httpPort: ${httpPort}, dicomPort: ${dicomPort} });` +

@@ -9,8 +9,8 @@ import { DEFAULT_OCR, findText, ocrAvailable, type OcrWord } from '../src/anonym
 import { PixelRiskError, type Box, type GreyImage } from '../src/anonymize/pixels/types.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { parseFile } from '../src/dicom/walker.js';
-import { burnedInFile, type BurnedInEncoding, type BurnedInSpec } from '../src/synth/burned-in.js';
-import { drawText, textSize } from '../src/synth/font.js';
+import { burnedInFile, type BurnedInEncoding, type BurnedInSpec } from '../tools/synth/burned-in.js';
+import { drawText, textSize } from '../tools/synth/font.js';
 import { dcmdump } from './support/variants.js';
 
 /** The frames of a burned-in file as grey images (luma for RGB), decoded here: our pixel module is not used. */

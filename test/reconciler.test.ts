@@ -7,16 +7,16 @@ import { expect } from 'chai';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
+import { startOrthanc, type OrthancProcess } from '../tools/devstack/orthanc.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { part10 } from '../src/dicom/writer.js';
 import { devKeyPath, readKeyFile } from '../src/keys.js';
-import { OrthancClient } from '../src/pacs/orthanc.js';
+import { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
 import { Journal, journalPath } from '../src/pipeline/journal.js';
 import { Quarantine, quarantineDir } from '../src/pipeline/quarantine.js';
 import { POSITION_KEY } from '../src/pipeline/reconciler.js';
 import { ServeLock } from '../src/serve-lock.js';
-import { generateElements } from '../src/synth/generate.js';
+import { generateElements } from '../tools/synth/generate.js';
 import { CLI, cleanEnv, DEV_STACK_ENV, dphiant } from './support/cli.js';
 import { run, storescu } from './support/dcmtk.js';
 import { startTestMiddleman, type TestMiddleman } from './support/middleman.js';
@@ -38,7 +38,7 @@ describe('reconciler: the change log by Seq, only its own instances, walks on re
   this.timeout(600_000);
   let work: string;
   let pacs: OrthancProcess;
-  let pacsRest: OrthancClient;
+  let pacsRest: DevOrthanc;
   let mmPort: number;
   let seed = 1000;
   const running: TestMiddleman[] = [];
@@ -55,7 +55,7 @@ describe('reconciler: the change log by Seq, only its own instances, walks on re
       middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: mmPort },
       extraModalities: { direct: { AET: 'STORESCU', Host: '127.0.0.1', Port: 1, AllowStore: true, AllowEcho: true } },
     });
-    pacsRest = new OrthancClient({ url: pacs.httpUrl, username: 'demo', password: 'demo' });
+    pacsRest = new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' });
   });
   beforeEach(async () => {
     await pacsRest.deleteAll();

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { ACCEPTED_TRANSFER_SYNTAXES } from '../src/dicom/transfer-syntax.js';
 import { STORAGE_SOP_CLASSES } from '../src/scp/storage-sop-classes.js';
 import { MAX_ASSOCIATE_RQ_BYTES } from '../src/scp/pdu-guard.js';

@@ -10,12 +10,12 @@ import { ConfigError, DEFAULT_CONFIG, envName, loadConfig, longestStoreAnswerMs 
 import { DEV_STACK_ENV as DEV } from './support/cli.js';
 import { createLogger } from '../src/log.js';
 import { DicomServer } from '../src/scp/server.js';
-import { generateOne } from '../src/synth/generate.js';
-import { startOrthanc, type OrthancProcess } from '../src/devstack/orthanc.js';
+import { generateOne } from '../tools/synth/generate.js';
+import { startOrthanc, type OrthancProcess } from '../tools/devstack/orthanc.js';
 import { devKeyPath, readKeyFile } from '../src/keys.js';
-import { OrthancClient } from '../src/pacs/orthanc.js';
+import { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
 import { Journal, journalPath } from '../src/pipeline/journal.js';
-import { generateStudies } from '../src/synth/generate.js';
+import { generateStudies } from '../tools/synth/generate.js';
 import { writeFileSync } from 'node:fs';
 import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
 import { storescu, type RunResult } from './support/dcmtk.js';
@@ -32,7 +32,7 @@ function responses(r: RunResult): Record<string, number> {
 }
 
 /** sent, de-identified in the PACS, raw left, duplicates, lost: from the PACS's own inventory. */
-async function inventoryNumbers(pacs: OrthancClient, sent: string[]) {
+async function inventoryNumbers(pacs: DevOrthanc, sent: string[]) {
   const inv = await pacsInventory(pacs);
   const deidentified = inv.instances.filter((i) => i.identityRemoved === 'YES');
   // a de-identified copy has a new UID: count lost ones by how many distinct copies exist, duplicates by UID
@@ -243,7 +243,7 @@ describe('stall: 2 storescu × 1,000 CT instances of 0.5 MB at once, the PACS no
     const work = mkdtempSync(path.join(tmpdir(), 'dphiant-stall-burst-'));
     const [mmPort, webPort, pacsHttp, pacsDicom, proxyPort] = (await freePorts(5)) as [number, number, number, number, number];
     pacs = await startOrthanc({ role: 'pacs', workDir: path.join(work, 'pacs'), httpPort: pacsHttp, dicomPort: pacsDicom, middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: mmPort } });
-    const pacsRest = new OrthancClient({ url: pacs.httpUrl, username: 'demo', password: 'demo' });
+    const pacsRest = new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' });
     // mid-burst, while the worker deletes raw copies: where Orthanc 1.10.1's storage race struck
     proxy = await startStallProxy({ port: proxyPort, target: { host: '127.0.0.1', port: pacsDicom }, stallAt: [300] });
     // 512 × 512 × 16-bit CT: 0.5 MB each

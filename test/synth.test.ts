@@ -3,13 +3,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
-import { synthCommand } from '../src/cli/synth.js';
+import { synthCommand } from '../tools/synth/cli.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { isValidUid } from '../src/dicom/uid.js';
 import { parseFile } from '../src/dicom/walker.js';
 import {
   CT_IMAGE_STORAGE, GIVEN_NAMES, MR_IMAGE_STORAGE, generateLarge, generateOne, generateStudies, type Manifest,
-} from '../src/synth/generate.js';
+} from '../tools/synth/generate.js';
 import { VARIANT_TRANSFER_SYNTAXES, dcmdump, makeVariants, transferSyntaxOf } from './support/variants.js';
 
 /** The first value of a tag at top level of a dcmdump listing (strings in [], numbers bare). */

@@ -12,7 +12,7 @@ import { DicomParseError, parseDataset, parseFile, walk, type DicomElement, type
 import { isStandardUid, uidRegistry } from '../src/dicom/uid-registry.js';
 import { encodeDataset, type Element } from '../src/dicom/writer.js';
 import { findUp } from '../src/paths.js';
-import { generateOne } from '../src/synth/generate.js';
+import { generateOne } from '../tools/synth/generate.js';
 import { sharedDicomFiles } from './support/files.js';
 
 const execFileP = promisify(execFile);

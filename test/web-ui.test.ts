@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { findUp } from '../src/paths.js';
-import { generateStudies, type Manifest } from '../src/synth/generate.js';
+import { generateStudies, type Manifest } from '../tools/synth/generate.js';
 import { waitUntilSettled } from './support/pipeline.js';
 import { decodePng, regionStats } from './support/png.js';
 import { startStack, type TestStack } from './support/stack.js';

@@ -9,7 +9,6 @@ import { Journal, journalPath, JOB_STATES } from '../pipeline/journal.js';
 import { hex } from '../pipeline/ingest.js';
 import { echo } from '../scu/echo.js';
 import { loadKeys } from '../crosswalk/open.js';
-import { synthCommand } from './synth.js';
 import { anonymizeCommands } from './anonymize.js';
 import { crosswalkCommands } from './crosswalk.js';
 import { quarantineCommand } from './quarantine.js';
@@ -149,7 +148,6 @@ await yargs(hideBin(process.argv))
     if (password.length < 8) throw new Error('use a password of 8 characters or more');
     console.log(hashPassword(password));
   })
-  .command(synthCommand)
   .command(anonymizeCommands((argv) => config(argv, true)))
   .command(crosswalkCommands(config))
   .command(quarantineCommand(config))

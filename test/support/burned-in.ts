@@ -8,7 +8,7 @@ import { findText } from '../../src/anonymize/pixels/ocr.js';
 import type { Box } from '../../src/anonymize/pixels/types.js';
 import { stringValue } from '../../src/dicom/values.js';
 import { parseFile, type ParsedDataset } from '../../src/dicom/walker.js';
-import { burnedInFile, type BurnedInSpec, type DrawnText } from '../../src/synth/burned-in.js';
+import { burnedInFile, type BurnedInSpec, type DrawnText } from '../../tools/synth/burned-in.js';
 
 export interface CorpusFile {
   name: string;

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { repoRoot } from '../../src/devstack/orthanc.js';
+import { repoRoot } from '../../tools/devstack/orthanc.js';
 import { DEV_STACK_ENV } from './cli.js';
 import { echoscu } from './dcmtk.js';
 import { freePort } from './ports.js';

@@ -5,10 +5,10 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startOrthanc, type OrthancProcess } from '../../src/devstack/orthanc.js';
-import { OrthancClient } from '../../src/pacs/orthanc.js';
+import { startOrthanc, type OrthancProcess } from '../../tools/devstack/orthanc.js';
+import { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
 import { Journal, journalPath } from '../../src/pipeline/journal.js';
-import { generateStudies } from '../../src/synth/generate.js';
+import { generateStudies } from '../../tools/synth/generate.js';
 import { devKeyPath, readKeyFile } from '../../src/keys.js';
 import { spawnMiddleman, type MiddlemanProcess } from './child.js';
 import { pacsInventory } from './pipeline.js';
@@ -24,8 +24,8 @@ export interface FaultStack {
   port: number;
   webUrl: string;
   pacs: OrthancProcess;
-  pacsRest: OrthancClient;
-  modalityRest: OrthancClient;
+  pacsRest: DevOrthanc;
+  modalityRest: DevOrthanc;
   /** The proxy the middleman reaches the PACS REST API through (opts.restProxy). */
   restProxy?: RestProxy;
   journal: Journal;
@@ -58,8 +58,8 @@ export async function faultStack(instances: number, env: Record<string, string> 
   const pacs = await startOrthanc(pacsOptions);
   const modality = await startOrthanc({ role: 'modality', workDir: path.join(work, 'modality'), httpPort: modHttp, dicomPort: modDicom, middleman });
   const auth = { username: 'demo', password: 'demo' };
-  const pacsRest = new OrthancClient({ url: pacs.httpUrl, ...auth });
-  const modalityRest = new OrthancClient({ url: modality.httpUrl, ...auth });
+  const pacsRest = new DevOrthanc({ url: pacs.httpUrl, ...auth });
+  const modalityRest = new DevOrthanc({ url: modality.httpUrl, ...auth });
   if (instances > 0) {
     const perSeries = Math.ceil(instances / 10);
     const manifest = await generateStudies({ outDir: path.join(work, 'in'), patients: 5, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: perSeries, rows: 32, cols: 32, seed: 500 });

@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { inflateRawSync } from 'node:zlib';
-import { repoRoot } from '../../src/devstack/orthanc.js';
+import { repoRoot } from '../../tools/devstack/orthanc.js';
 import { splitPart10 } from '../../src/dicom/part10.js';
 import { TS } from '../../src/dicom/transfer-syntax.js';
 

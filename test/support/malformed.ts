@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { encodeDataset, type Element } from '../../src/dicom/writer.js';
 import { TS } from '../../src/dicom/transfer-syntax.js';
-import { generateElements, CT_IMAGE_STORAGE, MR_IMAGE_STORAGE } from '../../src/synth/generate.js';
-import { Rng } from '../../src/synth/rng.js';
+import { generateElements, CT_IMAGE_STORAGE, MR_IMAGE_STORAGE } from '../../tools/synth/generate.js';
+import { Rng } from '../../tools/synth/rng.js';
 
 export const KINDS = {
   truncated: 180,

@@ -1,6 +1,6 @@
 // Waiting for the pipeline, and what the PACS holds.
 import type { Journal } from '../../src/pipeline/journal.js';
-import type { OrthancClient } from '../../src/pacs/orthanc.js';
+import type { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
 
 /** Resolves when no job has work left; rejects after `timeoutMs` with the counts. */
 export async function waitUntilSettled(journal: Journal, timeoutMs: number): Promise<void> {
@@ -19,7 +19,7 @@ export interface Inventory {
 }
 
 /** Every instance of the PACS with its PatientIdentityRemoved, and every patient with its study count. */
-export async function pacsInventory(pacs: OrthancClient): Promise<Inventory> {
+export async function pacsInventory(pacs: DevOrthanc): Promise<Inventory> {
   const instances: Inventory['instances'] = [];
   for (const id of await pacs.listInstances({})) {
     const inst = await pacs.instance(id);

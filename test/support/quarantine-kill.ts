@@ -3,7 +3,7 @@
 //   node dist/test/support/quarantine-kill.js <dataDir> <pacsUrl> <jobId>
 // The data directory's development keys are used (the test middleman's configuration).
 import { devKeyPath, readKeyFile } from '../../src/keys.js';
-import { OrthancClient } from '../../src/pacs/orthanc.js';
+import { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
 import { Journal, journalPath } from '../../src/pipeline/journal.js';
 import { Quarantine, quarantineDir } from '../../src/pipeline/quarantine.js';
 
@@ -12,7 +12,7 @@ if (!dataDir || !pacsUrl || !jobArg) throw new Error('usage: quarantine-kill <da
 const journal = new Journal(journalPath(dataDir), readKeyFile(devKeyPath(dataDir, 'site')));
 const job = journal.get(Number(jobArg));
 if (!job?.rawId) throw new Error(`job ${jobArg} has no raw copy`);
-const pacs = new OrthancClient({ url: pacsUrl, username: 'demo', password: 'demo' });
+const pacs = new DevOrthanc({ url: pacsUrl, username: 'demo', password: 'demo' });
 const bytes = await pacs.instanceFile(job.rawId);
 new Quarantine(quarantineDir(dataDir), readKeyFile(devKeyPath(dataDir, 'crosswalk'))).put(job.id, bytes);
 console.log(`sealed job ${job.id}`);

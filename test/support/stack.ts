@@ -2,17 +2,17 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startOrthanc, type ModalityEntry, type OrthancProcess } from '../../src/devstack/orthanc.js';
-import { OrthancClient } from '../../src/pacs/orthanc.js';
+import { startOrthanc, type ModalityEntry, type OrthancProcess } from '../../tools/devstack/orthanc.js';
+import { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
 import { startTestMiddleman, type TestMiddleman } from './middleman.js';
 import { freePorts } from './ports.js';
 
 export interface TestStack {
   work: string;
   pacs: OrthancProcess;
-  pacsRest: OrthancClient;
+  pacsRest: DevOrthanc;
   modality?: OrthancProcess;
-  modalityRest?: OrthancClient;
+  modalityRest?: DevOrthanc;
   mm: TestMiddleman;
   /** Starts the PACS again after pacs.stop() (same ports, same storage). */
   startPacs(): Promise<void>;
@@ -46,10 +46,10 @@ export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
   const stack: Partial<TestStack> & { work: string } = { work };
   try {
     stack.pacs = await startOrthanc(pacsOpts);
-    stack.pacsRest = new OrthancClient({ url: stack.pacs.httpUrl, username: 'demo', password: 'demo' });
+    stack.pacsRest = new DevOrthanc({ url: stack.pacs.httpUrl, username: 'demo', password: 'demo' });
     if (opts.modality) {
       stack.modality = await startOrthanc({ role: 'modality', workDir: path.join(work, 'modality'), httpPort: modHttp, dicomPort: modDicom, middleman, extraModalities: opts.modalityPeers });
-      stack.modalityRest = new OrthancClient({ url: stack.modality.httpUrl, username: 'demo', password: 'demo' });
+      stack.modalityRest = new DevOrthanc({ url: stack.modality.httpUrl, username: 'demo', password: 'demo' });
     }
     stack.mm = await startTestMiddleman(
       { DPHIANT_PACS_PORT: String(pacsDicom), DPHIANT_PACS_URL: stack.pacs.httpUrl, ...opts.env },

@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TS } from '../../src/dicom/transfer-syntax.js';
-import { generateOne } from '../../src/synth/generate.js';
+import { generateOne } from '../../tools/synth/generate.js';
 
 const run = promisify(execFile);
 

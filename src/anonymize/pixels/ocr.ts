@@ -27,7 +27,7 @@ export const DEFAULT_OCR: OcrSettings = { command: 'tesseract', timeoutMs: 30_00
 
 /**
  * How the images are prepared and read: exposed so a measurement can compare candidates, not a setting. The
- * defaults were measured on synthetic US and SC captures (src/synth/burned-in.ts, 14 and 21 px glyphs, 32 images):
+ * defaults were measured on synthetic US and SC captures (tools/synth/burned-in.ts, 14 and 21 px glyphs, 32 images):
  * in the header band every candidate found every drawn value (a word box overlapping it); they differ in how much
  * of the text the boxes cover, in false positives, in cost, and above all on text inside the image. 'both' found
  * text over the US speckle 8/8 where the image alone ('none', 'auto') found 1/8–3/8, and put no box on the speckle

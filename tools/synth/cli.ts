@@ -1,12 +1,14 @@
-// `dphiant synth`: write synthetic studies (and optionally one large multi-frame file).
+// `npm run synth -- --out D …`: write synthetic studies (and optionally one large multi-frame file).
 // Prints counts only: the fake PHI is treated as if it were real and never printed.
-// The generator is dev tooling, left out of the Docker image: it is loaded only when this command runs, so the
-// product's other commands start without it.
-import { mkdir } from 'node:fs/promises';
+// Dev tooling beside the product (tools/), never part of it or of the Docker image.
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Argv, CommandModule } from 'yargs';
-import { TS, encodingOf } from '../dicom/transfer-syntax.js';
-import type { Sex } from '../synth/generate.js';
+import { pathToFileURL } from 'node:url';
+import yargs, { type Argv, type CommandModule } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { TS, encodingOf } from '../../src/dicom/transfer-syntax.js';
+import { generateLarge, generateStudies, type Sex } from './generate.js';
+import { burnedInFile } from './burned-in.js';
 
 /** Fake patients for burned-in text (upper case: the bitmap font has no lower case). */
 const FAKE_NAMES = ['DOE^JANE', 'ROE^RICHARD', 'NG^LI', 'OKAFOR^CHIDI', 'KOWALSKI^ANNA', 'TANAKA^YUKI'];
@@ -59,7 +61,6 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
         return true;
       }) as unknown as Argv<SynthArgs>,
   handler: async (a) => {
-    const { generateLarge, generateStudies } = await loadGenerator();
     const manifest = await generateStudies({
       outDir: a.out, patients: a.patients, studiesPerPatient: a.studies, seriesPerStudy: a.series,
       instancesPerSeries: a.instances, rows: a.rows, cols: a.cols, seed: a.seed, prefix: a.prefix, tsUid: a.ts,
@@ -74,10 +75,8 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
     }
     let burned = '';
     if (a.burnedIn > 0) {
-      const { burnedInFile } = await import('../synth/burned-in.js');
       const dir = join(a.out, 'burned-in');
       await mkdir(dir, { recursive: true });
-      const { writeFile } = await import('node:fs/promises');
       const encodings = ['native', 'rle', 'jpegLossless'] as const;
       for (let i = 0; i < a.burnedIn; i++) {
         const kind = i % 2 ? 'SC' : 'US';
@@ -94,14 +93,7 @@ export const synthCommand: CommandModule<object, SynthArgs> = {
   },
 };
 
-/** src/synth, or a clear error where it is not installed (the Docker image). */
-async function loadGenerator(): Promise<typeof import('../synth/generate.js')> {
-  try {
-    return await import('../synth/generate.js');
-  } catch (e) {
-    // the generator itself is absent, not something it imports
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && /module '[^']*synth[\\/]generate\.js'/.test((e as Error).message))
-      throw new Error('synth: the synthetic data generator is dev tooling and not installed here (not in the Docker image); run it from a source checkout');
-    throw e;
-  }
+// run as a program (npm run synth), not when a test imports the command
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await yargs(hideBin(process.argv)).scriptName('synth').command({ ...synthCommand, command: '$0' }).strict().help().parseAsync();
 }

@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { repoRoot } from '../paths.js';
+import { repoRoot } from '../../src/paths.js';
 
 export type OrthancRole = 'modality' | 'pacs';
 

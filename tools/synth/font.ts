@@ -1,6 +1,6 @@
 // A 5×7 bitmap font (uppercase, digits and the separators burned-in overlays use), drawn scaled so OCR can read
 // it: synthetic burned-in text needs no font file and renders the same everywhere.
-import type { GreyImage } from '../anonymize/pixels/types.js';
+import type { GreyImage } from '../../src/anonymize/pixels/types.js';
 
 export const GLYPH_WIDTH = 5;
 export const GLYPH_HEIGHT = 7;

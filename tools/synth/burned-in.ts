@@ -2,10 +2,10 @@
 // date (as modalities burn them in), with the ground truth of where each text was drawn, so OCR recall and the
 // blanking of burned-in text can be measured on files that look like the real ones. All values are FAKE.
 import { createHash } from 'node:crypto';
-import { TS } from '../dicom/transfer-syntax.js';
-import { part10, type Element } from '../dicom/writer.js';
-import { Context, NativeCodecs, initCodecs } from '../anonymize/pixels/codecs.js';
-import type { Box, GreyImage } from '../anonymize/pixels/types.js';
+import { TS } from '../../src/dicom/transfer-syntax.js';
+import { part10, type Element } from '../../src/dicom/writer.js';
+import { Context, NativeCodecs, initCodecs } from '../../src/anonymize/pixels/codecs.js';
+import type { Box, GreyImage } from '../../src/anonymize/pixels/types.js';
 import { drawText, drawable, textSize } from './font.js';
 import { Rng, uidFor } from './rng.js';
 

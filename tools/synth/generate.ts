@@ -4,8 +4,9 @@
 import { Rng, uidFor } from './rng.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { TS, encodingOf } from '../dicom/transfer-syntax.js';
-import { part10, writeLargeMultiframeFile, type Element } from '../dicom/writer.js';
+import { TS, encodingOf } from '../../src/dicom/transfer-syntax.js';
+import { part10, type Element } from '../../src/dicom/writer.js';
+import { writeLargeMultiframeFile } from './large.js';
 
 export const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
 export const MR_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.4';

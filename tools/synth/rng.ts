@@ -1,7 +1,7 @@
 // A small seeded PRNG (sfc32, seeded from SHA-256 of a key) for synthetic data and seeded tests: the same key
 // gives the same sequence on every machine, so a generated study or a failing seeded run can be replayed.
 import { createHash } from 'node:crypto';
-import { uidFromUuid } from '../dicom/uid.js';
+import { uidFromUuid } from '../../src/dicom/uid.js';
 
 export class Rng {
   private a: number;
