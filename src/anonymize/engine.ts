@@ -4,11 +4,13 @@
 // neighbours' encoding, and the chunks go to a vectored write. Pixel data and the transfer syntax change only when
 // burned-in text was cleaned (pixels/clean.ts).
 import { deflateRawSync } from 'node:zlib';
-import { encodeElementChunks, encodeFileMeta, encodeHeader, type Element, type ElementEncoding } from '../dicom/writer.js';
+import { encodeElementChunks, encodeFileMeta, encodeHeader, type Element } from '../dicom/writer.js';
+import type { ElementEncoding } from '../dicom/transfer-syntax.js';
 import type { DicomElement, DicomItem, ParsedDataset } from '../dicom/walker.js';
 import { encodeString, itemCharset, specificCharacterSet, stringValue } from '../dicom/values.js';
 import { isStandardUid } from '../dicom/uid-registry.js';
 import { DPHIANT_IMPLEMENTATION_CLASS_UID, DPHIANT_IMPLEMENTATION_VERSION } from '../dicom/uid.js';
+import { CHARSET_VRS } from '../dicom/vr.js';
 import { shiftDateValue } from './dates.js';
 import { keyedHash, remapUid } from './keyed.js';
 import { redact, type Needle } from './phi.js';
@@ -42,8 +44,6 @@ export interface AnonymizeResult {
   report: AnonymizeReport;
 }
 
-const TEXT_VRS = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UI', 'UR', 'UT']);
-const CLEANABLE_TEXT = new Set(['LO', 'LT', 'PN', 'SH', 'ST', 'UC', 'UT']);
 const MAX_LENGTH: Record<string, number> = { AE: 16, CS: 16, SH: 16, LO: 64, PN: 64, UI: 64, DA: 8, TM: 14, DT: 26, DS: 16, IS: 12, AS: 4 };
 
 /** A non-empty value valid for each VR (action D). */
@@ -110,7 +110,7 @@ function newValue(el: DicomElement, action: Action, ctx: Ctx, scope: Scope): Ele
   const textElement = (value: string): Element => ({
     tag: el.tag,
     vr,
-    value: CLEANABLE_TEXT.has(vr) ? encodeString(value, scope.charset) : value,
+    value: CHARSET_VRS.has(vr) ? encodeString(value, scope.charset) : value,
   });
   switch (action.kind) {
     case 'empty':
@@ -140,7 +140,7 @@ function newValue(el: DicomElement, action: Action, ctx: Ctx, scope: Scope): Ele
         const shifted = shiftDateValue(vr, text(), ctx.r.dateOffsetDays);
         return { tag: el.tag, vr, value: shifted };
       }
-      if (!CLEANABLE_TEXT.has(vr)) return null;
+      if (!CHARSET_VRS.has(vr)) return null;
       const before = text();
       const after = redact(before, ctx.needles);
       return after === before ? null : textElement(after);
@@ -415,4 +415,3 @@ export function anonymize(input: AnonymizeInput): AnonymizeResult {
   };
 }
 
-export { TEXT_VRS };

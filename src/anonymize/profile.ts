@@ -2,7 +2,7 @@
 // DPHIANT's crosswalk replacements, and the site profile, in that order of precedence (last wins).
 // `dphiant profile show`, the README and the engine all read their rules from here.
 import { readFileSync } from 'node:fs';
-import { parseTag, keywordOf } from '../dicom/dictionary.js';
+import { formatTag, parseTag, keywordOf } from '../dicom/dictionary.js';
 import { confidentialityTable, OPTION_KEYS, safePrivateTable, type OptionKey, type TableCode, type TableRow } from './table.js';
 import { defaultPixelPolicy, pixelPolicy, type PixelPolicy, type PixelSettings } from './pixels/clean.js';
 import { DEFAULT_SAFETY_PASS, describeSafetyPass, safetyAction, safetyVr, vocabularyTags, type SafetyPassSettings, type Within } from './safety.js';
@@ -144,7 +144,6 @@ const SAFETY_PASS = 'DPHIANT safety pass (not in Table E.1-1)';
 const VOCABULARY = 'DPHIANT vocabulary allow-list (not in Table E.1-1)';
 
 const hex4 = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
-export const tagString = (tag: number) => `(${hex4(tag >>> 16)},${hex4(tag & 0xffff)})`;
 
 export class Profile {
   readonly options: Options;
@@ -295,7 +294,7 @@ export class Profile {
       });
     for (const [tag, rule] of this.siteByTag) {
       if (!table.rows.some((r) => r.tagValue === tag && !r.isPattern))
-        out.push({ tag: tagString(tag), keyword: keywordOf(tag) ?? '', name: '', action: describeAction(rule.action), source: rule.source });
+        out.push({ tag: formatTag(tag), keyword: keywordOf(tag) ?? '', name: '', action: describeAction(rule.action), source: rule.source });
     }
     out.push({ tag: '(gggg,eeee) odd gggg', keyword: '', name: 'Private attributes', action: describeAction(this.privateRule.action), source: this.privateRule.source });
     for (const [key, rule] of this.privateRules) {
@@ -304,7 +303,7 @@ export class Profile {
     if (this.options.retainSafePrivate) out.push({ tag: 'Table E.3.10-1', keyword: '', name: `${safePrivateTable().length} safe private attributes`, action: 'keep', source: 'Retain Safe Private Option' });
     if (!this.keepsEverything) {
       for (const tag of [...vocabularyTags()].sort((a, b) => a - b)) {
-        if (this.ruleFor(tag).source === VOCABULARY) out.push({ tag: tagString(tag), keyword: keywordOf(tag) ?? '', name: '', action: describeAction({ kind: 'keep' }), source: VOCABULARY });
+        if (this.ruleFor(tag).source === VOCABULARY) out.push({ tag: formatTag(tag), keyword: keywordOf(tag) ?? '', name: '', action: describeAction({ kind: 'keep' }), source: VOCABULARY });
       }
       for (const r of describeSafetyPass(this.options, this.safetyPass)) {
         out.push({ tag: `any other ${r.vrs}`, keyword: '', name: 'attributes no rule above names', action: r.action, source: SAFETY_PASS });

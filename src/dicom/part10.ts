@@ -1,4 +1,5 @@
 // PS3.10 files: the file meta group (always explicit VR little endian) and the data set after it.
+import { LONG_HEADER_VRS } from './vr.js';
 
 export interface Part10 {
   /** Preamble, "DICM" and group 0002, as in the file. */
@@ -10,8 +11,6 @@ export interface Part10 {
   sopInstanceUid: string;
 }
 
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
-
 /** Splits a PS3.10 file by walking its group 0002 elements (a (0002,0000) value is not trusted). */
 export function splitPart10(file: Buffer): Part10 {
   if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') throw new Error('not a DICOM PS3.10 file (no DICM prefix)');
@@ -22,7 +21,7 @@ export function splitPart10(file: Buffer): Part10 {
     const vr = file.toString('latin1', off + 4, off + 6);
     let length: number;
     let header: number;
-    if (LONG_VRS.has(vr)) {
+    if (LONG_HEADER_VRS.has(vr)) {
       length = file.readUInt32LE(off + 8);
       header = 12;
     } else {

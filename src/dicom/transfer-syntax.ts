@@ -35,9 +35,14 @@ export const ACCEPTED_TRANSFER_SYNTAXES: readonly string[] = [
   TS.RLELossless,
 ];
 
-export interface Encoding {
+/** How one element's header and value are encoded: what the walker reports and the encoder writes. */
+export interface ElementEncoding {
   explicitVR: boolean;
   littleEndian: boolean;
+}
+
+/** A whole data set's layout in a transfer syntax. */
+export interface Encoding extends ElementEncoding {
   deflated: boolean;
   encapsulated: boolean;
 }

@@ -3,10 +3,10 @@
 import type { DicomElement, ParsedDataset } from './walker.js';
 import { TextDecoder } from 'node:util';
 import { formatTag } from './dictionary.js';
+import { CHARSET_VRS } from './vr.js';
 
 const SPECIFIC_CHARACTER_SET = 0x00080005;
 /** VRs whose text follows Specific Character Set; the others use the default repertoire. */
-const CHARSET_VRS = new Set(['SH', 'LO', 'ST', 'LT', 'PN', 'UC', 'UT']);
 /** Single-valued text VRs: a backslash is text, not a value separator. */
 const SINGLE_VALUED = new Set(['LT', 'ST', 'UT', 'UR']);
 /** VRs whose leading spaces are not significant either. */

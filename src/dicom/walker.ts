@@ -4,12 +4,8 @@
 import { inflateRawSync } from 'node:zlib';
 import { isUsOrSs, formatTag, vrOf } from './dictionary.js';
 import { splitPart10 } from './part10.js';
-import { TS, encodingOf } from './transfer-syntax.js';
-
-export interface Encoding {
-  explicitVR: boolean;
-  littleEndian: boolean;
-}
+import { TS, encodingOf, type ElementEncoding } from './transfer-syntax.js';
+import { LONG_HEADER_VRS, STRING_VRS } from './vr.js';
 
 export interface DicomElement {
   /** (group << 16 | element) >>> 0 */
@@ -27,7 +23,7 @@ export interface DicomElement {
    */
   writtenVr?: 'UN';
   /** How this element's header is encoded (the items of a sequence written as UN are implicit VR LE, CP-246). */
-  encoding: Encoding;
+  encoding: ElementEncoding;
   /** Offset of the first header byte in ParsedDataset.buffer. */
   start: number;
   valueStart: number;
@@ -59,7 +55,7 @@ export interface ParsedDataset {
   /** The data set bytes all offsets refer to (inflated for the deflated transfer syntax). */
   buffer: Buffer;
   transferSyntaxUid: string;
-  encoding: Encoding;
+  encoding: ElementEncoding;
   deflated: boolean;
   elements: DicomElement[];
 }
@@ -80,9 +76,9 @@ export interface ParseOptions {
   maxInflatedBytes?: number;
 }
 
-const EXPLICIT_LE: Encoding = Object.freeze({ explicitVR: true, littleEndian: true });
-const EXPLICIT_BE: Encoding = Object.freeze({ explicitVR: true, littleEndian: false });
-const IMPLICIT_LE: Encoding = Object.freeze({ explicitVR: false, littleEndian: true });
+const EXPLICIT_LE: ElementEncoding = Object.freeze({ explicitVR: true, littleEndian: true });
+const EXPLICIT_BE: ElementEncoding = Object.freeze({ explicitVR: true, littleEndian: false });
+const IMPLICIT_LE: ElementEncoding = Object.freeze({ explicitVR: false, littleEndian: true });
 
 const UNDEFINED = 0xffffffff;
 const ITEM = 0xfffee000;
@@ -94,13 +90,10 @@ const PIXEL_REPRESENTATION = 0x00280103;
 // VR by its two bytes, so the walk never decodes a string; LONG marks the 12-byte header form.
 const VR_BY_CODE: (string | undefined)[] = new Array(65536);
 const LONG = new Uint8Array(65536);
-const LONG_VRS = new Set('OB OD OF OL OV OW SQ SV UC UN UR UT UV'.split(' '));
-/** Dictionary VRs a UN value is read as: their value is text whatever the byte order, so no bytes need swapping. */
-const UN_AS_TEXT = new Set('AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT'.split(' '));
 for (const vr of 'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' ')) {
   const code = (vr.charCodeAt(0) << 8) | vr.charCodeAt(1);
   VR_BY_CODE[code] = vr;
-  if (LONG_VRS.has(vr)) LONG[code] = 1;
+  if (LONG_HEADER_VRS.has(vr)) LONG[code] = 1;
 }
 
 interface Ctx {
@@ -135,7 +128,7 @@ function implicitVr(tag: number, pixelRepresentation: number): string {
  * Elements from `pos` up to `end` (a defined-length container), or up to an item delimitation item when `delimited`
  * (an undefined-length item: `end` then only bounds the search). Sets c.pos to where it stopped.
  */
-function readElements(c: Ctx, enc: Encoding, pos: number, end: number, depth: number, delimited: boolean, pr: number): DicomElement[] {
+function readElements(c: Ctx, enc: ElementEncoding, pos: number, end: number, depth: number, delimited: boolean, pr: number): DicomElement[] {
   if (depth > c.maxDepth) throw new DicomParseError(`nesting deeper than ${c.maxDepth} levels`, pos);
   const b = c.b;
   const le = enc.littleEndian;
@@ -214,7 +207,7 @@ function readDefinedLengthUn(c: Ctx, el: DicomElement, pr: number): void {
     el.items = items;
     el.vr = 'SQ';
     el.writtenVr = 'UN';
-  } else if (dictionaryVr !== undefined && UN_AS_TEXT.has(dictionaryVr)) {
+  } else if (dictionaryVr !== undefined && STRING_VRS.has(dictionaryVr)) {
     el.vr = dictionaryVr;
     el.writtenVr = 'UN';
   }
@@ -228,7 +221,7 @@ function readUndefinedLength(c: Ctx, el: DicomElement, end: number, pr: number):
   // what the value starts with, read in the byte order its items would use
   const first = end - p >= 4 ? tagAt(b, p, enc.littleEndian) : 0;
   const startsWithItem = first === ITEM || first === SEQUENCE_DELIMITER;
-  let sequence: Encoding | undefined;
+  let sequence: ElementEncoding | undefined;
   let fragments = false;
   if (enc.explicitVR) {
     if (el.vr === 'SQ') sequence = enc;
@@ -259,7 +252,7 @@ function readUndefinedLength(c: Ctx, el: DicomElement, end: number, pr: number):
 }
 
 /** Items of a sequence: up to `end` (defined length) or up to the sequence delimitation item (`delimited`). */
-function readItems(c: Ctx, enc: Encoding, pos: number, end: number, depth: number, delimited: boolean, pr: number): DicomItem[] {
+function readItems(c: Ctx, enc: ElementEncoding, pos: number, end: number, depth: number, delimited: boolean, pr: number): DicomItem[] {
   const b = c.b;
   const le = enc.littleEndian;
   const items: DicomItem[] = [];
@@ -296,7 +289,7 @@ function readItems(c: Ctx, enc: Encoding, pos: number, end: number, depth: numbe
 }
 
 /** Items of encapsulated data up to the sequence delimitation item; their bytes are skipped, never scanned. */
-function readFragments(c: Ctx, enc: Encoding, pos: number, end: number): { start: number; end: number }[] {
+function readFragments(c: Ctx, enc: ElementEncoding, pos: number, end: number): { start: number; end: number }[] {
   const b = c.b;
   const le = enc.littleEndian;
   const fragments: { start: number; end: number }[] = [];

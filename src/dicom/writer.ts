@@ -2,8 +2,10 @@
 // its output, and whole files for the synthetic generator (tools/synth) and the tests. The caller gives every
 // element's VR; the encoder only lays bytes out (PS3.5 §7).
 import { deflateRawSync } from 'node:zlib';
-import { encodingOf, type Encoding } from './transfer-syntax.js';
+import { encodingOf, type ElementEncoding, type Encoding } from './transfer-syntax.js';
 import { DPHIANT_IMPLEMENTATION_CLASS_UID, DPHIANT_IMPLEMENTATION_VERSION } from './uid.js';
+import { CHARSET_VRS, LONG_HEADER_VRS, STRING_VRS } from './vr.js';
+import { formatTag } from './dictionary.js';
 
 /** Encapsulated pixel data: basic offset table item, one item per fragment, sequence delimiter. */
 export interface Fragments {
@@ -45,9 +47,6 @@ export const Tags = {
 } as const;
 
 const UNDEFINED = 0xffffffff;
-const LONG_HEADER_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
-const TEXT_VRS = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UI', 'UR', 'UT']);
-const CHARSET_VRS = new Set(['LO', 'LT', 'PN', 'SH', 'ST', 'UC', 'UT']);
 /** Binary VRs and the size of the unit that is byte-swapped in big endian (AT: group and element separately). */
 const UNIT_SIZE: Record<string, number> = {
   OB: 1, UN: 1, OW: 2, US: 2, SS: 2, AT: 2, OL: 4, OF: 4, UL: 4, SL: 4, FL: 4, OD: 8, OV: 8, FD: 8, SV: 8, UV: 8,
@@ -78,11 +77,6 @@ function isFragments(v: Value | undefined): v is Fragments {
   return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && !Array.isArray(v) && 'fragments' in v;
 }
 
-function tagHex(t: number): string {
-  const h = (t >>> 0).toString(16).padStart(8, '0').toUpperCase();
-  return `(${h.slice(0, 4)},${h.slice(4)})`;
-}
-
 /** The two VR characters (a string write is a slow path for two bytes, and headers are written per element). */
 function writeVr(b: Buffer, vr: string): void {
   b[4] = vr.charCodeAt(0);
@@ -109,7 +103,7 @@ function elementHeader(t: number, vr: string, length: number, ctx: Ctx): Buffer 
     if (le) b.writeUInt32LE(length, 8);
     else b.writeUInt32BE(length, 8);
   } else {
-    if (length > 0xffff) throw new Error(`${tagHex(t)} ${vr}: value of ${length} bytes does not fit a 16-bit length`);
+    if (length > 0xffff) throw new Error(`${formatTag(t)} ${vr}: value of ${length} bytes does not fit a 16-bit length`);
     writeVr(b, vr);
     if (le) b.writeUInt16LE(length, 6);
     else b.writeUInt16BE(length, 6);
@@ -174,23 +168,23 @@ function valueBytes(el: Element, ctx: Ctx): Uint8Array {
   let bytes: Uint8Array;
   let pad = 0x00;
   if (value === undefined) return new Uint8Array(0);
-  if (TEXT_VRS.has(vr)) {
+  if (STRING_VRS.has(vr)) {
     pad = vr === 'UI' ? 0x00 : 0x20;
     if (value instanceof Uint8Array) bytes = value;
     else if (typeof value === 'string' || typeof value === 'number') bytes = Buffer.from(textOf(vr, value), CHARSET_VRS.has(vr) ? ctx.charset : 'latin1');
     else if (Array.isArray(value) && value.every((v) => typeof v === 'string' || typeof v === 'number'))
       bytes = Buffer.from((value as (string | number)[]).map((v) => textOf(vr, v)).join('\\'), CHARSET_VRS.has(vr) ? ctx.charset : 'latin1');
-    else throw new Error(`${tagHex(el.tag)} ${vr}: expected text`);
+    else throw new Error(`${formatTag(el.tag)} ${vr}: expected text`);
   } else if (vr in UNIT_SIZE) {
     if (value instanceof Uint8Array) {
       const unit = UNIT_SIZE[vr]!;
-      if (unit > 1 && value.length % unit !== 0) throw new Error(`${tagHex(el.tag)} ${vr}: ${value.length} bytes is not a multiple of ${unit}`);
+      if (unit > 1 && value.length % unit !== 0) throw new Error(`${formatTag(el.tag)} ${vr}: ${value.length} bytes is not a multiple of ${unit}`);
       bytes = ctx.littleEndian || unit === 1 ? value : swapped(value, unit);
     } else if (typeof value === 'number' || (Array.isArray(value) && value.every((v) => typeof v === 'number' || typeof v === 'bigint'))) {
       bytes = numbersToBytes(vr, value as number | number[] | bigint[], ctx.littleEndian);
-    } else throw new Error(`${tagHex(el.tag)} ${vr}: expected numbers or bytes`);
+    } else throw new Error(`${formatTag(el.tag)} ${vr}: expected numbers or bytes`);
   } else {
-    throw new Error(`${tagHex(el.tag)}: unsupported VR ${JSON.stringify(vr)}`);
+    throw new Error(`${formatTag(el.tag)}: unsupported VR ${JSON.stringify(vr)}`);
   }
   if (bytes.length % 2 === 0) return bytes;
   const padded = Buffer.alloc(bytes.length + 1, pad);
@@ -199,7 +193,7 @@ function valueBytes(el: Element, ctx: Ctx): Uint8Array {
 }
 
 function encodeFragments(el: Element, f: Fragments, ctx: Ctx, out: Chunks): void {
-  if (!ctx.encapsulated) throw new Error(`${tagHex(el.tag)}: encapsulated pixel data needs an encapsulated transfer syntax`);
+  if (!ctx.encapsulated) throw new Error(`${formatTag(el.tag)}: encapsulated pixel data needs an encapsulated transfer syntax`);
   out.push(elementHeader(el.tag, el.vr, UNDEFINED, ctx));
   for (const frag of [f.offsetTable ?? new Uint8Array(0), ...f.fragments]) {
     const len = frag.length + (frag.length % 2);
@@ -212,7 +206,7 @@ function encodeFragments(el: Element, f: Fragments, ctx: Ctx, out: Chunks): void
 
 function encodeSequence(el: Element, ctx: Ctx, out: Chunks): void {
   const items = (el.value ?? []) as Item[];
-  if (!Array.isArray(items) || !items.every(Array.isArray)) throw new Error(`${tagHex(el.tag)} SQ: expected an array of items`);
+  if (!Array.isArray(items) || !items.every(Array.isArray)) throw new Error(`${formatTag(el.tag)} SQ: expected an array of items`);
   const body = new Chunks();
   for (const item of items) {
     const content = encodeElements(item, ctx);
@@ -230,8 +224,8 @@ function encodeElements(elements: Element[], ctx: Ctx, topLevel = false): Chunks
   const sorted = [...elements].sort((a, b) => (a.tag >>> 0) - (b.tag >>> 0));
   for (let i = 0; i < sorted.length; i++) {
     const el = sorted[i]!;
-    if (i > 0 && sorted[i - 1]!.tag >>> 0 === el.tag >>> 0) throw new Error(`duplicate element ${tagHex(el.tag)}`);
-    if (el.undefinedLength && el.vr !== 'SQ') throw new Error(`${tagHex(el.tag)} ${el.vr}: only sequences take undefinedLength`);
+    if (i > 0 && sorted[i - 1]!.tag >>> 0 === el.tag >>> 0) throw new Error(`duplicate element ${formatTag(el.tag)}`);
+    if (el.undefinedLength && el.vr !== 'SQ') throw new Error(`${formatTag(el.tag)} ${el.vr}: only sequences take undefinedLength`);
     if (el.vr === 'SQ') encodeSequence(el, ctx, out);
     else if (isFragments(el.value)) encodeFragments(el, el.value, ctx, out);
     else {
@@ -290,7 +284,7 @@ export function encodeFileMeta(opts: FileMetaOptions): Buffer {
 
 function stringValue(elements: Element[], t: number, name: string): string {
   const v = elements.find((e) => e.tag >>> 0 === t)?.value;
-  if (typeof v !== 'string' || v === '') throw new Error(`${name} ${tagHex(t)} is required as a string`);
+  if (typeof v !== 'string' || v === '') throw new Error(`${name} ${formatTag(t)} is required as a string`);
   return v;
 }
 
@@ -305,12 +299,6 @@ export function part10(elements: Element[], tsUid: string, opts?: Part10Options)
     tsUid,
   });
   return Buffer.concat([meta, encodeDataset(elements, tsUid, opts)]);
-}
-
-/** How an element is written (the de-identification engine writes each new element in its neighbours' encoding). */
-export interface ElementEncoding {
-  explicitVR: boolean;
-  littleEndian: boolean;
 }
 
 // encapsulated: an edit may write encapsulated Pixel Data (Fragments); the caller knows its data set's syntax
