@@ -53,8 +53,11 @@ export interface Config {
    */
   devStack: boolean;
   scp: {
+    /** Our AE title: the called AE the modalities must use. */
     aet: string;
+    /** Address the DICOM listener binds. */
     host: string;
+    /** Port of the DICOM listener. */
     port: number;
     /** Calling AEs (with their hosts) allowed to associate. */
     callers: Caller[];
@@ -83,8 +86,11 @@ export interface Config {
     pduTimeoutMs: number;
   };
   pacs: {
+    /** The PACS's AE title: where raw instances are forwarded over C-STORE. */
     aet: string;
+    /** The PACS's DICOM host. */
     host: string;
+    /** The PACS's DICOM port. */
     port: number;
     /** Our AE title when we call the PACS. */
     callingAet: string;
@@ -99,11 +105,15 @@ export interface Config {
     storeTimeoutMs: number;
     /** Orthanc REST base URL. */
     url: string;
+    /** Login of the REST API. */
     username: string;
+    /** Its password; the dev stack's demo password is refused outside the dev stack. */
     password: string;
   };
   web: {
+    /** Address of the web UI, its REST API, /metrics, /healthz and /readyz. */
     host: string;
+    /** Their port. */
     port: number;
     /** Who may log in: scrypt password hashes (`dphiant web hash-password`), role viewer or reidentifier. */
     users: WebUser[];
@@ -117,8 +127,12 @@ export interface Config {
      * (or loopback, linklocal, uniquelocal). The per-address login limit counts the address found this way.
      */
     trustProxy: boolean | number | string[];
-    /** PEM files of the web UI's certificate (chain) and private key: both set = HTTPS only, cookies Secure. */
-    tls: { cert: string; key: string };
+    tls: {
+      /** PEM file of the web UI's certificate (chain): with tls.key set too, HTTPS only and cookies Secure. */
+      cert: string;
+      /** PEM file of its private key. */
+      key: string;
+    };
     /** Orthanc Explorer of the modality, linked from the dashboard (the PACS's comes from pacs.url). */
     modalityExplorerUrl: string;
   };
@@ -143,9 +157,11 @@ export interface Config {
     maxBacklog: number;
     /** Backoff between attempts: base × 2^(attempt-1), capped. */
     retryBaseMs: number;
+    /** The cap of that backoff. */
     retryMaxMs: number;
     /** Received bytes kept in memory for the worker (larger instances are fetched back from the PACS). */
     handoffMaxBytes: number;
+    /** Larger instances are never kept in memory: the worker fetches them back from the PACS. */
     handoffMaxInstanceBytes: number;
     /** How often the reconciler looks for raw instances in the PACS that no job covers (0 = only at start-up). */
     reconcileIntervalMs: number;
@@ -177,13 +193,16 @@ export interface Config {
     unidentified: 'per-study' | 'single';
     /** random: prefix + 8 random base-32 characters; counter: prefix + an 8-digit counter. */
     aliasPattern: 'random' | 'counter';
+    /** The alias IDs' prefix: 1-8 upper-case letters or digits. */
     aliasPrefix: string;
     /** Range of the random per-patient date offset, in days (Modified Dates option). */
     dateOffsetMinDays: number;
+    /** Its upper end. */
     dateOffsetMaxDays: number;
   };
   /** De-identification: the PS3.15 options (all off = the basic profile) and an optional site profile file. */
   anonymize: {
+    /** A site profile file (JSON) that overrides the action of any attribute; '' = none. */
     profile: string;
     /** Burned-in text in pixels (README, Burned-in text). */
     pixels: {
@@ -617,6 +636,11 @@ export function describeConfig(config: Config): Record<string, unknown> {
 }
 
 /** Lines "key = value  (ENV_NAME)" for every setting. */
+/** Every setting's dotted path, in the schema's order (the README's table lists exactly these). */
+export function settingKeys(): string[] {
+  return Object.keys(SCHEMA);
+}
+
 export function configLines(config: Config): string[] {
   const shown = describeConfig(config);
   return Object.keys(SCHEMA).map((key) => `${key} = ${JSON.stringify(getPath(shown, key))}  (${envName(key)})`);
