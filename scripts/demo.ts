@@ -1,4 +1,4 @@
-// `make demo`: the dev stack of DESIGN.md on this machine, without Docker. Starts the PACS and the modality
+// `make demo`: the dev stack of docs/design.md on this machine, without Docker. Starts the PACS and the modality
 // (Orthanc), the middleman (`dphiant serve`), generates synthetic studies, uploads them to the modality, sends
 // them through the middleman, prints where to look, and runs until Ctrl-C, which stops everything it started.
 import { spawn, type ChildProcess } from 'node:child_process';

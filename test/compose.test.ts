@@ -65,7 +65,7 @@ describe('docker-compose.yml matches the dev stack', function () {
     ({ services, volumes } = composeConfig());
   });
 
-  it('devStackDefaults are the topology of DESIGN.md', function () {
+  it('devStackDefaults are the topology of docs/design.md', function () {
     expect(d.modality).to.include({ aet: 'MODALITY', httpPort: 8044, dicomPort: 4244, httpUrl: 'http://127.0.0.1:8044' });
     expect(d.pacs).to.include({ aet: 'PACS', httpPort: 8042, dicomPort: 4242, httpUrl: 'http://127.0.0.1:8042' });
     expect(d.middleman).to.include({ aet: 'DPHIANT', host: '127.0.0.1', dicomPort: 11112, webPort: 8043, callers: 'MODALITY@127.0.0.1' });

@@ -1,6 +1,6 @@
 // A byte-preserving DICOM data set reader: for every element at every depth, where its header, value and end are
 // in the buffer, how it is encoded and what VR it has. It converts no value and copies no bytes, so an editor can
-// rebuild a file from untouched slices plus its own changes. Rules: /work/shared/notes/dicom-reading.md (PS3.5 7).
+// rebuild a file from untouched slices plus its own changes. Rules: PS3.5 7 (data elements), 6.2.2 (UN).
 import { inflateRawSync } from 'node:zlib';
 import { isUsOrSs, formatTag, vrOf } from './dictionary.js';
 import { splitPart10 } from './part10.js';

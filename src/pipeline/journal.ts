@@ -1,5 +1,5 @@
 // The journal: one row per received instance and its state. SQLite in WAL mode with synchronous=FULL,
-// so a state is on disk before the sender is told anything (invariant 1).
+// so a state is on disk before the sender is told anything (docs/design.md, invariant 1).
 // It names a raw instance by a keyed hash of its SOP Instance UID and by its Orthanc ID, never by the UID itself:
 // next to the alias and the new UID, the original UID would be a re-identification map outside the encrypted
 // crosswalk. The Orthanc ID is an unkeyed SHA-1 of the Patient ID and the UIDs, so a finished job

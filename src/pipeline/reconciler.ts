@@ -1,4 +1,4 @@
-// The reconciler (invariant 2): finds raw instances in the PACS that no job covers — stored before a crash wiped
+// The reconciler (docs/design.md, invariant 2): finds raw instances in the PACS that no job covers — stored before a crash wiped
 // a journal entry, restored from a backup — and takes them into the pipeline; it also identifies the raw copies
 // of jobs that do not know theirs yet, and settles the RECEIVED jobs a crash left behind.
 //

@@ -1,5 +1,5 @@
 // Copies of a P10 file in every transfer syntax the SCP must accept, made with DCMTK (JPEG 2000 excepted:
-// DCMTK cannot write it; a real J2K file is in /work/shared/data/dicom).
+// DCMTK cannot write it; a real J2K file is in ../shared/data/dicom when present).
 import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

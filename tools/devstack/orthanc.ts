@@ -149,7 +149,7 @@ export function middlemanEnv(opts: {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Loopback-bind shim (Orthanc 1.10.1 has no bind-address option; field notes §2.3)
+// Loopback-bind shim (Orthanc 1.10.1 binds 0.0.0.0 and has no bind-address option: an LD_PRELOAD shim, orthanc/bindlo/bindlo.c, rebinds its listeners to 127.0.0.1)
 
 const bindloBuilds = new Map<string, Promise<string>>();
 
