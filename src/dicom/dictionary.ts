@@ -1,6 +1,6 @@
 // The PS3.6 data dictionary as the walker and the engine need it: the VR of a tag (for implicit VR data sets)
 // and keyword <-> tag. Source: dcmjs's DicomMetaDictionary, plus the keywords and VRs of the newer attributes of
-// PS3.15 Table E.1-1 (src/anonymize/data) that dcmjs does not know yet.
+// PS3.15 Table E.1-1 that dcmjs does not know yet (src/dicom/data/dictionary-supplement.json).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { findUp } from '../paths.js';
@@ -45,18 +45,11 @@ for (const e of Object.values(dcmjs.data.DicomMetaDictionary.nameMap)) {
   add(parseInt(m[1]! + m[2]!, 16) >>> 0, e.vr, e.name.replace(/^RETIRED_/, ''));
 }
 
-interface TableRow {
-  tagValue: string | null;
-  isPattern: boolean;
-  isPrivate: boolean;
-  keyword: string | null;
-  vr: string | null;
-}
-const table = JSON.parse(readFileSync(findUp('src/anonymize/data/ps3.15-table-e1-1.json'), 'utf8')) as { attributes: TableRow[] };
-for (const row of table.attributes) {
-  if (row.isPattern || row.isPrivate || !row.keyword || !row.tagValue) continue;
-  const tag = parseInt(row.tagValue, 16) >>> 0;
-  if (!byTag.has(tag)) add(tag, row.vr && /^[A-Z]{2}$/.test(row.vr) ? row.vr : undefined, row.keyword);
+// newer attributes dcmjs does not know (their VR null where the table gives none): src/dicom/data/README.md
+const supplement = JSON.parse(readFileSync(findUp('src/dicom/data/dictionary-supplement.json'), 'utf8')) as { attributes: { tag: string; keyword: string; vr: string | null }[] };
+for (const row of supplement.attributes) {
+  const tag = parseInt(row.tag, 16) >>> 0;
+  if (!byTag.has(tag)) add(tag, row.vr ?? undefined, row.keyword);
 }
 
 /** Even groups 50xx, 60xx and 7Fxx repeat (curves, overlays, variable pixel data); the dictionary lists xx = 00. */
