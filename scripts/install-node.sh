@@ -21,7 +21,7 @@ fi
 rm -rf "$prefix" # another version, or half installed: it would shadow the node on PATH
 
 # the node on PATH, .stack/node/bin (which the Makefile prepends) left out
-path_without_stack=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$PWD/$prefix/bin" | paste -sd: -)
+path_without_stack=$(printf '%s' "$PATH" | tr ':' '\n' | { grep -vxF "$PWD/$prefix/bin" || true; } | paste -sd: -)
 if PATH=$path_without_stack command -v node >/dev/null && PATH=$path_without_stack command -v npm >/dev/null; then
   found=$(PATH=$path_without_stack node -p 'process.versions.node')
   if [ "${found%%.*}" = "$WANT_MAJOR" ]; then
