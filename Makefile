@@ -1,23 +1,35 @@
-# DPHIANT: two commands for a newcomer on Debian with Node.js 20.
-#   make demo   the dev stack: two Orthanc servers, the middleman, sample data flowing through (Ctrl-C stops it)
-#   make test   the test suite against real Orthanc, DCMTK (and later FerretDB, Chromium)
-.PHONY: demo test bench deps build clean
+# DPHIANT: two commands for a newcomer on Debian 12, whatever Node.js it has (or none but curl).
+#   make demo   the dev stack: two Orthanc servers, the middleman, sample data flowing through (Ctrl-C stops it);
+#               installs only what it runs: Orthanc, gcc, tesseract, Node.js 24, npm ci (no FerretDB, no browser)
+#   make test   the test suite against real Orthanc, DCMTK, FerretDB (built with Go) and Chromium
+# Node.js 24: the one on PATH when it is 24, else scripts/install-node.sh puts the official build in .stack/node
+# (from the npm registry); every recipe runs with .stack/node/bin first on PATH, so npm, npx, tsc, mocha and the
+# `node` children the tests spawn all get the same Node.
+.PHONY: demo test bench deps test-deps build clean
 
+export PATH := $(CURDIR)/.stack/node/bin:$(PATH)
+
+# the demo's needs; test-deps adds the tests' (dcmtk, docker-compose, chromium, FerretDB)
 deps:
 	@scripts/install-deps.sh
 
+test-deps:
+	@scripts/install-deps.sh --test
+
 build: deps
-	@echo "==> building (tsc)"
+	@echo "==> building (tsc) with Node.js $$(node --version)"
 	@npx tsc -p tsconfig.json
 
 demo: build
+	@echo "==> demo with Node.js $$(node --version)"
 	@node dist/scripts/demo.js
 
-test: build
-	@echo "==> running tests"
+test: test-deps build
+	@echo "==> running tests with Node.js $$(node --version)"
 	@npx mocha
 
-bench: build
+bench: test-deps build
+	@echo "==> benchmarks with Node.js $$(node --version)"
 	@node dist/bench/run.js
 
 clean:

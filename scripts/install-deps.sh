@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Installs what DPHIANT's demo and tests need when it is missing, and says what it does.
-# Debian packages: orthanc, dcmtk (storescu, echoscu, dcmdump…), gcc (the loopback-bind shim), docker-compose
-# (validates docker-compose.yml offline), chromium (the web UI's browser tests, driven by playwright-core),
-# tesseract-ocr with its English data (finds burned-in text in ultrasound and secondary-capture pixels).
-# Then `npm ci` when node_modules is missing or older than the lock file.
+# Installs what DPHIANT needs when it is missing, and says what it does. Without arguments, what `make demo` needs;
+# with --test, also what the tests and benchmarks need (`make test`, `make bench`).
+#   demo:   Node.js 24 (scripts/install-node.sh), Debian packages orthanc, gcc (the loopback-bind shim the dev
+#           stack preloads into Orthanc), tesseract-ocr with its English data (finds burned-in text in the demo's
+#           ultrasound pixels); then `npm ci`
+#   --test: also dcmtk (storescu, echoscu, dcmdump…), docker-compose (validates docker-compose.yml offline),
+#           chromium (the web UI's browser tests, driven by playwright-core), and FerretDB (a MongoDB wire-protocol
+#           server for the crosswalk's MongoDB tests), built with Go from tools/ferretdb
+# `npm ci` runs when node_modules is missing, older than the lock file, or built by a Node.js of another ABI
+# (better-sqlite3 is a native module): .stack/node_modules.abi records the ABI it was built for.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+test_deps=false
+case "${1:-}" in
+  --test) test_deps=true ;;
+  "") ;;
+  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+esac
+
 need=()
 command -v Orthanc >/dev/null || need+=(orthanc)
-command -v storescu >/dev/null || need+=(dcmtk)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
-command -v docker-compose >/dev/null || need+=(docker-compose)
-command -v chromium >/dev/null || need+=(chromium)
 command -v tesseract >/dev/null || need+=(tesseract-ocr)
+if $test_deps; then
+  command -v storescu >/dev/null || need+=(dcmtk)
+  command -v docker-compose >/dev/null || need+=(docker-compose)
+  command -v chromium >/dev/null || need+=(chromium)
+fi
 
 if ((${#need[@]})); then
   sudo=""
@@ -29,26 +43,34 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ]; then
-  echo "DPHIANT needs Node.js 20 or later (found: $(node --version 2>/dev/null || echo none))" >&2
-  exit 1
-fi
+scripts/install-node.sh
+# the Makefile puts .stack/node/bin first on PATH; run directly, this script does the same
+PATH=$PWD/.stack/node/bin:$PATH
+echo "==> Node.js $(node --version) ($(command -v node)), npm $(npm --version)"
 
-# FerretDB (a MongoDB wire-protocol server) for the crosswalk's MongoDB tests, built from tools/ferretdb with Go
-ferret=.stack/bin/ferretdb
-if [ ! -x "$ferret" ] || [ tools/ferretdb/go.sum -nt "$ferret" ] || [ tools/ferretdb/main.go -nt "$ferret" ]; then
-  if command -v go >/dev/null; then
-    echo "==> building FerretDB v1.24.2 (tools/ferretdb, a few minutes the first time)"
-    mkdir -p .stack/bin
-    (cd tools/ferretdb && go build -o ../../"$ferret" .)
-  else
-    echo "==> Go is not installed: the crosswalk's MongoDB (FerretDB) tests will be skipped" >&2
+if $test_deps; then
+  # FerretDB for the crosswalk's MongoDB tests: test-only, a few minutes to build, so the demo does without it
+  ferret=.stack/bin/ferretdb
+  if [ ! -x "$ferret" ] || [ tools/ferretdb/go.sum -nt "$ferret" ] || [ tools/ferretdb/main.go -nt "$ferret" ]; then
+    if command -v go >/dev/null; then
+      echo "==> building FerretDB v1.24.2 (tools/ferretdb, a few minutes the first time)"
+      mkdir -p .stack/bin
+      (cd tools/ferretdb && go build -o ../../"$ferret" .)
+    else
+      echo "==> Go is not installed: the crosswalk's MongoDB (FerretDB) tests will be skipped" >&2
+    fi
   fi
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-  echo "==> npm ci"
+abi_stamp=.stack/node_modules.abi
+abi=$(node -p 'process.versions.modules')
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ] || [ "$(cat "$abi_stamp" 2>/dev/null)" != "$abi" ]; then
+  # node-gyp compiles better-sqlite3 against the headers of the node that runs it (not a nodedir from ~/.npmrc)
+  node_prefix=$(node -p 'require("path").dirname(require("path").dirname(process.execPath))')
+  [ -f "$node_prefix/include/node/node_version.h" ] && export npm_config_nodedir=$node_prefix
+  echo "==> npm ci (Node.js ABI $abi)"
   npm ci --no-audit --no-fund
   touch node_modules
+  mkdir -p .stack
+  echo "$abi" >"$abi_stamp"
 fi

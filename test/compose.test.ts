@@ -135,8 +135,8 @@ describe('docker-compose.yml matches the dev stack', function () {
     expect(svc.environment).to.deep.equal(env);
     expect(volumes).to.have.property(mountSource(svc, env.DPHIANT_DATA_DIR!)!);
     const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
-    expect(dockerfile).to.match(/^FROM node:20-bookworm AS build$/m);
-    expect(dockerfile).to.match(/^FROM node:20-bookworm-slim$/m);
+    expect(dockerfile).to.match(/^FROM node:24-bookworm AS build$/m);
+    expect(dockerfile).to.match(/^FROM node:24-bookworm-slim$/m);
     expect(dockerfile).to.include('CMD ["node", "dist/src/cli/main.js", "serve"]');
   });
 

@@ -60,7 +60,7 @@ describe('secure by default: the Docker image, its unconfigured start, and unhan
   let image: string;
 
   before(function () {
-    expect(stages.map((s) => s.from)).to.deep.equal(['FROM node:20-bookworm AS build', 'FROM node:20-bookworm-slim']);
+    expect(stages.map((s) => s.from)).to.deep.equal(['FROM node:24-bookworm AS build', 'FROM node:24-bookworm-slim']);
     // the image's file tree: what the runtime stage copies out of the build stage, as this checkout has it built
     image = mkdtempSync(path.join(tmpdir(), 'dphiant-image-'));
     for (const c of copies(runtime)) {
@@ -81,7 +81,7 @@ describe('secure by default: the Docker image, its unconfigured start, and unhan
       expect(c.source).not.to.match(/(^|\/)(devstack|synth|orthanc|test|bench|scripts|tools)(\/|$)/);
       expect(existsSync(path.join(repoRoot, c.source)), `${c.source} exists after a build`).to.equal(true);
     }
-    expect(copied.map((c) => c.source)).to.include.members(['dist/src', 'src/anonymize/data', 'src/dicom/data', 'src/web/static']);
+    expect(copied.map((c) => c.source)).to.include.members(['dist/src', 'src/anonymize/data', 'src/crosswalk/data', 'src/dicom/data', 'src/web/static']);
     const tree = filesUnder(image).filter((f) => !f.startsWith('node_modules'));
     expect(tree.filter((f) => /(^|\/)(devstack|synth|orthanc|test|bench|scripts)(\/|$)/.test(f)), 'dev files in the image').to.deep.equal([]);
     expect(tree, 'the CLI is there').to.include('dist/src/cli/main.js');

@@ -1,17 +1,30 @@
-// New aliases: IDs, sex-consistent names and date offsets. Given names come from @faker-js/faker's English
-// person data (male, female, and its "generic" list for patients whose sex is O or absent); family names from its
-// 473 last names. An alias never shares a name component with the patient's real name.
+// New aliases: IDs, sex-consistent names and date offsets. The names are data (data/names.json, source in
+// data/README.md: @faker-js/faker 10.6.0's English lists): given names for male, female, and a "generic" list for
+// patients whose sex is O or absent; 473 family names. An alias never shares a name component with the real name.
 import { randomBytes, randomInt } from 'node:crypto';
-import { en } from '@faker-js/faker';
+import { readFileSync } from 'node:fs';
+import { findUp } from '../paths.js';
 
 export type AliasSex = 'M' | 'F' | 'O';
 
+interface NameLists {
+  counts: { male: number; female: number; generic: number; family: number };
+  given: { male: string[]; female: string[]; generic: string[] };
+  family: string[];
+}
+
+const names = JSON.parse(readFileSync(findUp('src/crosswalk/data/names.json'), 'utf8')) as NameLists;
+// a cut file would quietly shrink the alias space
+for (const [list, n] of [[names.given.male, names.counts.male], [names.given.female, names.counts.female], [names.given.generic, names.counts.generic], [names.family, names.counts.family]] as const) {
+  if (list.length !== n || n === 0) throw new Error(`names.json: a list holds ${list.length} names, its count says ${n}`);
+}
+
 export const GIVEN_NAMES: Readonly<Record<AliasSex, readonly string[]>> = {
-  M: en.person!.first_name!.male!,
-  F: en.person!.first_name!.female!,
-  O: en.person!.first_name!.generic!,
+  M: names.given.male,
+  F: names.given.female,
+  O: names.given.generic,
 };
-export const FAMILY_NAMES: readonly string[] = en.person!.last_name!.generic!;
+export const FAMILY_NAMES: readonly string[] = names.family;
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
