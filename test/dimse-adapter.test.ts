@@ -3,7 +3,7 @@
 // transcoded), the C-STORE-RSP's ErrorComment, the SCP's `connected` flag (the library's PDU timer) and idle clock,
 // the version check; and that nothing else in src/ reaches the library except through it.
 import { expect } from 'chai';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,6 +18,8 @@ import { storeInstance } from '../src/scu/store.js';
 import { findUp } from '../src/paths.js';
 import { generateOne } from '../src/synth/generate.js';
 import { startCapture } from './support/capture.js';
+import { cleanEnv, DEV_STACK_ENV } from './support/cli.js';
+import { run } from './support/dcmtk.js';
 import { associateRq } from './support/raw-scu.js';
 import { freePort, freePorts } from './support/ports.js';
 
@@ -172,6 +174,34 @@ describe('dcmjs-dimse adapter: the version check', () => {
   it('refuses any other version, naming the installed and the supported one', () => {
     for (const other of ['0.3.4', '0.4.0', '0.3.2']) {
       expect(() => checkDimseVersion(other)).to.throw(new RegExp(`dcmjs-dimse ${other.replace(/\./g, '\\.')} is installed.*dcmjs-dimse 0\\.3\\.3`));
+    }
+  });
+
+  it('dphiant serve refuses to start when another version is installed', async () => {
+    // a copy of the compiled product beside a node_modules whose dcmjs-dimse says 0.3.4 (the same build inside)
+    const root = findUp('.');
+    const tree = mkdtempSync(path.join(tmpdir(), 'dphiant-dimse-version-'));
+    try {
+      cpSync(path.join(root, 'package.json'), path.join(tree, 'package.json'));
+      symlinkSync(path.join(root, 'src'), path.join(tree, 'src'));
+      cpSync(path.join(root, 'dist/src'), path.join(tree, 'dist/src'), { recursive: true });
+      mkdirSync(path.join(tree, 'node_modules/dcmjs-dimse'), { recursive: true });
+      for (const name of readdirSync(path.join(root, 'node_modules')))
+        if (name !== 'dcmjs-dimse') symlinkSync(path.join(root, 'node_modules', name), path.join(tree, 'node_modules', name));
+      const real = path.join(root, 'node_modules/dcmjs-dimse');
+      const pkg = JSON.parse(readFileSync(path.join(real, 'package.json'), 'utf8')) as { version: string };
+      writeFileSync(path.join(tree, 'node_modules/dcmjs-dimse/package.json'), JSON.stringify({ ...pkg, version: '0.3.4' }));
+      symlinkSync(path.join(real, 'build'), path.join(tree, 'node_modules/dcmjs-dimse/build'));
+      const r = await run(process.execPath, [path.join(tree, 'dist/src/cli/main.js'), 'serve'], {
+        env: { ...cleanEnv, ...DEV_STACK_ENV, DPHIANT_DATA_DIR: path.join(tree, 'data') },
+        timeoutMs: 60_000,
+      });
+      const said = /dcmjs-dimse 0\.3\.4 is installed[^"]*/.exec(r.stdout + r.stderr)?.[0];
+      console.log(`      exit ${r.code}: ${said ?? (r.stdout + r.stderr).slice(0, 400)}`);
+      expect(r.code).to.equal(1);
+      expect(said).to.match(/relies on internals of dcmjs-dimse 0\.3\.3/);
+    } finally {
+      rmSync(tree, { recursive: true, force: true });
     }
   });
 });
