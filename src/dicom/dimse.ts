@@ -2,8 +2,8 @@
 // on what its .d.ts does not promise lives here, next to the version it was read from (0.3.3, build/ of the npm
 // package; the library exports no Network class and no way to give Client one, so the streaming send is a subclass
 // of the Network that Scp extends, and a small client of our own drives it):
-// - StreamingNetwork overrides Network#_sendPDataTF, the internal hook _sendDimse calls with a command, its
-//   presentation context id and the peer's maximum PDU length;
+// - Network is taken as Scp's prototype; StreamingNetwork overrides Network#_sendPDataTF, the internal hook
+//   _sendDimse calls with a command, its presentation context id and the peer's maximum PDU length;
 // - ServerScp sets Network#connected (what the library's Server does for each socket) and writes
 //   Network#lastPduTime, and reads the `socket` and `association` fields every Network has;
 // - ServerScp hands the library a sink that is not a stream.Writable: the library calls only write(), once('drain')
