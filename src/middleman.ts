@@ -17,6 +17,7 @@ import { Quarantine, quarantineDir } from './pipeline/quarantine.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
 import { DicomServer } from './scp/server.js';
+import { checkDimseVersion } from './dicom/dimse.js';
 import { Metrics } from './metrics.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
@@ -70,6 +71,8 @@ async function checkPacsRest(config: Config, log: Logger): Promise<string | null
 }
 
 export async function startMiddleman(config: Config, log: Logger): Promise<Middleman> {
+  // before anything is opened: the SCP and SCU rely on internals of one dcmjs-dimse version (src/dicom/dimse.ts)
+  checkDimseVersion();
   secureDataDir(config.dataDir, (msg) => log.warn(msg));
   // one middleman per data directory, and none during a crosswalk rekey (src/serve-lock.ts)
   let lock: ServeLock;

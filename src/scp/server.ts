@@ -2,11 +2,10 @@
 // host and leaves Nagle on). Accepts C-ECHO and C-STORE, spools each data set to a file, and answers a C-STORE
 // only when the pipeline says what became of the instance. Before a connection has associated it is held to
 // little: a cap on such connections, a time limit, and small PDUs of three types (pdu-guard.ts).
-import dimse from '../dicom/dimse.js';
+import dimse, { ServerScp } from '../dicom/dimse.js';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { Writable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
@@ -15,7 +14,7 @@ import { checkCaller, decideContext, plainAddress } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
 import { SpoolBudget, SpoolFile } from './spool.js';
 
-const { Scp, Dataset, Implementation } = dimse;
+const { Dataset, Implementation } = dimse;
 const { CEchoResponse, CStoreResponse } = dimse.responses;
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason } = dimse.constants;
 
@@ -51,7 +50,7 @@ class SpoolReference extends Dataset {
 }
 
 /** One association. */
-class StoreScp extends Scp {
+class StoreScp extends ServerScp {
   opts!: ScpOptions;
   server!: DicomServer;
   id = 0;
@@ -117,13 +116,13 @@ class StoreScp extends Scp {
     callback(response);
   }
 
-  override createStoreWritableStream(): Writable {
+  protected override openStoreSink(): SpoolFile {
     this.spool = new SpoolFile(this.opts.spoolDir, this.opts.scp.maxInstanceBytes, this.server.spoolBudget);
-    return this.spool as unknown as Writable;
+    return this.spool;
   }
 
   override createDatasetFromStoreWritableStream(
-    _writable: Writable,
+    _sink: unknown,
     pc: PresentationContext,
     callback: (dataset: InstanceType<typeof Dataset>) => void,
   ): void {
@@ -139,7 +138,7 @@ class StoreScp extends Scp {
       if (reply.comment) response.setErrorComment(reply.comment);
       // the library's idle clock runs from the caller's last PDU, also while the caller waits for this answer:
       // restart it, so that the caller's idle time counts from our answer
-      this.lastPduTime = Date.now();
+      this.restartIdleClock();
       callback(response);
     };
     const failed = (e: unknown): StoreReply => {
@@ -211,15 +210,6 @@ class StoreScp extends Scp {
   }
 }
 
-interface ScpInternals {
-  association?: Association;
-  socket: Socket;
-  connected: boolean;
-  /** When the last PDU arrived: the library drops the association pduTimeout after it. */
-  lastPduTime?: number;
-}
-interface StoreScp extends ScpInternals {}
-
 /** The sender's answer when the spool has no room (budget, free-space floor, or the disk itself). */
 export const SPOOL_FULL = 'DPHIANT spool full';
 
@@ -290,7 +280,6 @@ export class DicomServer {
     assoc.server = this;
     assoc.id = id;
     assoc.guard = guard;
-    assoc.connected = true; // what the library's Server does; starts its association/PDU timers
     assoc.on('networkError', (e: Error) => {
       log.warn({ assoc: id, err: e.message }, 'association network error');
       socket.destroy();

@@ -17,10 +17,15 @@ export interface Capture {
   stop(): Promise<void>;
 }
 
-export async function startCapture(dir: string, aet = 'CAPTURE'): Promise<Capture> {
+/**
+ * `maxPdu`: the largest PDU it takes (DCMTK's default 16384); `accept`: the transfer syntaxes it accepts, every one
+ * it knows (the default), the uncompressed ones, or implicit VR little endian only.
+ */
+export async function startCapture(dir: string, aet = 'CAPTURE', o: { maxPdu?: number; accept?: 'all' | 'uncompressed' | 'implicit' } = {}): Promise<Capture> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const child: ChildProcess = spawn('storescp', ['-aet', aet, '+B', '+xa', '-od', dir, String(port)], {
+  const args = ['-aet', aet, '+B', ...{ all: ['+xa'], uncompressed: [], implicit: ['+xi'] }[o.accept ?? 'all'], ...(o.maxPdu ? ['-pdu', String(o.maxPdu)] : []), '-od', dir, String(port)];
+  const child: ChildProcess = spawn('storescp', args, {
     env: { ...process.env, TCP_NODELAY: '1' },
     stdio: 'ignore',
   });
