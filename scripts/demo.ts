@@ -149,12 +149,18 @@ What to click:
      a few seconds after arriving raw, it is replaced by its de-identified copy.
   3. The middleman's dashboard (${d.middleman.webUrl}) shows the jobs as they flow, the crosswalk page the aliases;
      revealing an identity asks for a reason and is written to the audit log.
-  4. After \`export DPHIANT_DEV_STACK=true DPHIANT_DATA_DIR=.stack/data\` (the demo's settings):
+  4. After \`export DPHIANT_DEV_STACK=true DPHIANT_DATA_DIR=.stack/data${nodeOnPath()}\` (the demo's settings):
      \`npx dphiant status\` shows the journal and the quarantine; \`npx dphiant crosswalk list\` the aliases;
      \`npx dphiant crosswalk reveal <alias> --reason "…"\` re-identifies (audited).
      .stack/middleman.log is the middleman's log (aliases and hashes of UIDs, no PHI values).
 ${spool.length ? `\nwarning: ${spool.length} spool file(s) left in .stack/data/spool` : ''}
 Press Ctrl-C to stop everything.`);
+}
+
+/** The PATH entry of the Node.js running the demo when the shell would find another one (make installs 24 in .stack/node). */
+function nodeOnPath(): string {
+  const dir = path.dirname(process.execPath);
+  return (process.env.PATH ?? '').split(':')[0] === dir && dir.startsWith(repoRoot) ? ` PATH="$PWD/${path.relative(repoRoot, dir)}:$PATH"` : '';
 }
 
 main().catch(async (e: Error) => {

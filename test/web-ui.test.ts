@@ -132,7 +132,7 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
       ...manifest.instances.flatMap((i) => [i.sopInstanceUid, i.seriesInstanceUid]),
     ];
     if (!existsSync(CHROMIUM)) {
-      console.log(`    ${CHROMIUM} is missing (scripts/install-deps.sh installs Debian's chromium): the browser tests are skipped`);
+      console.log(`    ${CHROMIUM} is missing (scripts/install-deps.sh --test, run by make test, installs Debian's chromium): the browser tests are skipped`);
       return;
     }
     browser = await chromium.launch({
