@@ -6,6 +6,7 @@ import dimse from '../dicom/dimse.js';
 import { open } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import type { ReceivedInstance } from '../dicom/c-store.js';
+import { networkFailure, type Failure } from '../reasons.js';
 
 const { Client, Dataset } = dimse;
 const { CStoreRequest } = dimse.requests;
@@ -31,7 +32,7 @@ export type StoreOutcome = (
   /** The PACS accepted neither the SOP class nor the exact transfer syntax. */
   | { kind: 'not-accepted' }
   /** No answer: connection refused, association rejected or aborted, no progress, timeout. `reason` holds no PHI. */
-  | { kind: 'unavailable'; reason: string }
+  | { kind: 'unavailable'; code: 'pacs-unavailable' | 'pacs-timeout'; reason: string }
 ) & {
   /** Set when a first attempt failed and the outcome is the second's: why the first failed (a fixed text). */
   retried?: string;
@@ -196,11 +197,12 @@ function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): 
       resolve(outcome);
     };
     /** The association is gone before the answer: worth a second attempt only once the PACS had accepted it. */
-    const lost = (reason: string) => finish({ kind: 'unavailable', reason, ...(associated ? { retryable: 'connection lost after association' as const } : {}) });
-    const overall = setTimeout(() => finish({ kind: 'unavailable', reason: 'PACS timeout' }), Math.max(0, deadline - Date.now()));
+    const lost = (f: Failure & { code: 'pacs-unavailable' | 'pacs-timeout' }) =>
+      finish({ kind: 'unavailable', code: f.code, reason: f.message, ...(associated ? { retryable: 'connection lost after association' as const } : {}) });
+    const overall = setTimeout(() => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'PACS timeout' }), Math.max(0, deadline - Date.now()));
     // restarted by every byte to or from the PACS (progress); before the association, a silent PACS is a down one
     const stalled = setTimeout(
-      () => finish({ kind: 'unavailable', reason: 'no progress', ...(associated ? { retryable: 'no progress' as const } : {}) }),
+      () => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'no progress', ...(associated ? { retryable: 'no progress' as const } : {}) }),
       target.noProgressTimeoutMs,
     );
     const progress = () => {
@@ -219,10 +221,10 @@ function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): 
       associated = true;
     });
     client.on('associationRejected', (rj: { result: number; source: number; reason: number }) =>
-      finish({ kind: 'unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
+      finish({ kind: 'unavailable', code: 'pacs-unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
     );
-    client.on('networkError', (e: Error) => lost(networkReason(e)));
-    client.on('closed', () => lost('connection closed before response'));
+    client.on('networkError', (e: Error) => lost(networkFailure(e)));
+    client.on('closed', () => lost({ code: 'pacs-unavailable', message: 'connection closed before response' }));
     client.addRequest(request);
     try {
       // the library's own timers are only a backstop: the no-progress timer and the deadline above decide.
@@ -238,15 +240,8 @@ function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): 
       network.socket.on('data', progress);
       streamDatasetsFromFiles(network, progress);
     } catch (e) {
-      finish({ kind: 'unavailable', reason: networkReason(e as Error) });
+      const f = networkFailure(e);
+      finish({ kind: 'unavailable', code: f.code, reason: f.message });
     }
   });
-}
-
-/** A short reason from a network error: its code when it has one (ECONNREFUSED…), never a data value. */
-function networkReason(e: Error): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code) return code;
-  const m = /(ECONN\w+|EPIPE|ETIMEDOUT|EHOSTUNREACH|timeout|closed)/i.exec(e.message);
-  return m ? m[1]! : 'network error';
 }
