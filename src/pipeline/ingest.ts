@@ -94,7 +94,7 @@ export class Ingest {
         jobId = this.journal.received({ ...inst, rawId });
       } catch (e) {
         this.log.error({ uid, err: (e as Error).message }, 'journal write failed; instance refused');
-        return JOURNAL_UNAVAILABLE;
+        return this.ownFailure(JOURNAL_UNAVAILABLE);
       }
       const started = Date.now();
       const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
@@ -111,7 +111,7 @@ export class Ingest {
       } catch (e) {
         // the PACS may hold it, but unless the journal says so the sender must not be told it is safe
         this.log.error({ job: jobId, uid, err: (e as Error).message }, 'journal update failed');
-        return JOURNAL_UNAVAILABLE;
+        return this.ownFailure(JOURNAL_UNAVAILABLE);
       }
       const level = reply.status === Status.Success ? 'info' : 'warn';
       this.log[level](
@@ -126,7 +126,7 @@ export class Ingest {
       return reply;
     } catch (e) {
       this.log.error({ uid, err: (e as Error).message }, 'ingest failed');
-      return refusal('internal', 'DPHIANT internal error');
+      return this.ownFailure(refusal('internal', 'DPHIANT internal error'));
     } finally {
       await rm(inst.spoolPath, { force: true }).catch(() => undefined);
     }
@@ -155,6 +155,12 @@ export class Ingest {
       this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), err: (e as Error).message }, 'PACS REST API did not confirm the raw copy');
       return computed;
     }
+  }
+
+  /** A refusal for a failure of DPHIANT's own (journal, a bug): counted; the journal may be what failed, so not journalled. */
+  private ownFailure(reply: Refusal): Refusal {
+    this.metrics.inc('dphiant_instances_rejected_total', { reason: reply.code });
+    return reply;
   }
 
   /** An instance the SCP refused while it arrived (over the size limit, spool full): counted and journalled like one refused here. */
