@@ -77,22 +77,22 @@ async function resendUntilAccepted(s: FaultStack, files: string[], timeoutMs: nu
 }
 
 /** /readyz, the metrics and `dphiant status` while new instances are refused for `cause`. */
-async function expectVisible(s: FaultStack, dependency: 'pacs' | 'crosswalk', errorClass: ReasonCode) {
+async function expectVisible(s: FaultStack, dependency: 'pacs' | 'crosswalk', code: ReasonCode) {
   const ready = await fetch(`${s.webUrl}/readyz`);
   const body = (await ready.json()) as { refusing: string | null; dependencies: Record<string, { failing: boolean; lastErrorClass: string; failingSeconds: number }> };
   expect(ready.status, '/readyz while refusing').to.equal(503);
   expect(body.refusing).to.equal(dependency);
-  expect(body.dependencies[dependency]).to.include({ failing: true, lastErrorClass: errorClass });
+  expect(body.dependencies[dependency]).to.include({ failing: true, lastErrorClass: code });
   const metrics = await (await fetch(`${s.webUrl}/metrics`)).text();
-  const failing = new RegExp(`^dphiant_dependency_failing_seconds\\{dependency="${dependency}",reason="${errorClass}"\\} ([\\d.]+)$`, 'm').exec(metrics);
+  const failing = new RegExp(`^dphiant_dependency_failing_seconds\\{dependency="${dependency}",reason="${code}"\\} ([\\d.]+)$`, 'm').exec(metrics);
   expect(failing, `dphiant_dependency_failing_seconds for ${dependency} in\n${metrics}`).to.not.equal(null);
   expect(Number(failing![1])).to.be.greaterThan(BACKPRESSURE_AFTER_MS / 1000);
   expect(metrics).to.match(new RegExp(`^dphiant_backpressure\\{cause="${dependency}"\\} 1$`, 'm'));
   expect(metrics).to.match(/^dphiant_backlog \d+$/m);
-  expect(metrics).to.match(new RegExp(`^dphiant_failures_total\\{kind="transient",reason="${errorClass}"\\} \\d+$`, 'm'));
+  expect(metrics).to.match(new RegExp(`^dphiant_failures_total\\{kind="transient",reason="${code}"\\} \\d+$`, 'm'));
   const status = await dphiant(['status'], { DPHIANT_DATA_DIR: s.dataDir, ...ENV });
   const name = dependency === 'pacs' ? 'PACS REST API' : 'crosswalk';
-  expect(status.stdout).to.match(new RegExp(`${name}\\s+failing for \\d+ s since \\S+ \\(${errorClass}, \\d+ failed calls\\); new C-STOREs refused \\(0xA700\\)`));
+  expect(status.stdout).to.match(new RegExp(`${name}\\s+failing for \\d+ s since \\S+ \\(${code}, \\d+ failed calls\\); new C-STOREs refused \\(0xA700\\)`));
   return { failingSeconds: body.dependencies[dependency]!.failingSeconds };
 }
 

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,7 +18,9 @@ import { createLogger } from '../src/log.js';
 import { OrthancClient, OrthancHttpError } from '../src/pacs/orthanc.js';
 import { Journal, legacyReasonCode } from '../src/pipeline/journal.js';
 import { Reconciler } from '../src/pipeline/reconciler.js';
-import { replyFor } from '../src/pipeline/ingest.js';
+import { Ingest, replyFor } from '../src/pipeline/ingest.js';
+import { Backpressure, DependencyHealth } from '../src/pipeline/health.js';
+import { Metrics } from '../src/metrics.js';
 import { storeInstance } from '../src/scu/store.js';
 import { sendRawDataset } from './support/raw-scu.js';
 import { startStack, type TestStack } from './support/stack.js';
@@ -184,7 +186,7 @@ describe('failure codes: produced where the failure happens, answered and counte
       const [refused, quiet] = [await rest(closed!), await rest(silentPort)];
       const d = dataset(504);
       const spool = path.join(stack.work, 'scu-ds');
-      (await import('node:fs')).writeFileSync(spool, d.bytes);
+      writeFileSync(spool, d.bytes);
       const inst = { sopClassUid: d.sopClassUid, sopInstanceUid: d.sopInstanceUid, transferSyntaxUid: TS.ExplicitVRLittleEndian, callingAet: 'X', spoolPath: spool, bytes: d.bytes.length };
       const target = (port: number) => ({ host: '127.0.0.1', port, aet: 'PACS', callingAet: 'DPHIANT', connectTimeoutMs: 500, noProgressTimeoutMs: 500, storeTimeoutMs: 3000 });
       const [scuRefused, scuSilent] = [await storeInstance(target(closed!), inst, { retry: false }), await storeInstance(target(silentPort), inst, { retry: false })];
@@ -227,6 +229,44 @@ describe('failure codes: produced where the failure happens, answered and counte
       expect(job).to.include({ state: 'REJECTED', reasonCode: 'interrupted' });
     } finally {
       journal.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('failure codes: refusals of ingest before forwarding (backpressure, the journal)', () => {
+  const log = createLogger('silent');
+  const unreachable = { host: '127.0.0.1', port: 1, aet: 'PACS', callingAet: 'DPHIANT', connectTimeoutMs: 500, noProgressTimeoutMs: 500, storeTimeoutMs: 2000 };
+
+  it('answers backpressure 0xA700 while the PACS REST API fails too long, and journal-unavailable 0x0110 when the journal cannot be written', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dphiant-codes-'));
+    const journal = new Journal(path.join(dir, 'journal.sqlite'), randomBytes(32));
+    let closed = false;
+    try {
+      const instance = (seed: number) => {
+        const els = generateElements({ rows: 8, cols: 8, seed });
+        const value = (tag: number) => String(els.find((e) => e.tag === tag)!.value);
+        const bytes = encodeDataset(els, TS.ExplicitVRLittleEndian);
+        const spoolPath = path.join(dir, `spool-${seed}`);
+        writeFileSync(spoolPath, bytes);
+        return { sopClassUid: value(0x00080016), sopInstanceUid: value(0x00080018), transferSyntaxUid: TS.ExplicitVRLittleEndian, callingAet: 'MOD', spoolPath, bytes: bytes.length };
+      };
+      const metrics = new Metrics();
+      const health = new DependencyHealth();
+      health.failed('pacs', 'pacs-unavailable', Date.now() - 120_000);
+      const backpressure = new Backpressure(health, () => 0, { enabled: true, backpressureAfterMs: 60_000, maxBacklog: 0 });
+      const refused = await new Ingest(journal, unreachable, log, { checkMaxBytes: 1 << 20, metrics, backpressure }).store(instance(601));
+      const job = journal.byState('REJECTED')[0]!;
+      journal.close(); // every write fails from here on
+      closed = true;
+      const noJournal = await new Ingest(journal, unreachable, log, { checkMaxBytes: 1 << 20, metrics }).store(instance(602));
+      console.log(`      backpressure: ${hex(refused.status)} ${refused.code} "${refused.comment}", journalled ${job.reasonCode}; closed journal: ${hex(noJournal.status)} ${noJournal.code}`);
+      expect(refused).to.deep.equal({ status: Status.OutOfResources, comment: 'DPHIANT cannot reach the PACS REST API', code: 'backpressure' });
+      expect(job).to.include({ reasonCode: 'backpressure', reason: 'DPHIANT cannot reach the PACS REST API' });
+      expect(noJournal).to.deep.equal({ status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable', code: 'journal-unavailable' });
+      expect([metrics.counter('dphiant_instances_rejected_total', { reason: 'backpressure' }), metrics.counter('dphiant_instances_rejected_total', { reason: 'journal-unavailable' })]).to.deep.equal([1, 1]);
+    } finally {
+      if (!closed) journal.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
