@@ -128,7 +128,7 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(status.stdout).to.contain(`job ${job.id}`);
     expect(status.stdout).to.match(/oldest unfinished job: none/);
     const listed = await dphiant(['quarantine', 'list'], env);
-    expect(listed.stdout).to.match(new RegExp(`job ${job.id}\\t\\S+\\tkept\\tverification: `));
+    expect(listed.stdout).to.match(new RegExp(`job ${job.id}\\t\\S+\\tkept\\tgate-hit\\tverification: `));
     const requeued = await dphiant(['quarantine', 'requeue', String(job.id)], env);
     expect(requeued.code, requeued.stderr).to.equal(0);
     await waitUntilSettled(stack.mm.journal, 60_000);
