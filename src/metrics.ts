@@ -1,5 +1,5 @@
 // Counters, gauges and histograms of the middleman, exposed in the Prometheus text format on /metrics.
-// Labels carry states, stages and reason classes only: never a UID, an alias or any other value.
+// Labels carry states, stages and reason codes (src/reasons.ts) only: never a UID, an alias or any other value.
 
 type Labels = Record<string, string>;
 
@@ -25,12 +25,12 @@ export class Metrics {
   constructor() {
     this.define('dphiant_instances_received_total', 'counter', 'C-STORE data sets received (refused ones included)');
     this.define('dphiant_instances_forwarded_total', 'counter', 'instances the PACS confirmed (journalled IN_PACS)');
-    this.define('dphiant_instances_rejected_total', 'counter', 'instances refused before or by the PACS, by reason class');
+    this.define('dphiant_instances_rejected_total', 'counter', 'instances refused before or by the PACS, by reason code');
     this.define('dphiant_forward_retries_total', 'counter', 'forwards made a second time on a fresh association (the first stalled or lost it)');
     this.define('dphiant_instances_deidentified_total', 'counter', 'instances de-identified in the PACS (DONE)');
-    this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine');
+    this.define('dphiant_instances_quarantined_total', 'counter', 'instances moved to the quarantine, by reason code');
     this.define('dphiant_pixels_total', 'counter', 'de-identified instances by what the burned-in text step did (not at risk, no text found, cleaned)');
-    this.define('dphiant_failures_total', 'counter', 'failed pipeline steps, by kind (transient: retried; permanent: quarantined) and error class');
+    this.define('dphiant_failures_total', 'counter', 'failed pipeline steps, by kind (transient: retried; permanent: quarantined) and reason code');
     this.define('dphiant_stage_seconds', 'histogram', 'time spent in each pipeline stage');
     this.define('dphiant_scp_connections_dropped_total', 'counter', 'DICOM connections closed before or instead of associating, by reason (pending-limit, protocol, association-timeout)');
     this.define('dphiant_reconciler_considered_total', 'counter', 'new instances of the PACS change log the reconciler looked at');
@@ -115,18 +115,4 @@ export class Metrics {
     }
     return lines.join('\n') + '\n';
   }
-}
-
-/** A reason's class for metric labels: a fixed word, never the reason's text. */
-export function reasonClass(reason: string): string {
-  const r = reason.toLowerCase();
-  if (r.startsWith('verification')) return 'verification';
-  if (r.includes('malformed') || r.includes('unreadable')) return 'malformed';
-  if (r.includes('size limit')) return 'size';
-  if (r.includes('spool')) return 'spool';
-  if (r.includes('sop class') || r.includes('sop instance')) return 'mismatch';
-  if (r.includes('pacs') || r.includes('orthanc')) return 'pacs';
-  if (r.includes('crosswalk') || r.includes('mongo') || r.includes('sqlite')) return 'crosswalk';
-  if (r.includes('journal')) return 'journal';
-  return 'other';
 }

@@ -19,6 +19,7 @@ import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
 import { DicomServer } from './scp/server.js';
 import { checkDimseVersion } from './dicom/dimse.js';
 import { Metrics } from './metrics.js';
+import type { ReasonCode } from './reasons.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
@@ -54,9 +55,9 @@ const CHECK_TIMEOUT_MS = 10_000;
  * GET /system with the configured credentials. Wrong ones (401/403) stop the start with a ConfigError naming the
  * settings (`dphiant serve` exits 2); an API that does not answer lets the middleman start, its failure recorded
  * (backpressure applies after pipeline.backpressureAfterMs): an outage at start-up must not stop the node.
- * Returns the error class of a failure, or null when the API answered.
+ * Returns the reason code of a failure, or null when the API answered.
  */
-async function checkPacsRest(config: Config, log: Logger): Promise<string | null> {
+async function checkPacsRest(config: Config, log: Logger): Promise<ReasonCode | null> {
   const { url, username, password } = config.pacs;
   try {
     await new OrthancClient({ url, username, password, timeoutMs: CHECK_TIMEOUT_MS }).system();
@@ -66,7 +67,7 @@ async function checkPacsRest(config: Config, log: Logger): Promise<string | null
     if (e.status === 401 || e.status === 403)
       throw new ConfigError('pacs.username/pacs.password', `the PACS REST API at ${url} answered HTTP ${e.status} to GET /system: the credentials are wrong or lack access`);
     log.warn({ url, err: e.message }, 'PACS REST API not reachable at start-up; starting anyway (backpressure applies if it stays down)');
-    return e.status === 0 ? 'unreachable' : 'server';
+    return e.code;
   }
 }
 

@@ -209,6 +209,7 @@ describe('burned-in text in the pipeline: what the PACS holds', function () {
     expect(counts.DONE).to.equal(corpus.length);
     expect(counts.QUARANTINED, 'the PDF').to.equal(1);
     expect(stack.mm.journal.byState('QUARANTINED')[0]!.reason).to.match(/^burned-in text \(document\)/);
+    expect(stack.mm.journal.byState('QUARANTINED')[0]!.reasonCode).to.equal('pixels');
     const ids = await stack.pacsRest.listInstances({});
     expect(ids, 'one de-identified copy per image, no raw copy').to.have.length(corpus.length);
     // each PACS copy matched to the image it came from, through the journal (keyed hash of the original UID → new UID)
@@ -239,7 +240,7 @@ describe('burned-in text in the pipeline: what the PACS holds', function () {
     const counts = stack.mm.journal.counts();
     console.log(`      sent 2: DONE ${counts.DONE}, QUARANTINED ${counts.QUARANTINED}`);
     expect(counts).to.include({ DONE: 1, QUARANTINED: 1 });
-    expect(stack.mm.journal.byState('QUARANTINED')[0]!.reason).to.equal('burned-in text (mask): no mask matches and OCR is off');
+    expect(stack.mm.journal.byState('QUARANTINED')[0]!).to.include({ reason: 'burned-in text (mask): no mask matches and OCR is off', reasonCode: 'pixels' });
     const ids = await stack.pacsRest.listInstances({});
     expect(ids).to.have.length(1);
     expect((await secretsRead(await stack.pacsRest.instanceFile(ids[0]!), us.secrets)).map((s) => s.text)).to.deep.equal([]);

@@ -20,7 +20,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   cli: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline', 'web', 'middleman.ts'],
 };
 /** Helpers at the root of src/ that depend on nothing of the product: every layer may use them. */
-const SHARED = new Set(['paths.ts', 'log.ts', 'metrics.ts', 'keys.ts', 'datadir.ts', 'serve-lock.ts']);
+const SHARED = new Set(['paths.ts', 'log.ts', 'metrics.ts', 'keys.ts', 'datadir.ts', 'serve-lock.ts', 'reasons.ts']);
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));

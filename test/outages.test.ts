@@ -13,6 +13,7 @@ import { TS } from '../src/dicom/transfer-syntax.js';
 import { part10 } from '../src/dicom/writer.js';
 import { devKeyPath, readKeyFile } from '../src/keys.js';
 import { REFUSAL } from '../src/pipeline/health.js';
+import type { ReasonCode } from '../src/reasons.js';
 import { Quarantine, quarantineDir } from '../src/pipeline/quarantine.js';
 import type { Journal } from '../src/pipeline/journal.js';
 import { generateElements, generateStudies } from '../tools/synth/generate.js';
@@ -28,7 +29,7 @@ const BACKPRESSURE_AFTER_MS = 20_000;
 const ENV = { DPHIANT_PIPELINE_BACKPRESSURE_AFTER_MS: String(BACKPRESSURE_AFTER_MS), DPHIANT_PIPELINE_RETRY_MAX_MS: '5000' };
 
 function refusals(journal: Journal, comment: string): number {
-  return journal.byState('REJECTED', 1_000_000).filter((j) => j.reason === comment).length;
+  return journal.byState('REJECTED', 1_000_000).filter((j) => j.reason === comment && j.reasonCode === 'backpressure').length;
 }
 
 /** Instances of other patients than the burst's, for storescu to send during the outage. */
@@ -76,22 +77,22 @@ async function resendUntilAccepted(s: FaultStack, files: string[], timeoutMs: nu
 }
 
 /** /readyz, the metrics and `dphiant status` while new instances are refused for `cause`. */
-async function expectVisible(s: FaultStack, dependency: 'pacs' | 'crosswalk', errorClass: string) {
+async function expectVisible(s: FaultStack, dependency: 'pacs' | 'crosswalk', code: ReasonCode) {
   const ready = await fetch(`${s.webUrl}/readyz`);
   const body = (await ready.json()) as { refusing: string | null; dependencies: Record<string, { failing: boolean; lastErrorClass: string; failingSeconds: number }> };
   expect(ready.status, '/readyz while refusing').to.equal(503);
   expect(body.refusing).to.equal(dependency);
-  expect(body.dependencies[dependency]).to.include({ failing: true, lastErrorClass: errorClass });
+  expect(body.dependencies[dependency]).to.include({ failing: true, lastErrorClass: code });
   const metrics = await (await fetch(`${s.webUrl}/metrics`)).text();
-  const failing = new RegExp(`^dphiant_dependency_failing_seconds\\{class="${errorClass}",dependency="${dependency}"\\} ([\\d.]+)$`, 'm').exec(metrics);
+  const failing = new RegExp(`^dphiant_dependency_failing_seconds\\{dependency="${dependency}",reason="${code}"\\} ([\\d.]+)$`, 'm').exec(metrics);
   expect(failing, `dphiant_dependency_failing_seconds for ${dependency} in\n${metrics}`).to.not.equal(null);
   expect(Number(failing![1])).to.be.greaterThan(BACKPRESSURE_AFTER_MS / 1000);
   expect(metrics).to.match(new RegExp(`^dphiant_backpressure\\{cause="${dependency}"\\} 1$`, 'm'));
   expect(metrics).to.match(/^dphiant_backlog \d+$/m);
-  expect(metrics).to.match(new RegExp(`^dphiant_failures_total\\{class="${errorClass}",kind="transient"\\} \\d+$`, 'm'));
+  expect(metrics).to.match(new RegExp(`^dphiant_failures_total\\{kind="transient",reason="${code}"\\} \\d+$`, 'm'));
   const status = await dphiant(['status'], { DPHIANT_DATA_DIR: s.dataDir, ...ENV });
   const name = dependency === 'pacs' ? 'PACS REST API' : 'crosswalk';
-  expect(status.stdout).to.match(new RegExp(`${name}\\s+failing for \\d+ s since \\S+ \\(${errorClass}, \\d+ failed calls\\); new C-STOREs refused \\(0xA700\\)`));
+  expect(status.stdout).to.match(new RegExp(`${name}\\s+failing for \\d+ s since \\S+ \\(${code}, \\d+ failed calls\\); new C-STOREs refused \\(0xA700\\)`));
   return { failingSeconds: body.dependencies[dependency]!.failingSeconds };
 }
 
@@ -125,7 +126,7 @@ describe('outage: the PACS REST API down for 5 minutes during a burst (DICOM sti
       second = (await s.modalityRest.storeToModality('middleman', s.studies, { asynchronous: true, timeoutSec: 60 })).ID;
       for (let i = 0; i < 120 && (await s.modalityRest.job(second)).State !== 'Failure'; i++) await sleep(250);
       seen.modalityRefused = (await s.modalityRest.job(second)).State === 'Failure';
-      seen.visible = await expectVisible(s, 'pacs', 'unreachable');
+      seen.visible = await expectVisible(s, 'pacs', 'pacs-unavailable');
     })();
     const probes = await probeDuring(s, late, down, OUTAGE_MS, 15_000);
     await watcher;
@@ -186,7 +187,7 @@ describe('outage: the PACS REST API answers 401 for 60 s during a burst', functi
     const start = Date.now();
     const watcher = (async () => {
       await sleep(BACKPRESSURE_AFTER_MS + 15_000);
-      return expectVisible(s, 'pacs', 'auth');
+      return expectVisible(s, 'pacs', 'pacs-auth');
     })();
     const probes = await probeDuring(s, late, start, 60_000, 10_000);
     const visible = await watcher;
@@ -283,7 +284,7 @@ describe('outage: the crosswalk database (FerretDB) down for 3 minutes during a 
     const watcher = (async () => {
       // the driver gives up on a call after its server-selection timeout: the streak starts then
       for (let i = 0; i < 240 && (await (await fetch(`${s!.webUrl}/readyz`)).json() as { refusing: string | null }).refusing !== 'crosswalk'; i++) await sleep(500);
-      return expectVisible(s!, 'crosswalk', 'crosswalk');
+      return expectVisible(s!, 'crosswalk', 'crosswalk-unavailable');
     })();
     const probes = await probeDuring(s, late, down, OUTAGE_MS, 15_000);
     const visible = await watcher;
@@ -380,7 +381,7 @@ describe('quarantine: never without a sealed copy or a raw copy the PACS confirm
     // is there and the raw copy gone; and a raw copy someone else deleted, with nothing sealed
     const quarantine = new Quarantine(quarantineDir(s.dataDir), readKeyFile(devKeyPath(s.dataDir, 'crosswalk')));
     quarantine.put(sealed!.id, await s.pacsRest.instanceFile(sealed!.rawId!));
-    s.journal.failed(sealed!.id, 'verification: id in Manufacturer', 0);
+    s.journal.failed(sealed!.id, { code: 'gate-hit', message: 'verification: id in Manufacturer' }, 0);
     await s.pacsRest.deleteInstance(sealed!.rawId!);
     await s.pacsRest.deleteInstance(gone!.rawId!);
 
@@ -396,12 +397,13 @@ describe('quarantine: never without a sealed copy or a raw copy the PACS confirm
     console.log(`      after: ${[a, b, c].map((j) => `job ${j!.id} ${j!.state} (${j!.reason}; sealed ${quarantine.has(j!.id)})`).join(', ')}; PACS instances ${inv.instances.length}`);
     expect(whileDown.map((j) => j.state), 'nothing quarantined while the REST API fails').to.deep.equal(['IN_PACS', 'IN_PACS', 'IN_PACS']);
     expect(whileDown.every((j) => j.attempts >= 2), 'retried meanwhile').to.equal(true);
-    expect(a).to.include({ state: 'QUARANTINED', reason: 'verification: id in Manufacturer' });
+    expect(a).to.include({ state: 'QUARANTINED', reason: 'verification: id in Manufacturer', reasonCode: 'gate-hit' });
     expect(quarantine.has(a!.id)).to.equal(true);
-    expect(b).to.include({ state: 'QUARANTINED', reason: 'raw instance absent from the PACS; nothing to keep' });
+    expect(b).to.include({ state: 'QUARANTINED', reason: 'raw instance absent from the PACS; nothing to keep', reasonCode: 'raw-absent' });
     expect(quarantine.has(b!.id)).to.equal(false);
     expect(c!.state).to.equal('QUARANTINED');
     expect(c!.reason).to.match(/^verification: id in Manufacturer/);
+    expect(c!.reasonCode).to.equal('gate-hit');
     expect(quarantine.get(c!.id).length, 'the leaky instance sealed').to.be.greaterThan(0);
     expect(inv.instances, 'no raw copy left in the PACS').to.deep.equal([]);
   });

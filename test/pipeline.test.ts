@@ -83,6 +83,8 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(r).to.deep.equal({ kind: 'answered', status: 0xc000, comment: r.kind === 'answered' ? r.comment : undefined });
     expect((await stack.pacsRest.statistics()).CountInstances).to.equal(before);
     expect(stack.mm.journal.byState('REJECTED').at(-1)?.reason).to.match(/^malformed data set at offset \d+/);
+    expect(stack.mm.journal.byState('REJECTED').at(-1)?.reasonCode).to.equal('malformed');
+    expect(stack.mm.metrics.counter('dphiant_instances_rejected_total', { reason: 'malformed' })).to.be.greaterThan(0);
   });
 
   /** Sends, once, an instance the gate quarantines (the test below; the requeue test run alone has it sent here). */
@@ -107,6 +109,9 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     const job = stack.mm.journal.byState('QUARANTINED').at(-1)!;
     expect(job.reason).to.match(/^verification: id in Manufacturer/);
     expect(job.reason).not.to.contain(id);
+    expect(job.reasonCode).to.equal('gate-hit');
+    expect(stack.mm.metrics.counter('dphiant_instances_quarantined_total', { reason: 'gate-hit' })).to.be.greaterThan(0);
+    expect(stack.mm.metrics.counter('dphiant_failures_total', { kind: 'permanent', reason: 'gate-hit' })).to.be.greaterThan(0);
     const inv = await pacsInventory(stack.pacsRest);
     expect(inv.instances.every((i) => i.identityRemoved === 'YES'), 'no raw instance left').to.equal(true);
     const qdir = path.join(stack.mm.config.dataDir, 'quarantine');
@@ -123,7 +128,7 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     expect(status.stdout).to.contain(`job ${job.id}`);
     expect(status.stdout).to.match(/oldest unfinished job: none/);
     const listed = await dphiant(['quarantine', 'list'], env);
-    expect(listed.stdout).to.match(new RegExp(`job ${job.id}\\t\\S+\\tkept\\tverification: `));
+    expect(listed.stdout).to.match(new RegExp(`job ${job.id}\\t\\S+\\tkept\\tgate-hit\\tverification: `));
     const requeued = await dphiant(['quarantine', 'requeue', String(job.id)], env);
     expect(requeued.code, requeued.stderr).to.equal(0);
     await waitUntilSettled(stack.mm.journal, 60_000);
@@ -219,7 +224,7 @@ describe('pipeline: an instance whose new value its character set cannot hold', 
     await waitUntilSettled(stack.mm.journal, 60_000);
     const quarantined = stack.mm.journal.byState('QUARANTINED');
     expect(quarantined.map((j) => j.sopUidHash)).to.deep.equal([stack.mm.journal.uidHash(sopOf(latin1))]);
-    expect(quarantined[0]).to.include({ reason: "value not encodable in the data set's character set", attempts: 1 });
+    expect(quarantined[0]).to.include({ reason: "value not encodable in the data set's character set", reasonCode: 'charset', attempts: 1 });
     expect(stack.mm.journal.byState('DONE').map((j) => j.sopUidHash)).to.deep.equal([stack.mm.journal.uidHash(sopOf(without))]);
     expect((await pacsInventory(stack.pacsRest)).instances.map((i) => i.identityRemoved)).to.deep.equal(['YES']);
   });

@@ -71,7 +71,8 @@ describe('refusals: callers, size limit, a stopped PACS, and connections before 
     const counts = stack.mm.journal.counts();
     expect(counts.IN_PACS).to.equal(small.length);
     expect(counts.RECEIVED, 'nothing left half-journalled').to.equal(0);
-    expect(stack.mm.journal.byState('REJECTED').map((j) => j.reason), 'the refused instance, journalled with its reason').to.deep.equal([`instance over the size limit (${200 * 1024} bytes)`]);
+    expect(stack.mm.journal.byState('REJECTED').map((j) => [j.reasonCode, j.reason]), 'the refused instance, journalled with its code and reason').to.deep.equal([['too-large', `instance over the size limit (${200 * 1024} bytes)`]]);
+    expect(stack.mm.metrics.counter('dphiant_instances_rejected_total', { reason: 'too-large' })).to.equal(1);
     expect(readdirSync(path.join(stack.mm.config.dataDir, 'spool')), 'the middleman keeps nothing').to.deep.equal([]);
   });
 
@@ -86,6 +87,7 @@ describe('refusals: callers, size limit, a stopped PACS, and connections before 
     expect(stack.mm.journal.counts().IN_PACS).to.equal(inPacsBefore);
     const rejected = stack.mm.journal.byState('REJECTED');
     expect(rejected.at(-1)?.reason).to.match(/^PACS unavailable: ECONNREFUSED/);
+    expect(rejected.at(-1)?.reasonCode).to.equal('pacs-unavailable');
 
     await stack.startPacs();
     const retried = await storescu(file, { port: stack.mm.port });
@@ -233,7 +235,7 @@ describe('refusals: a full spool (scp.spoolMaxBytes, scp.spoolMinFreeBytes, a fu
     console.log(
       `      sent ${sent} (1 MB each, 8 senders, budget ${BUDGET} bytes): sender saw success ${succeeded}, 0xA700 ${refused}; ` +
         `de-identified ${counts.DONE}, rejected "${SPOOL_FULL}" ${rejected.filter((r) => r === SPOOL_FULL).length}, raw left ${raw}, ` +
-        `quarantined ${counts.QUARANTINED}, lost ${sent - counts.DONE - counts.REJECTED}; spool files left ${spool.length}; metric ${stack.mm.metrics.counter('dphiant_instances_rejected_total', { reason: 'spool' })}`,
+        `quarantined ${counts.QUARANTINED}, lost ${sent - counts.DONE - counts.REJECTED}; spool files left ${spool.length}; metric ${stack.mm.metrics.counter('dphiant_instances_rejected_total', { reason: 'spool-full' })}`,
     );
     expect(answers, 'one answer per instance').to.have.length(sent);
     expect(succeeded + refused, `answers other than success or 0xA700: ${answers}`).to.equal(sent);
@@ -245,7 +247,8 @@ describe('refusals: a full spool (scp.spoolMaxBytes, scp.spoolMinFreeBytes, a fu
     expect(inventory.instances.length, 'the PACS holds the de-identified copies only').to.equal(succeeded);
     expect(raw).to.equal(0);
     expect(spool, 'the middleman keeps nothing').to.deep.equal([]);
-    expect(stack.mm.metrics.counter('dphiant_instances_rejected_total', { reason: 'spool' })).to.equal(refused);
+    expect(stack.mm.metrics.counter('dphiant_instances_rejected_total', { reason: 'spool-full' })).to.equal(refused);
+    expect(stack.mm.journal.byState('REJECTED').map((j) => j.reasonCode)).to.deep.equal(Array(refused).fill('spool-full'));
     // the budget is given back: one instance at a time passes
     const after = await storescu(small.slice(0, 1), { port: stack.mm.port });
     expect(after.code, after.stderr).to.equal(0);

@@ -220,6 +220,7 @@ describe('stall: the PACS does not answer one C-STORE twice (attempt and retry)'
     expect(proxy.swallowed).to.equal(2);
     expect(stack.mm.metrics.counter('dphiant_forward_retries_total')).to.equal(1);
     expect(rejected.map((j) => j.reason)).to.deep.equal(['PACS unavailable: no progress (retried)']);
+    expect(rejected.map((j) => j.reasonCode)).to.deep.equal(['pacs-timeout']);
     expect(refused).to.have.length(1);
     expect(Number(refused[0]!.ms)).to.be.within(2 * pacs.noProgressTimeoutMs, 2 * pacs.noProgressTimeoutMs + 5000);
     expect(Number(refused[0]!.ms)).to.be.below(scp.pduTimeoutMs / 2);

@@ -2,12 +2,17 @@
 // Orthanc PACS + modality and an in-process middleman. Login, the live dashboard, the crosswalk's audited reveal,
 // roles, sessions and CSRF, the login limit, no planted PHI in any page, and the operations endpoints.
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { findUp } from '../src/paths.js';
-import { generateStudies, type Manifest } from '../tools/synth/generate.js';
+import { generateElements, generateStudies, type Manifest } from '../tools/synth/generate.js';
+import { TS } from '../src/dicom/transfer-syntax.js';
+import { part10 } from '../src/dicom/writer.js';
+import { REASONS } from '../src/reasons.js';
+import { dphiant } from './support/cli.js';
+import { storescu } from './support/dcmtk.js';
 import { waitUntilSettled } from './support/pipeline.js';
 import { decodePng, regionStats } from './support/png.js';
 import { startStack, type TestStack } from './support/stack.js';
@@ -610,5 +615,37 @@ describe('web UI: dashboard, crosswalk and audit in a browser; sessions, roles a
     let status = 0;
     while (Date.now() < end && (status = (await fetch(`${base}/readyz`)).status) !== 200) await sleep(250);
     expect(status, 'ready again once the PACS is back').to.equal(200);
+  });
+  it('shows a quarantined instance with its failure code and message: dashboard, /api/quarantine, dphiant quarantine list', async function () {
+    // the patient ID in Manufacturer: vendor vocabulary the engine keeps as it is, so the gate finds it
+    const els = generateElements({ rows: 8, cols: 8, seed: 4343, patientIndex: 41 });
+    const id = String(els.find((e) => e.tag === 0x00100020)!.value);
+    els.find((e) => e.tag === 0x00080070)!.value = `scanner ${id}`;
+    const file = path.join(stack.work, 'leaky.dcm');
+    writeFileSync(file, part10(els, TS.ExplicitVRLittleEndian));
+    const sent = await storescu([file], { port: stack.mm.port });
+    expect(sent.code, sent.stderr).to.equal(0);
+    await waitUntilSettled(stack.mm.journal, 60_000);
+    const job = stack.mm.journal.byState('QUARANTINED').at(-1)!;
+    expect(job).to.include({ reasonCode: 'gate-hit' });
+
+    const login = await apiLogin('demo', 'demo');
+    const listed = (await (await fetch(`${base}/api/quarantine`, { headers: { cookie: login.cookie! } })).json()) as Record<string, unknown>[];
+    expect(listed.find((j) => j.id === job.id)).to.include({ reasonCode: 'gate-hit', reasonMeaning: REASONS['gate-hit'], reason: job.reason, kept: true });
+    const cli = await dphiant(['quarantine', 'list'], { DPHIANT_DATA_DIR: stack.mm.config.dataDir });
+    const line = cli.stdout.split('\n').find((l) => l.startsWith(`job ${job.id}\t`));
+    console.log(`      dphiant quarantine list: ${line}`);
+    expect(line?.split('\t').slice(2), cli.stderr).to.deep.equal(['kept', 'gate-hit', job.reason]);
+
+    if (!browser) return;
+    const page = await demoPage('/');
+    const row = page.locator('#quarantine tr').filter({ hasText: 'gate-hit' });
+    await row.waitFor({ timeout: 10_000 });
+    const [shownId, , kept, code, reason] = await row.locator('td').allTextContents();
+    console.log(`      dashboard quarantine row: ${[shownId, kept, code, reason].join(' | ')}`);
+    expect({ shownId, kept, code, reason }).to.deep.equal({ shownId: String(job.id), kept: 'yes', code: 'gate-hit', reason: job.reason });
+    expect(await row.locator('.code').getAttribute('title'), 'the meaning on hover').to.equal(REASONS['gate-hit']);
+    expect(await pageContent(page), 'the planted ID on the page').not.to.contain(id);
+    await page.close();
   });
 });

@@ -28,7 +28,8 @@ export function quarantineCommand(loadConfig: LoadConfig): CommandModule<object,
           const jobs = journal.byState('QUARANTINED', 100_000);
           const kept = new Set(quarantine.jobIds());
           console.log(`${jobs.length} quarantined`);
-          for (const j of jobs) console.log(`job ${j.id}\t${j.updatedAt}\t${kept.has(j.id) ? 'kept' : 'nothing kept'}\t${j.reason ?? ''}`);
+          // the code is the stable column (src/reasons.ts, README); the message after it may change between versions
+          for (const j of jobs) console.log(`job ${j.id}\t${j.updatedAt}\t${kept.has(j.id) ? 'kept' : 'nothing kept'}\t${j.reasonCode ?? 'other'}\t${j.reason ?? ''}`);
           return;
         }
         const ids: number[] = argv.jobs ?? [];

@@ -2,6 +2,7 @@
 // Error messages carry the method, path and HTTP status plus Orthanc's generic error name, never a
 // response body: Orthanc's "Details" may quote tag values.
 import { createHash } from 'node:crypto';
+import { networkFailure, type ReasonCode } from '../reasons.js';
 
 export interface OrthancClientOptions {
   url: string;
@@ -46,6 +47,9 @@ export interface ChangePage {
 }
 
 export class OrthancHttpError extends Error {
+  /** The failure's code (src/reasons.ts): from the HTTP status, or for no answer, from the network error. */
+  readonly code: ReasonCode;
+
   constructor(
     readonly method: string,
     readonly path: string,
@@ -53,9 +57,11 @@ export class OrthancHttpError extends Error {
     readonly status: number,
     readonly orthancStatus?: number,
     detail?: string,
+    noAnswer: 'pacs-unavailable' | 'pacs-timeout' = 'pacs-unavailable',
   ) {
     super(`Orthanc ${method} ${path} failed: ${status ? `HTTP ${status}` : 'no answer'}${detail ? ` (${detail})` : ''}`);
     this.name = 'OrthancHttpError';
+    this.code = status === 0 ? noAnswer : status === 401 || status === 403 ? 'pacs-auth' : 'pacs-error';
   }
 }
 
@@ -159,7 +165,8 @@ export class OrthancClient {
         signal: AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs),
       });
     } catch (e) {
-      throw new OrthancHttpError(method, path, 0, undefined, networkReason(e));
+      const f = networkFailure(e);
+      throw new OrthancHttpError(method, path, 0, undefined, f.message, f.code);
     }
     if (res.ok || opts.allow?.includes(res.status)) return res;
     throw new OrthancHttpError(method, path, res.status, ...(await orthancReason(res)));
@@ -177,12 +184,6 @@ export class OrthancClient {
 
 function enc(id: string): string {
   return encodeURIComponent(id);
-}
-
-function networkReason(e: unknown): string {
-  const err = e as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (err.name === 'TimeoutError') return 'timed out';
-  return err.cause?.code ?? err.cause?.message ?? err.message ?? String(e);
 }
 
 // Only the numeric OrthancStatus and its fixed OrthancError name; Details / Message may quote data.

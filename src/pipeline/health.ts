@@ -3,7 +3,8 @@
 // a success ends it. While a streak is longer than pipeline.backpressureAfterMs, or the unfinished backlog is over
 // pipeline.maxBacklog, ingest refuses new C-STOREs before forwarding (0xA700), so modalities keep their copy and
 // retry later instead of filling the archive with raw instances the worker cannot de-identify.
-import { Status, type StoreReply } from '../dicom/c-store.js';
+import { refusal, type RefusalCode, type StoreReply } from '../dicom/c-store.js';
+import type { ReasonCode } from '../reasons.js';
 import type { Dependency } from './types.js';
 
 export const DEPENDENCIES: readonly Dependency[] = ['pacs', 'crosswalk'];
@@ -11,8 +12,11 @@ export const DEPENDENCIES: readonly Dependency[] = ['pacs', 'crosswalk'];
 /** The current failure streak of one dependency; failingSince null = the last call succeeded (or none was made). */
 export interface DependencyState {
   failingSince: number | null;
-  /** The error class of the last failure (PipelineError.errorClass), kept after the streak ends. */
-  lastErrorClass: string | null;
+  /**
+   * The reason code of the last failure (PipelineError.code), kept after the streak ends. Named "class" as before
+   * codes: /readyz, the dashboard and `dphiant status` read this field.
+   */
+  lastErrorClass: ReasonCode | null;
   lastFailureAt: number | null;
   lastSuccessAt: number | null;
   /** Failed calls in the current streak. */
@@ -51,13 +55,13 @@ export class DependencyHealth {
     if (ended) this.flush(now, true);
   }
 
-  failed(dep: Dependency, errorClass: string, now = Date.now()): void {
+  failed(dep: Dependency, code: ReasonCode, now = Date.now()): void {
     const s = this.states.get(dep)!;
     const started = s.failingSince === null;
     s.failingSince ??= now;
     s.failures++;
     s.lastFailureAt = now;
-    s.lastErrorClass = errorClass;
+    s.lastErrorClass = code;
     this.flush(now, started);
   }
 
@@ -151,16 +155,16 @@ export class Backpressure {
   }
 
   /**
-   * The /metrics gauges (Metrics.render's extra gauges): labels are dependencies, causes and error classes
-   * (PipelineError.errorClass), fixed words.
+   * The /metrics gauges (Metrics.render's extra gauges): labels are dependencies, causes and reason codes
+   * (PipelineError.code), fixed words.
    */
   gauges(now = Date.now()): Record<string, { help: string; values: [Record<string, string>, number][] }> {
     const snap = this.health.snapshot(now);
     const cause = this.cause(now);
     return {
       dphiant_dependency_failing_seconds: {
-        help: 'how long each dependency has been failing (0 = its last call succeeded), with the error class of its last failure',
-        values: DEPENDENCIES.map((dep) => [{ dependency: dep, class: snap.dependencies[dep].failingSince === null ? 'none' : (snap.dependencies[dep].lastErrorClass ?? 'none') }, this.health.failingMs(dep, now) / 1000]),
+        help: 'how long each dependency has been failing (0 = its last call succeeded), with the reason code of its last failure',
+        values: DEPENDENCIES.map((dep) => [{ dependency: dep, reason: snap.dependencies[dep].failingSince === null ? 'none' : (snap.dependencies[dep].lastErrorClass ?? 'none') }, this.health.failingMs(dep, now) / 1000]),
       },
       dphiant_backlog: { help: 'unfinished jobs (IN_PACS + DEIDENTIFIED)', values: [[{}, this.backlog(now)]] },
       dphiant_backpressure: {
@@ -172,8 +176,8 @@ export class Backpressure {
   }
 
   /** The C-STORE answer of a refusal: Out of Resources, so the sender keeps its copy and retries. */
-  refusal(now = Date.now()): (StoreReply & { comment: string }) | null {
+  refusal(now = Date.now()): (StoreReply & { code: RefusalCode; comment: string }) | null {
     const c = this.cause(now);
-    return c ? { status: Status.OutOfResources, comment: REFUSAL[c] } : null;
+    return c ? refusal('backpressure', REFUSAL[c]) : null;
   }
 }

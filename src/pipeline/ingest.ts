@@ -15,10 +15,13 @@ import { orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
 import type { PacsTarget, StoreOutcome } from '../scu/store.js';
 import { storeInstance } from '../scu/store.js';
 import type { Journal } from './journal.js';
-import { Metrics, reasonClass } from '../metrics.js';
+import { Metrics } from '../metrics.js';
 import type { Backpressure } from './health.js';
 import { withinTime } from './deadline.js';
-import { isSuccessOrWarning, Status, type ReceivedInstance, type StoreReply } from '../dicom/c-store.js';
+import { isSuccessOrWarning, refusal, Status, type ReceivedInstance, type RefusalCode, type StoreReply } from '../dicom/c-store.js';
+
+/** A failure answer: its code is what the journal and the metrics record. */
+type Refusal = StoreReply & { code: RefusalCode; comment: string };
 
 export type Forward = (target: PacsTarget, inst: ReceivedInstance) => Promise<StoreOutcome>;
 
@@ -35,24 +38,22 @@ export interface IngestOptions {
   backpressure?: Pick<Backpressure, 'refusal' | 'admitted'>;
 }
 
-const SOP_CLASS_MISMATCH = 0xa900;
-
 /**
  * Why a data set cannot be taken in (its structure, or it is not the instance the command names), or for one that
  * passes, the Orthanc ID the PACS will give it: Orthanc's SHA-1 of the top-level Patient ID and the study, series
  * and instance UIDs (src/pacs/orthanc.ts).
  */
-export function inspectDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): { status: number; comment: string } | { rawId: string } {
+export function inspectDataset(bytes: Buffer, inst: ReceivedInstance, maxInflatedBytes = 64 * 1024 ** 2): Refusal | { rawId: string } {
   let ds;
   try {
     ds = parseDataset(bytes, inst.transferSyntaxUid, { maxInflatedBytes });
   } catch (e) {
-    if (e instanceof DicomParseError) return { status: Status.CannotUnderstand, comment: `malformed data set at offset ${e.offset}`.slice(0, 64) };
+    if (e instanceof DicomParseError) return refusal('malformed', `malformed data set at offset ${e.offset}`);
     throw e;
   }
   const top = (tag: number) => topLevelString(ds, tag, []);
-  if (top(0x00080018) !== inst.sopInstanceUid) return { status: Status.CannotUnderstand, comment: 'SOP Instance UID differs from the C-STORE request' };
-  if (top(0x00080016) !== inst.sopClassUid) return { status: SOP_CLASS_MISMATCH, comment: 'SOP Class UID differs from the C-STORE request' };
+  if (top(0x00080018) !== inst.sopInstanceUid) return refusal('sop-instance-mismatch', 'SOP Instance UID differs from the C-STORE request');
+  if (top(0x00080016) !== inst.sopClassUid) return refusal('sop-class-mismatch', 'SOP Class UID differs from the C-STORE request');
   const id = (tag: number) => topLevelString(ds, tag).trim();
   return { rawId: orthancInstanceId(id(0x00100020), id(0x0020000d), id(0x0020000e), inst.sopInstanceUid) };
 }
@@ -77,8 +78,8 @@ export class Ingest {
     this.metrics.inc('dphiant_instances_received_total');
     try {
       // before anything is read or forwarded: the sender keeps its copy and sends it again later
-      const refusal = this.opts.backpressure?.refusal();
-      if (refusal) return this.refuse(inst, refusal, 'backpressure');
+      const refused = this.opts.backpressure?.refusal();
+      if (refused) return this.refuse(inst, refused);
       let bytes: Buffer | undefined;
       let rawId: string | null = null;
       if (inst.bytes <= this.opts.checkMaxBytes) {
@@ -93,7 +94,7 @@ export class Ingest {
         jobId = this.journal.received({ ...inst, rawId });
       } catch (e) {
         this.log.error({ uid, err: (e as Error).message }, 'journal write failed; instance refused');
-        return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
+        return this.ownFailure(JOURNAL_UNAVAILABLE);
       }
       const started = Date.now();
       const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
@@ -106,26 +107,26 @@ export class Ingest {
       if (stored) rawId = await this.identifyRaw(inst, rawId, jobId);
       try {
         if (stored) this.journal.inPacs(jobId, rawId);
-        else this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null);
+        else this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null, reply.code ?? 'internal');
       } catch (e) {
         // the PACS may hold it, but unless the journal says so the sender must not be told it is safe
         this.log.error({ job: jobId, uid, err: (e as Error).message }, 'journal update failed');
-        return { status: Status.ProcessingFailure, comment: 'DPHIANT journal unavailable' };
+        return this.ownFailure(JOURNAL_UNAVAILABLE);
       }
       const level = reply.status === Status.Success ? 'info' : 'warn';
       this.log[level](
-        { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: hex(reply.status), ms: Date.now() - started, reason: reply.comment },
+        { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: hex(reply.status), ms: Date.now() - started, code: reply.code, reason: reply.comment },
         stored ? 'forwarded to PACS' : 'refused',
       );
       if (stored) {
         this.opts.backpressure?.admitted();
         this.metrics.inc('dphiant_instances_forwarded_total');
         this.opts.inPacs?.(jobId, bytes);
-      } else this.metrics.inc('dphiant_instances_rejected_total', { reason: reasonClass(reply.comment ?? '') });
+      } else this.metrics.inc('dphiant_instances_rejected_total', { reason: reply.code ?? 'internal' });
       return reply;
     } catch (e) {
       this.log.error({ uid, err: (e as Error).message }, 'ingest failed');
-      return { status: Status.ProcessingFailure, comment: 'DPHIANT internal error' };
+      return this.ownFailure(refusal('internal', 'DPHIANT internal error'));
     } finally {
       await rm(inst.spoolPath, { force: true }).catch(() => undefined);
     }
@@ -156,22 +157,25 @@ export class Ingest {
     }
   }
 
+  /** A refusal for a failure of DPHIANT's own (journal, a bug): counted; the journal may be what failed, so not journalled. */
+  private ownFailure(reply: Refusal): Refusal {
+    this.metrics.inc('dphiant_instances_rejected_total', { reason: reply.code });
+    return reply;
+  }
+
   /** An instance the SCP refused while it arrived (over the size limit, spool full): counted and journalled like one refused here. */
   refuseReceived(inst: ReceivedInstance, reply: StoreReply): StoreReply {
     this.metrics.inc('dphiant_instances_received_total');
-    return this.refuse(inst, { status: reply.status, comment: reply.comment ?? '' });
+    return this.refuse(inst, { ...reply, code: reply.code ?? 'internal', comment: reply.comment ?? '' });
   }
 
-  /**
-   * An instance refused before forwarding: journalled REJECTED with the reason, so it shows in status and the UI.
-   * `reason`: the metric's reason class when the caller knows it (backpressure), else derived from the comment.
-   */
-  private refuse(inst: ReceivedInstance, bad: StoreReply & { comment: string }, reason = reasonClass(bad.comment)): StoreReply {
-    this.metrics.inc('dphiant_instances_rejected_total', { reason });
+  /** An instance refused before forwarding: journalled REJECTED with its code and comment, so it shows in status and the UI. */
+  private refuse(inst: ReceivedInstance, bad: Refusal): StoreReply {
+    this.metrics.inc('dphiant_instances_rejected_total', { reason: bad.code });
     try {
       const jobId = this.journal.received(inst);
-      this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment);
-      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: hex(bad.status), reason: bad.comment }, 'refused before forwarding');
+      this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment, bad.code);
+      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: hex(bad.status), code: bad.code, reason: bad.comment }, 'refused before forwarding');
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'journal write failed');
     }
@@ -179,15 +183,20 @@ export class Ingest {
   }
 }
 
+const JOURNAL_UNAVAILABLE = refusal('journal-unavailable', 'DPHIANT journal unavailable');
+
 /** The sender's answer for a PACS outcome. Comments are fixed texts: they reach the sender's logs. */
 export function replyFor(outcome: StoreOutcome): StoreReply {
   switch (outcome.kind) {
     case 'answered':
-      return outcome.status === Status.Success ? { status: Status.Success } : { status: outcome.status, comment: `PACS answered ${hex(outcome.status)}` };
+      if (outcome.status === Status.Success) return { status: Status.Success };
+      // a warning is stored: passed on with its status, no failure code
+      if (isSuccessOrWarning(outcome.status)) return { status: outcome.status, comment: `PACS answered ${hex(outcome.status)}` };
+      return refusal('pacs-refused', `PACS answered ${hex(outcome.status)}`, outcome.status);
     case 'not-accepted':
-      return { status: Status.SopClassNotSupported, comment: 'PACS refused SOP class or transfer syntax' };
+      return refusal('pacs-unsupported', 'PACS refused SOP class or transfer syntax');
     case 'unavailable':
-      return { status: Status.OutOfResources, comment: `PACS unavailable: ${outcome.reason}`.slice(0, 64) };
+      return refusal(outcome.code, `PACS unavailable: ${outcome.reason}`);
   }
 }
 

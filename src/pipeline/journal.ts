@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { keyedHash } from '../anonymize/keyed.js';
+import { isReasonCode, type Failure, type ReasonCode } from '../reasons.js';
 
 export const JOB_STATES = ['RECEIVED', 'IN_PACS', 'REJECTED', 'DEIDENTIFIED', 'DONE', 'QUARANTINED', 'PURGED'] as const;
 /** States with work left for the middleman. */
@@ -30,8 +31,10 @@ export interface Job {
   callingAet: string;
   bytes: number;
   state: JobState;
-  /** Why a job was rejected or quarantined; never PHI. */
+  /** Why a job was rejected or quarantined, or its last failed attempt: free text, never PHI. */
   reason: string | null;
+  /** The fixed code of that failure (src/reasons.ts); null when `reason` is a note (requeued, adopted) or none. */
+  reasonCode: ReasonCode | null;
   receivedAt: string;
   updatedAt: string;
   /** Failed attempts of the current step; the next one is not before nextAttemptAt (ms since the epoch). */
@@ -65,6 +68,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   bytes               INTEGER NOT NULL,
   state               TEXT NOT NULL CHECK (state IN (${JOB_STATES.map((s) => `'${s}'`).join(',')})),
   reason              TEXT,
+  reason_code         TEXT,
   received_at         TEXT NOT NULL,
   updated_at          TEXT NOT NULL,
   attempts            INTEGER NOT NULL DEFAULT 0,
@@ -120,17 +124,37 @@ export class Journal {
     this.db.function('dphiant_key', { deterministic: true }, (v: unknown) => (v == null ? null : keyedHash(this.siteKey, String(v))));
     if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
     if (this.migrateFinishedRawIds()) warn(`${file}: raw Orthanc IDs of finished jobs replaced by keyed hashes`);
+    const coded = this.migrateReasonCodes();
+    if (coded) warn(`${file}: reason codes given to ${coded} jobs journalled by an older version`);
     this.db.exec(INDEXES);
     this.insert = this.db.prepare(
       `INSERT INTO jobs (sop_uid_hash, raw_id, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
        VALUES (@sopUidHash, @rawId, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
     );
     this.move = this.db.prepare(
-      `UPDATE jobs SET state = @to, reason = @reason, updated_at = @now,
+      `UPDATE jobs SET state = @to, reason = @reason, reason_code = @code, updated_at = @now,
          raw_key = CASE WHEN @to IN ${RAW_GONE_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
          raw_id = CASE WHEN @to IN ${RAW_GONE_SQL} THEN NULL ELSE raw_id END
        WHERE id = @id AND state = @from`,
     );
+  }
+
+  /**
+   * A journal written before failures carried codes: the reason_code column is added, and the jobs whose reason is a
+   * failure (rejected, quarantined, purged, or retrying) get the code their text maps to, once. Returns how many.
+   */
+  private migrateReasonCodes(): number {
+    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    if (columns.includes('reason_code')) return 0;
+    return this.db.transaction(() => {
+      this.db.exec(`ALTER TABLE jobs ADD COLUMN reason_code TEXT`);
+      const rows = this.db
+        .prepare(`SELECT id, reason FROM jobs WHERE reason IS NOT NULL AND (state IN ('REJECTED', 'QUARANTINED', 'PURGED') OR (state IN ${UNFINISHED_SQL} AND attempts > 0))`)
+        .all() as { id: number; reason: string }[];
+      const set = this.db.prepare(`UPDATE jobs SET reason_code = ? WHERE id = ?`);
+      for (const r of rows) set.run(legacyReasonCode(r.reason), r.id);
+      return rows.length;
+    })();
   }
 
   /** A journal written before finished jobs kept only raw_key: hash their raw IDs (adding the column if needed). */
@@ -182,7 +206,7 @@ export class Journal {
   /** RECEIVED → IN_PACS: the PACS accepted the C-STORE; `rawId` is what it holds the raw copy as, when known. */
   inPacs(id: number, rawId: string | null, reason: string | null = null): void {
     const r = this.db
-      .prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = coalesce(?, raw_id), reason = ?, updated_at = ? WHERE id = ? AND state = 'RECEIVED'`)
+      .prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = coalesce(?, raw_id), reason = ?, reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'RECEIVED'`)
       .run(rawId, reason, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not RECEIVED`);
   }
@@ -205,9 +229,12 @@ export class Journal {
     return id;
   }
 
-  /** Moves a job from one state to the next; durable when it returns. Throws if the job was not in `from`. */
-  transition(id: number, from: JobState, to: JobState, reason: string | null = null): void {
-    const r = this.move.run({ to, reason, now: new Date().toISOString(), id, from });
+  /**
+   * Moves a job from one state to the next; durable when it returns. Throws if the job was not in `from`.
+   * `code`: the failure's code when `reason` is a failure (REJECTED, QUARANTINED, PURGED), else null.
+   */
+  transition(id: number, from: JobState, to: JobState, reason: string | null = null, code: ReasonCode | null = null): void {
+    const r = this.move.run({ to, reason, code, now: new Date().toISOString(), id, from });
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not ${from}`);
   }
 
@@ -215,22 +242,24 @@ export class Journal {
   deidentified(id: number, d: { aliasId: string; newSopInstanceUid: string; deidentifiedId: string }): void {
     const r = this.db
       .prepare(
-        `UPDATE jobs SET state = 'DEIDENTIFIED', reason = NULL, attempts = 0, next_attempt_at = 0, alias_id = ?, new_sop_instance_uid = ?, deidentified_id = ?, updated_at = ?
+        `UPDATE jobs SET state = 'DEIDENTIFIED', reason = NULL, reason_code = NULL, attempts = 0, next_attempt_at = 0, alias_id = ?, new_sop_instance_uid = ?, deidentified_id = ?, updated_at = ?
          WHERE id = ? AND state = 'IN_PACS'`,
       )
       .run(d.aliasId, d.newSopInstanceUid, d.deidentifiedId, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not IN_PACS`);
   }
 
-  /** A failed attempt: the reason (no PHI) and when to try again. */
-  failed(id: number, reason: string, nextAttemptAt: number): number {
-    this.db.prepare('UPDATE jobs SET attempts = attempts + 1, reason = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?').run(reason, nextAttemptAt, new Date().toISOString(), id);
+  /** A failed attempt: its code and message (no PHI), and when to try again. */
+  failed(id: number, failure: Failure, nextAttemptAt: number): number {
+    this.db
+      .prepare('UPDATE jobs SET attempts = attempts + 1, reason = ?, reason_code = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?')
+      .run(failure.message, failure.code, nextAttemptAt, new Date().toISOString(), id);
     return this.get(id)?.attempts ?? 0;
   }
 
   /** QUARANTINED → IN_PACS with a fresh attempt count (the raw instance is back in the PACS, as `rawId`). */
   requeued(id: number, rawId: string): void {
-    const r = this.db.prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = ?, attempts = 0, next_attempt_at = 0, reason = 'requeued', updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(rawId, new Date().toISOString(), id);
+    const r = this.db.prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = ?, attempts = 0, next_attempt_at = 0, reason = 'requeued', reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(rawId, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not QUARANTINED`);
   }
 
@@ -359,6 +388,7 @@ function toJob(r: Record<string, unknown>): Job {
     bytes: r.bytes as number,
     state: r.state as JobState,
     reason: (r.reason as string | null) ?? null,
+    reasonCode: isReasonCode(r.reason_code) ? r.reason_code : null,
     receivedAt: r.received_at as string,
     updatedAt: r.updated_at as string,
     attempts: (r.attempts as number) ?? 0,
@@ -367,6 +397,44 @@ function toJob(r: Record<string, unknown>): Job {
     newSopInstanceUid: (r.new_sop_instance_uid as string | null) ?? null,
     deidentifiedId: (r.deidentified_id as string | null) ?? null,
   };
+}
+
+/**
+ * The code of a reason an older version journalled as text only (the migration above, once per journal): the texts
+ * those versions wrote, matched loosely; what matches none is 'other'.
+ */
+export function legacyReasonCode(reason: string): ReasonCode {
+  const r = reason.replace(/^purged by .*?: /, '').toLowerCase();
+  const rules: [RegExp, ReasonCode][] = [
+    [/^verification/, 'gate-hit'],
+    [/size limit/, 'too-large'],
+    [/spool full/, 'spool-full'],
+    [/^dphiant spool/, 'disk'],
+    [/malformed|unreadable|empty data set/, 'malformed'],
+    [/sop instance uid differs/, 'sop-instance-mismatch'],
+    [/sop class uid differs/, 'sop-class-mismatch'],
+    [/^dphiant (backlog|cannot reach)/, 'backpressure'],
+    [/journal/, 'journal-unavailable'],
+    [/internal error/, 'internal'],
+    [/after a restart/, 'interrupted'],
+    [/^pacs unavailable: .*(timeout|no progress)/, 'pacs-timeout'],
+    [/^pacs unavailable/, 'pacs-unavailable'],
+    [/sop class or transfer syntax/, 'pacs-unsupported'],
+    [/^pacs answered|^pacs refused/, 'pacs-refused'],
+    [/^pacs stored the de-identified/, 'id-mismatch'],
+    [/character set/, 'charset'],
+    [/profile cannot apply|raw instance's orthanc id/, 'profile'],
+    [/^burned-in text/, 'pixels'],
+    [/raw instance absent/, 'raw-absent'],
+    [/crosswalk/, 'crosswalk-unavailable'],
+    [/not identified/, 'raw-not-identified'],
+    [/^orthanc .*http 40[13]\b/, 'pacs-auth'],
+    [/^orthanc .*no answer \((timeout|timed out)/, 'pacs-timeout'],
+    [/^orthanc .*no answer/, 'pacs-unavailable'],
+    [/^orthanc /, 'pacs-error'],
+    [/sealing|failed: e[a-z]+$/, 'disk'],
+  ];
+  return rules.find(([re]) => re.test(r))?.[1] ?? 'other';
 }
 
 export function journalPath(dataDir: string): string {

@@ -1,5 +1,5 @@
-// The quarantine: raw instances the pipeline could not de-identify (the gate found PHI, the data set is
-// unreadable, or every retry failed). They leave the PACS and are kept here sealed with the crosswalk key
+// The quarantine: raw instances the pipeline could not de-identify (a permanent failure: the gate found PHI, the
+// data set is unreadable, burned-in text cannot be cleaned…; the job's reason code says which). They leave the PACS and are kept here sealed with the crosswalk key
 // (AES-256-GCM), one file per job, until an operator requeues or purges them.
 // A sealed file is durable before the caller deletes the raw copy from the PACS: written to a temporary name,
 // fsynced, renamed, and the directory fsynced, so a crash (kill -9, power loss) leaves either the previous file or
@@ -163,10 +163,10 @@ export async function requeueQuarantined(job: Job, d: QuarantineActions): Promis
 }
 
 /**
- * The sealed copy is deleted for good; the job ends PURGED, its reason kept. The journal first: if the job is no
+ * The sealed copy is deleted for good; the job ends PURGED, its reason and code kept. The journal first: if the job is no
  * longer QUARANTINED (requeued meanwhile by another operator) it throws and the file stays.
  */
 export function purgeQuarantined(job: Job, d: Omit<QuarantineActions, 'pacs'>, by: string): void {
-  d.journal.transition(job.id, 'QUARANTINED', 'PURGED', `purged by ${by}: ${job.reason ?? ''}`.slice(0, 500));
+  d.journal.transition(job.id, 'QUARANTINED', 'PURGED', `purged by ${by}: ${job.reason ?? ''}`.slice(0, 500), job.reasonCode);
   d.quarantine.remove(job.id);
 }

@@ -185,7 +185,7 @@ export class Reconciler {
           this.journal.inPacs(job.id, null, 'found in the PACS after a restart');
           this.adopt(job.id);
           adopted++;
-        } else this.journal.transition(job.id, 'RECEIVED', 'REJECTED', 'not in the PACS after a restart; the sender was not told it was stored');
+        } else this.journal.transition(job.id, 'RECEIVED', 'REJECTED', 'not in the PACS after a restart; the sender was not told it was stored', 'interrupted');
       }
       this.stale.shift();
     }

@@ -1,4 +1,5 @@
 // How a pipeline step fails. What the SCP hands to the pipeline and what it answers are C-STORE shapes: src/dicom/c-store.ts.
+import type { Failure, ReasonCode } from '../reasons.js';
 
 /**
  * How a pipeline step failed. transient: a dependency (PACS REST API, crosswalk, disk) failed; retried without a
@@ -12,14 +13,15 @@ export type FailureKind = 'transient' | 'permanent';
 export type Dependency = 'pacs' | 'crosswalk';
 
 /**
- * A failed step, classified where it happened, never from its message. `errorClass` is a fixed word (metric label,
- * status): unreachable, auth, server, http, crosswalk, disk, not-identified, internal (transient); verification,
- * malformed, charset, profile, pixels (burned-in text that cannot be cleaned), id-mismatch, pacs-refused (permanent). `message` names steps and codes, never values.
+ * A failed step, classified where it happened, never from its message. `code` (src/reasons.ts) is what metrics, the
+ * journal and the UI use: pacs-unavailable, pacs-timeout, pacs-auth, pacs-error, crosswalk-unavailable, disk,
+ * raw-not-identified, internal (transient); gate-hit, malformed, charset, profile, pixels, id-mismatch, pacs-refused
+ * (permanent). `message` names steps and attribute paths, never values.
  */
-export class PipelineError extends Error {
+export class PipelineError extends Error implements Failure {
   constructor(
     readonly kind: FailureKind,
-    readonly errorClass: string,
+    readonly code: ReasonCode,
     message: string,
     readonly dependency?: Dependency,
   ) {

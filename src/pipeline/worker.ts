@@ -33,6 +33,7 @@ import type { Quarantine } from './quarantine.js';
 import { Metrics } from '../metrics.js';
 import { DEPENDENCIES, DependencyHealth } from './health.js';
 import { PipelineError, type Dependency } from './types.js';
+import type { Failure } from '../reasons.js';
 import { withinTime } from './deadline.js';
 
 /** Received bytes kept for the worker, bounded in total; what does not fit is fetched back from the PACS. */
@@ -73,19 +74,18 @@ class UploadMismatch extends PipelineError {
 }
 
 /** The raw copy's Orthanc ID is not known yet: the reconciler identifies it from the PACS (by the UID hash). */
-const rawNotIdentified = () => new PipelineError('transient', 'not-identified', 'the raw copy in the PACS is not identified yet');
+const rawNotIdentified = () => new PipelineError('transient', 'raw-not-identified', 'the raw copy in the PACS is not identified yet');
 
 /**
- * The class of a PACS REST failure, from the HTTP status: no answer (refused, reset, timed out), wrong credentials,
- * a server error, or another answer. Only the first three count against the PACS's health: a 4xx on one request
- * means the API answers.
+ * A PACS REST failure, its code set by the client (no answer, wrong credentials, another error). No answer, 401/403
+ * and 5xx count against the PACS's health; another 4xx on one request means the API answers.
  */
 function pacsFailure(e: OrthancHttpError): PipelineError {
-  const errorClass = e.status === 0 ? 'unreachable' : e.status === 401 || e.status === 403 ? 'auth' : e.status >= 500 ? 'server' : 'http';
   // the de-identified file itself refused (POST /instances answered 400): the same bytes are refused every time
   if (e.method === 'POST' && e.path === '/instances' && e.status === 400)
     return new PipelineError('permanent', 'pacs-refused', `PACS refused the de-identified instance: ${e.message}`);
-  return new PipelineError('transient', errorClass, e.message, errorClass === 'http' ? undefined : 'pacs');
+  const apiFailing = e.status === 0 || e.status === 401 || e.status === 403 || e.status >= 500;
+  return new PipelineError('transient', e.code, e.message, apiFailing ? 'pacs' : undefined);
 }
 
 /** Any failure as a PipelineError: the pipeline's own are classified already; what else arrives is a bug or the disk. */
@@ -103,7 +103,7 @@ function classify(e: unknown): PipelineError {
  */
 function deidentificationFailure(e: unknown): PipelineError {
   if (e instanceof PipelineError) return e;
-  if (e instanceof VerificationError) return new PipelineError('permanent', 'verification', `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
+  if (e instanceof VerificationError) return new PipelineError('permanent', 'gate-hit', `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
   // the same pixels and policy fail the same way again (a missing OCR engine too, until someone installs it)
   if (e instanceof PixelRiskError) return new PipelineError('permanent', 'pixels', e.message);
   if (e instanceof DicomParseError) return new PipelineError('permanent', 'malformed', `unreadable data set: ${e.message}`);
@@ -321,7 +321,7 @@ export class DeidentificationWorker {
       return r;
     } catch (e) {
       const pe = classify(e);
-      if (pe.dependency === 'pacs') this.health.failed('pacs', pe.errorClass);
+      if (pe.dependency === 'pacs') this.health.failed('pacs', pe.code);
       else if (e instanceof OrthancHttpError) this.health.succeeded('pacs'); // it answered
       throw pe;
     }
@@ -337,10 +337,10 @@ export class DeidentificationWorker {
       this.health.succeeded('crosswalk');
       return r;
     } catch (e) {
-      this.health.failed('crosswalk', 'crosswalk');
+      this.health.failed('crosswalk', 'crosswalk-unavailable');
       // the driver's message may quote a key (a blind-index hash at most): the journal gets the error's name only
       this.d.log.warn({ err: (e as Error).message }, 'crosswalk call failed');
-      throw new PipelineError('transient', 'crosswalk', `crosswalk unavailable (${(e as Error)?.name ?? 'error'})`, 'crosswalk');
+      throw new PipelineError('transient', 'crosswalk-unavailable', `crosswalk unavailable (${(e as Error)?.name ?? 'error'})`, 'crosswalk');
     }
   }
 
@@ -425,16 +425,19 @@ export class DeidentificationWorker {
       return;
     }
     const sealed = this.d.quarantine.has(job.id);
-    const reason = sealed ? (job.reason ?? 'sealed in the quarantine') : 'raw instance absent from the PACS; nothing to keep';
-    this.quarantined(job, reason, 'raw copy absent from the PACS: quarantined', { sealed });
+    // sealed: the permanent failure it was being quarantined for (kept by failed())
+    const why: Failure = sealed
+      ? { code: job.reasonCode ?? 'other', message: job.reason ?? 'sealed in the quarantine' }
+      : { code: 'raw-absent', message: 'raw instance absent from the PACS; nothing to keep' };
+    this.quarantined(job, why, 'raw copy absent from the PACS: quarantined', { sealed });
   }
 
-  /** IN_PACS → QUARANTINED, counted and logged (the reason names attribute paths and steps, never values). */
-  private quarantined(job: Job, reason: string, msg: string, extra: Record<string, unknown> = {}): void {
-    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', reason);
+  /** IN_PACS → QUARANTINED, counted and logged (the message names attribute paths and steps, never values). */
+  private quarantined(job: Job, why: Failure, msg: string, extra: Record<string, unknown> = {}): void {
+    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', why.message, why.code);
     this.settled(job.id);
-    this.metrics.inc('dphiant_instances_quarantined_total');
-    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), ...extra, reason }, msg);
+    this.metrics.inc('dphiant_instances_quarantined_total', { reason: why.code });
+    this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), ...extra, reason: why.message, code: why.code }, msg);
   }
 
   /** `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file. */
@@ -469,13 +472,14 @@ export class DeidentificationWorker {
   }
 
   private async failed(job: Job, e: PipelineError, raw: Buffer | undefined): Promise<void> {
-    const reason = e.message.slice(0, 500);
+    const failure: Failure = { code: e.code, message: e.message.slice(0, 500) };
     const permanent = e.kind === 'permanent' && job.state === 'IN_PACS';
-    // a job whose quarantine was cut short after the seal keeps the permanent reason it is being quarantined for
-    const kept = !permanent && job.state === 'IN_PACS' && job.reason && this.d.quarantine.has(job.id) ? job.reason : reason;
+    // a job whose quarantine was cut short after the seal keeps the permanent failure it is being quarantined for
+    const cutShort = !permanent && job.state === 'IN_PACS' && job.reason && job.reasonCode && this.d.quarantine.has(job.id);
+    const kept: Failure = cutShort ? { code: job.reasonCode!, message: job.reason! } : failure;
     const attempts = this.d.journal.failed(job.id, kept, Date.now() + this.backoff(job.attempts + 1));
-    this.metrics.inc('dphiant_failures_total', { kind: e.kind, class: e.errorClass });
-    const log = { job: job.id, uid: job.sopUidHash.slice(0, 12), state: job.state, attempts, kind: e.kind, class: e.errorClass, reason };
+    this.metrics.inc('dphiant_failures_total', { kind: e.kind, reason: e.code });
+    const log = { job: job.id, uid: job.sopUidHash.slice(0, 12), state: job.state, attempts, kind: e.kind, code: e.code, reason: failure.message };
     if (!permanent) {
       if (attempts >= this.d.settings.stuckAfterAttempts && !this.stuck.has(job.id)) {
         this.health.setStuck(this.stuck.add(job.id).size);
@@ -484,10 +488,10 @@ export class DeidentificationWorker {
       return;
     }
     try {
-      await this.quarantine(job, reason, raw, e instanceof UploadMismatch ? e.uploadedId : null);
+      await this.quarantine(job, failure, raw, e instanceof UploadMismatch ? e.uploadedId : null);
     } catch (qe) {
       const q = classify(qe);
-      this.d.log.error({ ...log, step: 'quarantine', class: q.errorClass, err: q.message }, 'quarantine step failed; the job stays IN_PACS and retries');
+      this.d.log.error({ ...log, step: 'quarantine', code: q.code, err: q.message }, 'quarantine step failed; the job stays IN_PACS and retries');
     }
   }
 
@@ -496,13 +500,13 @@ export class DeidentificationWorker {
    * QUARANTINED. Without the bytes in hand they are fetched from the PACS first; a raw copy the PACS confirms
    * absent is the recovery of rawAbsent. Any failure leaves the job IN_PACS, to be retried.
    */
-  private async quarantine(job: Job, reason: string, raw: Buffer | undefined, uploadedId: string | null): Promise<void> {
+  private async quarantine(job: Job, why: Failure, raw: Buffer | undefined, uploadedId: string | null): Promise<void> {
     // the raw copy must be known to be removed: sealing without removing would leave it in the PACS, uncovered
     if (!job.rawId) throw rawNotIdentified();
     let bytes = raw;
     if (!bytes) {
       const fetched = await this.fetchRaw(job);
-      if (!fetched) return this.rawAbsent({ ...job, reason });
+      if (!fetched) return this.rawAbsent({ ...job, reason: why.message, reasonCode: why.code });
       bytes = fetched;
     }
     try {
@@ -512,7 +516,7 @@ export class DeidentificationWorker {
     }
     if (uploadedId) await this.pacsCall(() => this.d.pacs.deleteInstance(uploadedId));
     await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
-    this.quarantined(job, reason, 'quarantined');
+    this.quarantined(job, why, 'quarantined');
   }
 
   private backoff(attempt: number): number {

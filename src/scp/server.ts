@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
-import { Status, type ReceivedInstance, type StoreReply } from '../dicom/c-store.js';
+import { refusal, Status, type ReceivedInstance, type StoreReply } from '../dicom/c-store.js';
 import { checkCaller, decideContext, plainAddress } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
 import { SpoolBudget, SpoolFile } from './spool.js';
@@ -143,7 +143,7 @@ class StoreScp extends ServerScp {
     };
     const failed = (e: unknown): StoreReply => {
       this.opts.log.error({ assoc: this.id, err: (e as Error).message }, 'C-STORE failed');
-      return { status: Status.ProcessingFailure, comment: 'DPHIANT internal error' };
+      return refusal('internal', 'DPHIANT internal error');
     };
     // no rejection may escape: serve exits on an unhandled one (the sender may be gone when the answer is sent)
     void Promise.resolve()
@@ -173,20 +173,20 @@ class StoreScp extends ServerScp {
     };
     if (spool.oversized) {
       log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');
-      return refuse({ status: Status.OutOfResources, comment: `instance over the size limit (${scp.maxInstanceBytes} bytes)` });
+      return refuse(refusal('too-large', `instance over the size limit (${scp.maxInstanceBytes} bytes)`));
     }
     if (spool.noSpace) {
       const budget = this.server.spoolBudget;
       log.warn({ assoc: this.id, uid, bytes: spool.bytes, inFlight: budget.inFlight, limit: budget.maxBytes, err: spool.writeError }, 'instance refused: spool full');
-      return refuse({ status: Status.OutOfResources, comment: SPOOL_FULL });
+      return refuse(refusal('spool-full', SPOOL_FULL));
     }
     if (spool.writeError) {
       log.error({ assoc: this.id, uid, err: spool.writeError }, 'instance refused: spool write failed');
-      return refuse({ status: Status.OutOfResources, comment: `DPHIANT spool: ${spool.writeError}` });
+      return refuse(refusal('disk', `DPHIANT spool: ${spool.writeError}`));
     }
     if (spool.bytes === 0 || !sopInstanceUid) {
       spool.drop();
-      return { status: Status.CannotUnderstand, comment: 'empty data set or no SOP Instance UID' };
+      return refusal('malformed', 'empty data set or no SOP Instance UID');
     }
     try {
       return await this.opts.ingest(inst);

@@ -4,6 +4,7 @@
 // fresh association.
 import dimse, { SpooledStore } from '../dicom/dimse.js';
 import type { ReceivedInstance } from '../dicom/c-store.js';
+import { networkFailure, type Failure } from '../reasons.js';
 
 const { AbortSource, AbortReason } = dimse.constants;
 
@@ -26,7 +27,7 @@ export type StoreOutcome = (
   /** The PACS accepted neither the SOP class nor the exact transfer syntax. */
   | { kind: 'not-accepted' }
   /** No answer: connection refused, association rejected or aborted, no progress, timeout. `reason` holds no PHI. */
-  | { kind: 'unavailable'; reason: string }
+  | { kind: 'unavailable'; code: 'pacs-unavailable' | 'pacs-timeout'; reason: string }
 ) & {
   /** Set when a first attempt failed and the outcome is the second's: why the first failed (a fixed text). */
   retried?: string;
@@ -80,11 +81,12 @@ function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): 
       resolve(outcome);
     };
     /** The association is gone before the answer: worth a second attempt only once the PACS had accepted it. */
-    const lost = (reason: string) => finish({ kind: 'unavailable', reason, ...(associated ? { retryable: 'connection lost after association' as const } : {}) });
-    const overall = setTimeout(() => finish({ kind: 'unavailable', reason: 'PACS timeout' }), Math.max(0, deadline - Date.now()));
+    const lost = (f: Failure & { code: 'pacs-unavailable' | 'pacs-timeout' }) =>
+      finish({ kind: 'unavailable', code: f.code, reason: f.message, ...(associated ? { retryable: 'connection lost after association' as const } : {}) });
+    const overall = setTimeout(() => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'PACS timeout' }), Math.max(0, deadline - Date.now()));
     // restarted by every byte to or from the PACS (progress); before the association, a silent PACS is a down one
     const stalled = setTimeout(
-      () => finish({ kind: 'unavailable', reason: 'no progress', ...(associated ? { retryable: 'no progress' as const } : {}) }),
+      () => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'no progress', ...(associated ? { retryable: 'no progress' as const } : {}) }),
       target.noProgressTimeoutMs,
     );
     const progress = () => {
@@ -105,7 +107,8 @@ function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): 
         progress,
       });
     } catch (e) {
-      finish({ kind: 'unavailable', reason: networkReason(e as Error) });
+      const f = networkFailure(e);
+      finish({ kind: 'unavailable', code: f.code, reason: f.message });
       return;
     }
     store.on('response', ({ status, comment }) => finish({ kind: 'answered', status, ...(comment ? { comment } : {}) }));
@@ -114,17 +117,9 @@ function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): 
       associated = true;
     });
     store.on('associationRejected', (rj) =>
-      finish({ kind: 'unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
+      finish({ kind: 'unavailable', code: 'pacs-unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
     );
-    store.on('networkError', (e) => lost(networkReason(e)));
-    store.on('closed', () => lost('connection closed before response'));
+    store.on('networkError', (e) => lost(networkFailure(e)));
+    store.on('closed', () => lost({ code: 'pacs-unavailable', message: 'connection closed before response' }));
   });
-}
-
-/** A short reason from a network error: its code when it has one (ECONNREFUSED…), never a data value. */
-function networkReason(e: Error): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code) return code;
-  const m = /(ECONN\w+|EPIPE|ETIMEDOUT|EHOSTUNREACH|timeout|closed)/i.exec(e.message);
-  return m ? m[1]! : 'network error';
 }

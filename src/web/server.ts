@@ -13,6 +13,7 @@ import { JOB_STATES, type Job, type Journal } from '../pipeline/journal.js';
 import { purgeQuarantined, requeueQuarantined, type Quarantine } from '../pipeline/quarantine.js';
 import type { DeidentificationWorker } from '../pipeline/worker.js';
 import { DEPENDENCIES, type Backpressure } from '../pipeline/health.js';
+import { REASONS } from '../reasons.js';
 import { Auth, cookie, SESSION_COOKIE, type Role, type Session } from './auth.js';
 
 export interface WebDeps {
@@ -30,9 +31,15 @@ export interface WebDeps {
 
 const PAGES = ['dashboard', 'crosswalk', 'audit', 'login'] as const;
 
-/** What a job shows in the UI: its alias and new UID, never the original SOP Instance UID. */
+/**
+ * What a job shows in the UI: its alias and new UID, never the original SOP Instance UID; a failure as its code
+ * (src/reasons.ts) with the code's meaning, and the message.
+ */
 function publicJob(j: Job) {
-  return { id: j.id, state: j.state, aliasId: j.aliasId, newSopInstanceUid: j.newSopInstanceUid, callingAet: j.callingAet, bytes: j.bytes, receivedAt: j.receivedAt, updatedAt: j.updatedAt, attempts: j.attempts, reason: j.reason };
+  return {
+    id: j.id, state: j.state, aliasId: j.aliasId, newSopInstanceUid: j.newSopInstanceUid, callingAet: j.callingAet, bytes: j.bytes, receivedAt: j.receivedAt, updatedAt: j.updatedAt, attempts: j.attempts,
+    reasonCode: j.reasonCode, reasonMeaning: j.reasonCode && REASONS[j.reasonCode], reason: j.reason,
+  };
 }
 
 /** The header app.js sets on the dashboard's timed refreshes: they read the session without extending its idle time. */

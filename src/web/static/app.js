@@ -30,6 +30,15 @@ function row(cells) {
   return tr;
 }
 
+/** A job's failure code (src/reasons.ts), its meaning on hover. */
+function code(job) {
+  const span = document.createElement('span');
+  span.className = 'code';
+  span.textContent = job.reasonCode ?? '';
+  if (job.reasonMeaning) span.title = job.reasonMeaning;
+  return span;
+}
+
 function button(label, onClick) {
   const b = document.createElement('button');
   b.textContent = label;
@@ -105,7 +114,7 @@ async function refreshDashboard(poll = false) {
     }),
   );
   const jobs = await call(`/api/jobs?search=${encodeURIComponent($('job-search').value)}`, { poll });
-  $('jobs').replaceChildren(...jobs.map((j) => row([j.id, j.state, j.aliasId, j.newSopInstanceUid, j.updatedAt, j.reason])));
+  $('jobs').replaceChildren(...jobs.map((j) => row([j.id, j.state, j.aliasId, j.newSopInstanceUid, j.updatedAt, code(j), j.reason])));
   const q = await call('/api/quarantine', { poll });
   $('quarantine').replaceChildren(
     ...q.map((j) => {
@@ -116,7 +125,7 @@ async function refreshDashboard(poll = false) {
           button('purge', () => call(`/api/quarantine/${j.id}/purge`, { method: 'POST' }).then(() => refreshDashboard())),
         );
       }
-      return row([j.id, j.updatedAt, j.kept ? 'yes' : 'no', j.reason, actions]);
+      return row([j.id, j.updatedAt, j.kept ? 'yes' : 'no', code(j), j.reason, actions]);
     }),
   );
 }
