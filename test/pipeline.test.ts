@@ -125,7 +125,7 @@ describe('pipeline: instances end de-identified in the PACS', function () {
     const env = { DPHIANT_DATA_DIR: stack.mm.config.dataDir, DPHIANT_PACS_URL: stack.pacs.httpUrl };
     const status = await dphiant(['status'], env);
     expect(status.stdout).to.match(/QUARANTINED\s+1/);
-    expect(status.stdout).to.contain(`job ${job.id}`);
+    expect(status.stdout).to.match(new RegExp(`job ${job.id}  \\S+  gate-hit  verification: `));
     expect(status.stdout).to.match(/oldest unfinished job: none/);
     const listed = await dphiant(['quarantine', 'list'], env);
     expect(listed.stdout).to.match(new RegExp(`job ${job.id}\\t\\S+\\tkept\\tgate-hit\\tverification: `));

@@ -6,7 +6,7 @@ import { ConfigError, configLines, loadConfig, type Config } from '../config/ind
 import { createLogger } from '../log.js';
 import { startMiddleman, pacsTarget } from '../middleman.js';
 import { Journal, journalPath, JOB_STATES } from '../pipeline/journal.js';
-import { hex } from '../pipeline/ingest.js';
+import { formatStatus } from '../dicom/c-store.js';
 import { echo } from '../scu/echo.js';
 import { loadKeys } from '../crosswalk/open.js';
 import { anonymizeCommands } from './anonymize.js';
@@ -116,7 +116,7 @@ await yargs(hideBin(process.argv))
       console.log(`oldest unfinished job: ${oldest ? `${Math.round((Date.now() - Date.parse(oldest)) / 1000)} s old (received ${oldest})` : 'none'}`);
       const quarantined = journal.byState('QUARANTINED', 50);
       console.log(`quarantine: ${counts.QUARANTINED} instance(s)${counts.QUARANTINED ? ' (dphiant quarantine list)' : ''}`);
-      for (const j of quarantined.slice(0, 10)) console.log(`  job ${j.id}  ${j.updatedAt}  ${j.reason ?? ''}`);
+      for (const j of quarantined.slice(0, 10)) console.log(`  job ${j.id}  ${j.updatedAt}  ${j.reasonCode ?? ''}  ${j.reason ?? ''}`);
       const backlog = counts.IN_PACS + counts.DEIDENTIFIED;
       const bound = cfg.pipeline.maxBacklog;
       console.log(`backlog: ${backlog} unfinished (IN_PACS + DEIDENTIFIED)${bound ? `, bound ${bound}${backlog >= bound ? ': new C-STOREs refused (0xA700)' : ''}` : ', no bound'}`);
@@ -133,7 +133,7 @@ await yargs(hideBin(process.argv))
     const cfg = config(argv);
     try {
       const status = await echo(pacsTarget(cfg));
-      console.log(`C-ECHO ${cfg.pacs.aet}@${cfg.pacs.host}:${cfg.pacs.port}: status ${hex(status)}`);
+      console.log(`C-ECHO ${cfg.pacs.aet}@${cfg.pacs.host}:${cfg.pacs.port}: status ${formatStatus(status)}`);
       process.exitCode = status === 0 ? 0 : 1;
     } catch (e) {
       console.error(`C-ECHO ${cfg.pacs.aet}@${cfg.pacs.host}:${cfg.pacs.port} failed: ${(e as Error).message}`);

@@ -69,3 +69,8 @@ export function refusal(code: RefusalCode, comment: string, pacsStatus?: number)
 export function isSuccessOrWarning(status: number): boolean {
   return status === 0x0000 || (status & 0xf000) === 0xb000 || status === 0x0001;
 }
+
+/** A DIMSE status as the standard writes it: 0xA700. */
+export function formatStatus(status: number): string {
+  return '0x' + status.toString(16).toUpperCase().padStart(4, '0');
+}

@@ -18,7 +18,7 @@ import type { Journal } from './journal.js';
 import { Metrics } from '../metrics.js';
 import type { Backpressure } from './health.js';
 import { withinTime } from './deadline.js';
-import { isSuccessOrWarning, refusal, Status, type ReceivedInstance, type RefusalCode, type StoreReply } from '../dicom/c-store.js';
+import { formatStatus, isSuccessOrWarning, refusal, Status, type ReceivedInstance, type RefusalCode, type StoreReply } from '../dicom/c-store.js';
 
 /** A failure answer: its code is what the journal and the metrics record. */
 type Refusal = StoreReply & { code: RefusalCode; comment: string };
@@ -115,7 +115,7 @@ export class Ingest {
       }
       const level = reply.status === Status.Success ? 'info' : 'warn';
       this.log[level](
-        { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: hex(reply.status), ms: Date.now() - started, code: reply.code, reason: reply.comment },
+        { job: jobId, uid, bytes: inst.bytes, ts: inst.transferSyntaxUid, caller: inst.callingAet, status: formatStatus(reply.status), ms: Date.now() - started, code: reply.code, reason: reply.comment },
         stored ? 'forwarded to PACS' : 'refused',
       );
       if (stored) {
@@ -175,7 +175,7 @@ export class Ingest {
     try {
       const jobId = this.journal.received(inst);
       this.journal.transition(jobId, 'RECEIVED', 'REJECTED', bad.comment, bad.code);
-      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: hex(bad.status), code: bad.code, reason: bad.comment }, 'refused before forwarding');
+      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), caller: inst.callingAet, status: formatStatus(bad.status), code: bad.code, reason: bad.comment }, 'refused before forwarding');
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'journal write failed');
     }
@@ -191,15 +191,11 @@ export function replyFor(outcome: StoreOutcome): StoreReply {
     case 'answered':
       if (outcome.status === Status.Success) return { status: Status.Success };
       // a warning is stored: passed on with its status, no failure code
-      if (isSuccessOrWarning(outcome.status)) return { status: outcome.status, comment: `PACS answered ${hex(outcome.status)}` };
-      return refusal('pacs-refused', `PACS answered ${hex(outcome.status)}`, outcome.status);
+      if (isSuccessOrWarning(outcome.status)) return { status: outcome.status, comment: `PACS answered ${formatStatus(outcome.status)}` };
+      return refusal('pacs-refused', `PACS answered ${formatStatus(outcome.status)}`, outcome.status);
     case 'not-accepted':
       return refusal('pacs-unsupported', 'PACS refused SOP class or transfer syntax');
     case 'unavailable':
       return refusal(outcome.code, `PACS unavailable: ${outcome.reason}`);
   }
-}
-
-export function hex(status: number): string {
-  return '0x' + status.toString(16).toUpperCase().padStart(4, '0');
 }
