@@ -25,6 +25,7 @@ import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
 import { DataDirBusyError, ServeLock } from './serve-lock.js';
 import type { PacsTarget } from './scu/store.js';
+import { AssociationPool } from './scu/pool.js';
 
 export interface Middleman {
   journal: Journal;
@@ -143,7 +144,10 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     health,
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: config.pacs.callingAet, adopt: p.reconcileAdopt, metrics });
+  // associations to the PACS stay open between forwards (src/scu/pool.ts); released when the middleman stops
+  const pool = new AssociationPool(pacsTarget(config), { maxAssociations: config.pacs.maxAssociations, idleTimeoutMs: config.pacs.idleTimeoutMs });
   const ingest = new Ingest(journal, pacsTarget(config), log, {
+    forward: (_target, inst) => pool.store(inst),
     metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
     pacsRest,
@@ -170,6 +174,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     await web.listen({ host: config.web.host, port: config.web.port });
   } catch (e) {
     await server.close();
+    await pool.close();
     journal.close();
     await crosswalk.close();
     throw e;
@@ -200,6 +205,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     async close() {
       clearInterval(retention);
       await server.close();
+      await pool.close(); // no sender is left to forward for: A-RELEASE for every association to the PACS
       await web.close();
       reconciler.stop();
       await worker.stop();

@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, syml
 import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import dimse, { checkDimseVersion, installedDimseVersion, ServerScp, SpooledStore, SUPPORTED_DIMSE_VERSION, type StoreSink } from '../src/dicom/dimse.js';
+import dimse, { AssociationClosedError, AssociationRejectedError, checkDimseVersion, installedDimseVersion, ServerScp, StoreAssociation, SUPPORTED_DIMSE_VERSION, type StoreSink } from '../src/dicom/dimse.js';
 import type { ReceivedInstance } from '../src/dicom/c-store.js';
 import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
@@ -102,30 +102,24 @@ async function pduRecorder(target: number): Promise<{ port: number; pdus: { type
   };
 }
 
-type Ended = { kind: 'response'; status: number; comment?: string } | { kind: 'done' } | { kind: 'rejected' } | { kind: 'error'; message: string } | { kind: 'closed' };
+type Ended = { kind: 'response'; status: number; comment?: string } | { kind: 'not-accepted' } | { kind: 'rejected' } | { kind: 'error'; message: string } | { kind: 'closed' };
 
-/** Sends one spooled instance with the adapter's SpooledStore and says how it ended, and how often progress was told. */
-function sendSpooled(inst: ReceivedInstance, port: number, calledAet: string): Promise<{ ended: Ended; progress: number }> {
-  return new Promise((resolve) => {
-    let progress = 0;
-    const store = new SpooledStore(inst, {
-      host: '127.0.0.1',
-      port,
-      callingAet: 'DPHIANT',
-      calledAet,
-      connectTimeout: 30_000,
-      associationTimeout: 10_000,
-      pduTimeout: 30_000,
-      progress: () => progress++,
-    });
-    let ended: Ended | undefined;
-    const end = (e: Ended) => (ended ??= e);
-    store.on('response', (r) => end({ kind: 'response', ...r }));
-    store.on('done', () => end({ kind: 'done' }));
-    store.on('associationRejected', () => end({ kind: 'rejected' }));
-    store.on('networkError', (e) => end({ kind: 'error', message: e.message }));
-    store.on('closed', () => resolve({ ended: end({ kind: 'closed' }), progress }));
-  });
+/** Sends one spooled instance over the adapter's StoreAssociation, releases it, and says how it ended and how often progress was told. */
+async function sendSpooled(inst: ReceivedInstance, port: number, calledAet: string): Promise<{ ended: Ended; progress: number }> {
+  let progress = 0;
+  const association = new StoreAssociation(inst, { host: '127.0.0.1', port, callingAet: 'DPHIANT', calledAet, connectTimeout: 30_000, associationTimeout: 10_000, pduTimeout: 30_000 });
+  association.on('progress', () => progress++);
+  let ended: Ended;
+  try {
+    await association.accepted;
+    const answer = await association.send(inst);
+    ended = answer === 'not-accepted' ? { kind: 'not-accepted' } : { kind: 'response', ...answer };
+    await association.release();
+  } catch (e) {
+    ended = e instanceof AssociationRejectedError ? { kind: 'rejected' } : e instanceof AssociationClosedError ? { kind: 'closed' } : { kind: 'error', message: (e as Error).message };
+    await association.whenClosed();
+  }
+  return { ended, progress };
 }
 
 describe('dcmjs-dimse adapter: one module reaches the library', () => {
@@ -251,7 +245,7 @@ describe('dcmjs-dimse adapter: the streamed C-STORE', function () {
         const { ended } = await sendSpooled(inst, capture.port, capture.aet);
         const stored = readdirSync(path.join(dir, 'capture')).length;
         console.log(`      ended: ${JSON.stringify(ended)}; instances the peer stored: ${stored}`);
-        expect(ended).to.deep.equal({ kind: 'done' });
+        expect(ended).to.deep.equal({ kind: 'not-accepted' });
         expect(stored).to.equal(0);
         // and the product's SCU calls that not accepted
         const target = { host: '127.0.0.1', port: capture.port, aet: capture.aet, callingAet: 'DPHIANT', connectTimeoutMs: 5000, noProgressTimeoutMs: 10_000, storeTimeoutMs: 20_000 };

@@ -103,6 +103,17 @@ export interface Config {
     noProgressTimeoutMs: number;
     /** Bound on the whole forward of one instance, its retry included; then the sender is refused (0xA700). */
     storeTimeoutMs: number;
+    /**
+     * Associations to the PACS kept open and reused between forwards, at most (a forward beyond them waits for a
+     * free one, within pacs.storeTimeoutMs). Orthanc serves DicomThreadsCount (default 4) associations at a time,
+     * each holding a thread while open, idle ones too.
+     */
+    maxAssociations: number;
+    /**
+     * An association to the PACS idle this long is released; keep it well under the PACS's own idle limit
+     * (Orthanc: DicomScpTimeout, 30 s). 0: each association is released after its instance (no reuse).
+     */
+    idleTimeoutMs: number;
     /** Orthanc REST base URL. */
     url: string;
     /** Login of the REST API. */
@@ -248,6 +259,8 @@ export const DEFAULT_CONFIG: Config = {
     connectTimeoutMs: 10_000,
     noProgressTimeoutMs: 20_000,
     storeTimeoutMs: 120_000,
+    maxAssociations: 4,
+    idleTimeoutMs: 5000,
     url: 'http://127.0.0.1:8042',
     username: 'demo',
     password: 'demo',
@@ -358,6 +371,8 @@ const SCHEMA: Record<string, Check> = {
   'pacs.connectTimeoutMs': intIn(100, 600_000),
   'pacs.noProgressTimeoutMs': intIn(100, 600_000),
   'pacs.storeTimeoutMs': intIn(100, 3_600_000),
+  'pacs.maxAssociations': intIn(1, 64),
+  'pacs.idleTimeoutMs': intIn(0, 600_000),
   'pacs.url': isUrl,
   'pacs.username': isString,
   'pacs.password': isString,

@@ -50,7 +50,7 @@ function assertDimseVersion(): void {
 const { Scp, Dataset } = dimse;
 const { CStoreRequest } = dimse.requests;
 const { Association } = dimse.association;
-const { TransferSyntax } = dimse.constants;
+const { TransferSyntax, PresentationContextResult, AbortSource, AbortReason } = dimse.constants;
 
 type AssociationT = InstanceType<typeof Association>;
 /** What _sendPDataTF is given: a request or response (Command, which the library does not export). */
@@ -64,7 +64,10 @@ interface NetworkInstance extends EventEmitterLike {
   sendRequests(requests: InstanceType<typeof CStoreRequest>[]): void;
   sendAssociationReleaseRequest(): void;
   sendAbort(source?: number, reason?: number): void;
+  sendAssociationReleaseResponse(): void;
   getStatistics(): InstanceType<typeof dimse.Statistics>;
+  /** Internal: every request sent, kept to match answers by message ID (the library never removes one). */
+  pending: unknown[];
   /** Internal: sends a command and its data set as P-DATA-TF PDUs of at most `maxPduLength` (0: the library's 4 MiB). */
   _sendPDataTF(command: CommandT, pcId: number, maxPduLength: number): void;
 }
@@ -193,7 +196,7 @@ function drained(socket: Socket): Promise<void> {
   });
 }
 
-export interface SpooledStoreOptions {
+export interface StoreAssociationOptions {
   host: string;
   port: number;
   callingAet: string;
@@ -202,84 +205,243 @@ export interface SpooledStoreOptions {
   connectTimeout: number;
   associationTimeout: number;
   pduTimeout: number;
-  /** Called whenever bytes move: a chunk received, or a block of the data set written (and drained when it had to be). */
-  progress?: () => void;
 }
 
-export interface SpooledStoreEvents {
-  associationAccepted: [];
-  associationRejected: [{ result: number; source: number; reason: number }];
-  /** The C-STORE-RSP: its status and ErrorComment (0000,0902), when it has one. */
-  response: [{ status: number; comment?: string }];
-  /** The request ended without a response: no presentation context the data set can go in as it is. */
-  done: [];
-  networkError: [Error];
+/** What the PACS said to one C-STORE: its status and ErrorComment (0000,0902), or that no accepted context fits. */
+export type StoreAnswer = { status: number; comment?: string } | 'not-accepted';
+
+/** The PACS refused the association (A-ASSOCIATE-RJ). */
+export class AssociationRejectedError extends Error {
+  constructor(readonly rejection: { result: number; source: number; reason: number }) {
+    super('association rejected');
+  }
+}
+
+/** The association ended (closed, aborted or released by the PACS) before the answer. */
+export class AssociationClosedError extends Error {
+  constructor() {
+    super('connection closed before response');
+  }
+}
+
+export interface StoreAssociationEvents {
+  /** Bytes moved: a chunk received, or a block of a data set written (and drained when it had to be). */
+  progress: [];
+  /** The connection is gone, whoever ended it. */
   closed: [];
 }
 
-/**
- * One association that sends one spooled instance over C-STORE, byte for byte in the transfer syntax it arrived
- * in, the data set streamed from its file. What dcmjs-dimse's Client does (it proposes the same contexts and
- * reacts the same way), on a StreamingNetwork and a socket of our own (TCP_NODELAY, progress, destroy).
- */
-export class SpooledStore extends EventEmitter<SpooledStoreEvents> {
-  readonly socket: Socket;
-  private readonly network: NetworkInstance;
-  private associated = false;
+/** How long an A-RELEASE-RQ waits for its A-RELEASE-RP before the connection is cut. */
+const RELEASE_WAIT_MS = 2000;
 
-  constructor(inst: ReceivedInstance, o: SpooledStoreOptions) {
+/**
+ * One association to a Storage SCP that sends spooled instances over C-STORE, one at a time, each byte for byte in
+ * the transfer syntax it arrived in, the data set streamed from its file; it stays open between them until
+ * release() or abort(). Proposed for the SOP class of the instance it is opened for, with implicit and explicit VR
+ * LE and a context of exactly the received transfer syntax (what dcmjs-dimse's Client proposes with
+ * addAdditionalPresentationContext(…, true)); it carries any instance whose SOP class and exact syntax the SCP
+ * accepted. On a StreamingNetwork and a socket of our own (TCP_NODELAY, progress, destroy). Unlike the library's
+ * Client it does not release when its request queue runs empty (Network's 'done'), and it sends the next request
+ * only once the previous one is answered (no asynchronous operations are negotiated).
+ */
+export class StoreAssociation extends EventEmitter<StoreAssociationEvents> {
+  readonly socket: Socket;
+  /** Resolves when the SCP accepts the association; rejects (AssociationRejectedError, a network error) otherwise. */
+  readonly accepted: Promise<void>;
+  private readonly network: NetworkInstance;
+  private readonly association: AssociationT;
+  /** Contexts proposed with one transfer syntax only: their rejection is the SCP's answer for that syntax. */
+  private readonly soleProposals = new Map<number, string>();
+  private state: 'connecting' | 'open' | 'ending' | 'closed' = 'connecting';
+  private wasAccepted = false;
+  /** The C-STORE under way: settles its send(). */
+  private current: { resolve: (a: StoreAnswer) => void; reject: (e: Error) => void } | undefined;
+  private readonly closedPromise: Promise<void>;
+
+  constructor(first: StorageContext, o: StoreAssociationOptions) {
     super();
     assertDimseVersion();
-    const request = new CStoreRequest(new SpooledDataset(inst));
     const association = new Association(o.callingAet, o.calledAet);
-    association.addPresentationContextFromRequest(request, [TransferSyntax.ImplicitVRLittleEndian, TransferSyntax.ExplicitVRLittleEndian]);
-    // and a context with exactly the received transfer syntax, as Client.addAdditionalPresentationContext(…, true)
-    association.addTransferSyntaxToPresentationContext(association.addPresentationContext(inst.sopClassUid), inst.transferSyntaxUid);
+    this.association = association;
+    const any = association.addPresentationContext(first.sopClassUid);
+    association.addTransferSyntaxToPresentationContext(any, TransferSyntax.ImplicitVRLittleEndian);
+    association.addTransferSyntaxToPresentationContext(any, TransferSyntax.ExplicitVRLittleEndian);
+    const exact = association.addPresentationContext(first.sopClassUid);
+    association.addTransferSyntaxToPresentationContext(exact, first.transferSyntaxUid);
+    this.soleProposals.set(exact, contextKey(first));
 
-    const progress = o.progress ?? (() => undefined);
     const socket = net.connect({ host: o.host, port: o.port });
     socket.setNoDelay(true); // else each small PDU waits for the peer's delayed ACK (about 40 ms per round trip on Linux)
-    socket.on('data', progress);
+    socket.on('data', () => this.emit('progress'));
     this.socket = socket;
-    const network = new StreamingNetwork(socket, { connectTimeout: o.connectTimeout, associationTimeout: o.associationTimeout, pduTimeout: o.pduTimeout }, progress);
+    const network = new StreamingNetwork(socket, { connectTimeout: o.connectTimeout, associationTimeout: o.associationTimeout, pduTimeout: o.pduTimeout }, () =>
+      this.emit('progress'),
+    );
     this.network = network;
 
-    request.on('response', (rsp: CStoreResponseT) => {
-      const comment = rsp.getErrorComment();
-      this.emit('response', { status: rsp.getStatus(), ...(comment ? { comment } : {}) });
+    let accept: () => void = () => undefined;
+    let refuse: (e: Error) => void = () => undefined;
+    this.accepted = new Promise<void>((resolve, reject) => {
+      accept = resolve;
+      refuse = reject;
     });
-    request.on('done', () => this.emit('done'));
+    this.accepted.catch(() => undefined); // a caller that never awaited it must not see an unhandled rejection
+    this.closedPromise = new Promise<void>((resolve) => this.once('closed', resolve));
+
+    /** The association is over: the call under way fails, nothing more is sent, the connection goes. */
+    const end = (e: Error, how: 'end' | 'destroy') => {
+      if (this.state === 'closed') return;
+      this.state = 'ending';
+      refuse(e);
+      this.fail(e);
+      if (how === 'destroy') socket.destroy();
+      else socket.end();
+    };
     network.on('connect', () => network.sendAssociationRequest(association));
     network.on('associationAccepted', () => {
-      this.associated = true;
-      this.emit('associationAccepted');
-      network.sendRequests([request]);
+      if (this.state !== 'connecting') return;
+      this.state = 'open';
+      this.wasAccepted = true;
+      accept();
     });
-    network.on('associationRejected', (rj: { result: number; source: number; reason: number }) => {
-      this.emit('associationRejected', rj);
-      socket.end();
-    });
-    network.on('done', () => network.sendAssociationReleaseRequest());
+    network.on('associationRejected', (rj: { result: number; source: number; reason: number }) => end(new AssociationRejectedError(rj), 'end'));
     network.on('associationReleaseResponse', () => socket.end());
-    network.on('networkError', (e: Error) => {
-      socket.end();
-      this.emit('networkError', e);
+    // a PACS that ends the association itself (A-RELEASE-RQ, A-ABORT): it carries nothing more
+    network.on('associationReleaseRequested', () => {
+      if (this.state === 'closed') return;
+      network.sendAssociationReleaseResponse();
+      end(new AssociationClosedError(), 'end');
     });
-    network.on('close', () => this.emit('closed'));
+    network.on('abort', () => end(new AssociationClosedError(), 'destroy'));
+    network.on('networkError', (e: Error) => end(e, 'destroy'));
+    network.on('close', () => {
+      end(new AssociationClosedError(), 'destroy');
+      this.state = 'closed';
+      this.emit('closed');
+    });
+  }
+
+  /** Accepted, open, and no C-STORE under way: send() may be called. */
+  get idle(): boolean {
+    return this.state === 'open' && !this.current;
+  }
+
+  /** Open (accepted, neither released, aborted nor closed). */
+  get open(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Whether the SCP ever accepted this association (a later loss is then worth a second attempt). */
+  get associated(): boolean {
+    return this.wasAccepted;
+  }
+
+  /**
+   * Whether an instance of this SOP class in this transfer syntax goes over this association as it is: true (an
+   * accepted context carries exactly that pair), false (it was proposed alone and the SCP refused it: a fresh
+   * association would be refused the same), undefined (not proposed: only a new association can tell).
+   */
+  carries(ctx: StorageContext): boolean | undefined {
+    if (!this.wasAccepted) return undefined;
+    if (this.acceptedContextFor(ctx) !== undefined) return true;
+    const key = contextKey(ctx);
+    for (const [id, proposed] of this.soleProposals) if (proposed === key && this.association.getPresentationContext(id).getResult() !== PresentationContextResult.Accept) return false;
+    return undefined;
+  }
+
+  private acceptedContextFor(ctx: StorageContext): number | undefined {
+    for (const { id, context } of this.association.getPresentationContexts())
+      if (context.getAbstractSyntaxUid() === ctx.sopClassUid && context.getResult() === PresentationContextResult.Accept && context.getAcceptedTransferSyntaxUid() === ctx.transferSyntaxUid)
+        return id;
+    return undefined;
+  }
+
+  /**
+   * Sends one spooled instance and resolves with the PACS's answer, or 'not-accepted' (nothing sent) when no
+   * accepted context has its SOP class and exact transfer syntax; rejects when the association ends first (the
+   * network error, or AssociationClosedError). Only while idle.
+   */
+  send(inst: ReceivedInstance): Promise<StoreAnswer> {
+    if (!this.idle) return Promise.reject(new Error(this.state === 'open' ? 'a C-STORE is under way on this association' : 'association not open'));
+    // the library would pick another context of the SOP class and transcode into it: refused here, never sent
+    if (this.acceptedContextFor(inst) === undefined) return Promise.resolve('not-accepted');
+    const request = new CStoreRequest(new SpooledDataset(inst));
+    return new Promise<StoreAnswer>((resolve, reject) => {
+      this.current = { resolve, reject };
+      request.on('response', (rsp: CStoreResponseT) => {
+        // the library keeps every request it sent in `pending` (it matches answers by message ID, which wraps)
+        const pending = this.network.pending;
+        pending.splice(pending.indexOf(request), 1);
+        const comment = rsp.getErrorComment();
+        this.settle({ status: rsp.getStatus(), ...(comment ? { comment } : {}) });
+      });
+      // done without a response: the library found no context for it after all (a backstop, see above)
+      request.on('done', () => this.settle('not-accepted'));
+      this.network.sendRequests([request]);
+    });
+  }
+
+  private settle(answer: StoreAnswer): void {
+    const call = this.current;
+    this.current = undefined;
+    call?.resolve(answer);
+  }
+
+  private fail(e: Error): void {
+    const call = this.current;
+    this.current = undefined;
+    call?.reject(e);
+  }
+
+  /**
+   * Ends the association politely: A-RELEASE-RQ when it is open and idle, the connection cut if no A-RELEASE-RP
+   * comes within RELEASE_WAIT_MS; otherwise abort(). Resolves once the connection is closed.
+   */
+  release(): Promise<void> {
+    if (this.state === 'closed' || this.state === 'ending') return this.closedPromise;
+    if (!this.idle) {
+      this.abort();
+      return this.closedPromise;
+    }
+    this.state = 'ending';
+    try {
+      this.network.sendAssociationReleaseRequest();
+    } catch {
+      this.socket.destroy();
+    }
+    const cut = setTimeout(() => this.socket.destroy(), RELEASE_WAIT_MS);
+    return this.closedPromise.finally(() => clearTimeout(cut));
   }
 
   /** Drops the association: an A-ABORT when there is one (the PACS may still read it), then the connection. */
-  abort(source: number, reason: number): void {
+  abort(source: number = AbortSource.ServiceUser, reason: number = AbortReason.NotSpecified): void {
     if (this.socket.destroyed) return;
-    if (this.associated) {
+    if (this.wasAccepted && this.state !== 'closed') {
       try {
         this.network.sendAbort(source, reason);
       } catch {
         // the connection is cut below anyway
       }
     }
+    this.state = this.state === 'closed' ? 'closed' : 'ending';
+    this.fail(new AssociationClosedError());
     this.socket.destroy();
   }
+
+  /** Resolves once the connection is closed. */
+  whenClosed(): Promise<void> {
+    return this.closedPromise;
+  }
+}
+
+/** A storage SOP class in one transfer syntax: what a presentation context carries. */
+export interface StorageContext {
+  sopClassUid: string;
+  transferSyntaxUid: string;
+}
+
+function contextKey(ctx: StorageContext): string {
+  return `${ctx.sopClassUid} ${ctx.transferSyntaxUid}`;
 }
 
 // --- SCP: an association on a socket DPHIANT accepted itself --------------------------------------------------

@@ -1,12 +1,11 @@
 // C-STORE SCU to the PACS: one spooled instance, byte for byte in the transfer syntax it arrived in (streamed from
 // its spool file by the dcmjs-dimse adapter, src/dicom/dimse.ts, which never lets the library transcode it: its
 // own send path would re-encode the data set and could store a placeholder), within a bound, with one retry on a
-// fresh association.
-import dimse, { SpooledStore } from '../dicom/dimse.js';
+// fresh association. Where the association comes from is an AssociationSource: a new one per attempt here
+// (storeInstance), or the pool of open associations the middleman forwards over (src/scu/pool.ts).
+import { AssociationClosedError, AssociationRejectedError, StoreAssociation, type StorageContext } from '../dicom/dimse.js';
 import type { ReceivedInstance } from '../dicom/c-store.js';
 import { networkFailure, type Failure } from '../reasons.js';
-
-const { AbortSource, AbortReason } = dimse.constants;
 
 export interface PacsTarget {
   host: string;
@@ -29,32 +28,112 @@ export type StoreOutcome = (
   /** No answer: connection refused, association rejected or aborted, no progress, timeout. `reason` holds no PHI. */
   | { kind: 'unavailable'; code: 'pacs-unavailable' | 'pacs-timeout'; reason: string }
 ) & {
-  /** Set when a first attempt failed and the outcome is the second's: why the first failed (a fixed text). */
+  /** Set when a first attempt failed and the outcome is a later one's: why the first failed (a fixed text). */
   retried?: string;
 };
 
-/** Why an attempt ended without an answer, when a second attempt on a fresh association may well succeed. */
-type Retryable = 'no progress' | 'connection lost after association';
+/**
+ * Why an attempt ended without an answer, when another attempt on a fresh association may well succeed. 'reused
+ * association lost': an association that had carried earlier instances was gone when this one was sent (the PACS
+ * closed it while idle, and its close had not been seen yet).
+ */
+type Retryable = 'no progress' | 'connection lost after association' | 'reused association lost';
 
 type AttemptResult = StoreOutcome & { retryable?: Retryable };
 
+/** An association lent to one attempt. */
+export interface Lease {
+  association: StoreAssociation;
+  /** It carried an instance before this one. */
+  reused: boolean;
+  /** The attempt is over: a `healthy` association (the PACS answered it) may carry another instance; others are dropped. */
+  done(healthy: boolean): void;
+}
+
+/** Where an attempt gets its association. */
+export interface AssociationSource {
+  /**
+   * An association for this instance, connecting or open; `fresh`: a new one, never one that carried an instance.
+   * It may wait for one until `deadline`; it resolves with an outcome instead when it cannot give one.
+   */
+  acquire(inst: ReceivedInstance, fresh: boolean, deadline: number): Promise<Lease | StoreOutcome>;
+}
+
 /**
- * Stores one spooled instance in the PACS, within `storeTimeoutMs` in all. An attempt in which no byte moves to or
- * from the PACS for `noProgressTimeoutMs`, or whose association is lost before the answer, is aborted and made once
- * more on a fresh association: the PACS de-duplicates by SOP Instance UID, so a copy it stored without answering is
- * answered for (Orthanc says success again). An attempt that never got an association (connection refused,
- * association rejected, no answer to A-ASSOCIATE) is not repeated: the PACS is down or refuses us, the sender is
- * answered at once and retries later. `retry: false` makes one attempt only (a modality stand-in in tests). Never
- * throws; the outcome says what happened.
+ * A new association to the PACS, proposed for the instance's SOP class and transfer syntax. The library's own timers
+ * are only a backstop: the no-progress timer and the deadline of each forward decide. Its "connectTimeout" is the
+ * socket's idle timeout for the whole association, its pduTimeout counts from the last PDU received (none arrives
+ * while a large data set is sent, nor while the association waits in a pool): both get the whole forward's bound
+ * plus `idleMs`, the longest the association may wait idle between two instances.
  */
-export async function storeInstance(target: PacsTarget, inst: ReceivedInstance, opts: { retry?: boolean } = {}): Promise<StoreOutcome> {
+export function openAssociation(target: PacsTarget, first: StorageContext, idleMs = 0): StoreAssociation {
+  return new StoreAssociation(first, {
+    host: target.host,
+    port: target.port,
+    callingAet: target.callingAet,
+    calledAet: target.aet,
+    connectTimeout: target.storeTimeoutMs + idleMs,
+    associationTimeout: target.connectTimeoutMs,
+    pduTimeout: target.storeTimeoutMs + idleMs,
+  });
+}
+
+/** A new association for every attempt, released after its answer. */
+function oneShot(target: PacsTarget): AssociationSource {
+  return {
+    acquire: async (inst) => {
+      try {
+        const association = openAssociation(target, inst);
+        return { association, reused: false, done: (healthy) => (healthy ? void association.release() : association.abort()) };
+      } catch (e) {
+        const f = networkFailure(e);
+        return { kind: 'unavailable', code: f.code, reason: f.message };
+      }
+    },
+  };
+}
+
+/**
+ * Stores one spooled instance in the PACS on a new association, within `storeTimeoutMs` in all (see forward()).
+ * `retry: false` makes one attempt only (a modality stand-in in tests). Never throws.
+ */
+export function storeInstance(target: PacsTarget, inst: ReceivedInstance, opts: { retry?: boolean } = {}): Promise<StoreOutcome> {
+  return forward(target, oneShot(target), inst, opts);
+}
+
+/**
+ * Stores one spooled instance in the PACS over associations from `source`, within `storeTimeoutMs` in all. An
+ * attempt in which no byte moves to or from the PACS for `noProgressTimeoutMs`, or whose association is lost before
+ * the answer, is aborted and made once more on a fresh association: the PACS de-duplicates by SOP Instance UID, so
+ * a copy it stored without answering is answered for (Orthanc says success again). A reused association found lost
+ * (the PACS closed it while idle) is not that retry: the instance goes on a fresh association, and keeps its one
+ * retry. An attempt that never got an association (connection refused, association rejected, no answer to
+ * A-ASSOCIATE) is not repeated: the PACS is down or refuses us, the sender is answered at once and retries later.
+ * Never throws; the outcome says what happened.
+ */
+export async function forward(target: PacsTarget, source: AssociationSource, inst: ReceivedInstance, opts: { retry?: boolean } = {}): Promise<StoreOutcome> {
   const deadline = Date.now() + target.storeTimeoutMs;
-  const first = await attempt(target, inst, deadline);
-  if (!first.retryable || opts.retry === false || deadline - Date.now() < RETRY_MIN_MS) return outcomeOf(first);
-  const second = outcomeOf(await attempt(target, inst, deadline));
+  const again = () => opts.retry !== false && deadline - Date.now() >= RETRY_MIN_MS;
+  const run = async (fresh: boolean): Promise<AttemptResult> => {
+    const lease = await source.acquire(inst, fresh, deadline);
+    return 'association' in lease ? attempt(target, lease, inst, deadline) : lease;
+  };
+  const first = await run(false);
+  let last = first;
+  let attempts = 1;
+  if (last.retryable === 'reused association lost' && again()) {
+    last = await run(true);
+    attempts++;
+  }
+  if (last.retryable && again()) {
+    last = await run(true);
+    attempts++;
+  }
+  const outcome = outcomeOf(last);
+  if (attempts === 1) return outcome;
   // fixed texts: the reason ends in the sender's ErrorComment (LO, 64 characters)
-  if (second.kind === 'unavailable') return { ...second, reason: `${second.reason} (retried)`, retried: first.retryable };
-  return { ...second, retried: first.retryable };
+  if (outcome.kind === 'unavailable') return { ...outcome, reason: `${outcome.reason} (retried)`, retried: first.retryable };
+  return { ...outcome, retried: first.retryable };
 }
 
 /** A retry with less time than this left would only delay the sender's answer. */
@@ -65,61 +144,50 @@ function outcomeOf(r: AttemptResult): StoreOutcome {
   return outcome;
 }
 
-/** One association: connect, associate, send, wait for the answer. */
-function attempt(target: PacsTarget, inst: ReceivedInstance, deadline: number): Promise<AttemptResult> {
+/** One attempt on a lent association: wait for it to be accepted (when new), send, wait for the answer. */
+function attempt(target: PacsTarget, lease: Lease, inst: ReceivedInstance, deadline: number): Promise<AttemptResult> {
+  const association = lease.association;
   return new Promise((resolve) => {
     let settled = false;
-    let associated = false;
-    let store: SpooledStore | undefined;
     const finish = (outcome: AttemptResult) => {
       if (settled) return;
       settled = true;
       clearTimeout(overall);
       clearTimeout(stalled);
-      // an A-ABORT tells the PACS to drop the association (when it still reads), then the connection goes
-      if (outcome.kind !== 'answered') store?.abort(AbortSource.ServiceUser, AbortReason.NotSpecified);
+      association.off('progress', progress);
+      // one that did not answer is dropped: an A-ABORT tells the PACS (when it still reads), then the connection goes
+      lease.done(outcome.kind === 'answered' || outcome.kind === 'not-accepted');
       resolve(outcome);
     };
     /** The association is gone before the answer: worth a second attempt only once the PACS had accepted it. */
     const lost = (f: Failure & { code: 'pacs-unavailable' | 'pacs-timeout' }) =>
-      finish({ kind: 'unavailable', code: f.code, reason: f.message, ...(associated ? { retryable: 'connection lost after association' as const } : {}) });
+      finish({
+        kind: 'unavailable',
+        code: f.code,
+        reason: f.message,
+        ...(association.associated ? { retryable: lease.reused ? ('reused association lost' as const) : ('connection lost after association' as const) } : {}),
+      });
     const overall = setTimeout(() => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'PACS timeout' }), Math.max(0, deadline - Date.now()));
     // restarted by every byte to or from the PACS (progress); before the association, a silent PACS is a down one
     const stalled = setTimeout(
-      () => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'no progress', ...(associated ? { retryable: 'no progress' as const } : {}) }),
+      () => finish({ kind: 'unavailable', code: 'pacs-timeout', reason: 'no progress', ...(association.associated ? { retryable: 'no progress' as const } : {}) }),
       target.noProgressTimeoutMs,
     );
     const progress = () => {
       if (!settled) stalled.refresh();
     };
-    try {
-      // the library's own timers are only a backstop: the no-progress timer and the deadline above decide.
-      // Its "connectTimeout" is the socket's idle timeout for the whole association, its pduTimeout counts from
-      // the last PDU received (none arrives while a large data set is sent): both get the whole forward's bound.
-      store = new SpooledStore(inst, {
-        host: target.host,
-        port: target.port,
-        callingAet: target.callingAet,
-        calledAet: target.aet,
-        connectTimeout: target.storeTimeoutMs,
-        associationTimeout: target.connectTimeoutMs,
-        pduTimeout: target.storeTimeoutMs,
-        progress,
-      });
-    } catch (e) {
-      const f = networkFailure(e);
-      finish({ kind: 'unavailable', code: f.code, reason: f.message });
-      return;
-    }
-    store.on('response', ({ status, comment }) => finish({ kind: 'answered', status, ...(comment ? { comment } : {}) }));
-    store.on('done', () => finish({ kind: 'not-accepted' })); // done without a response: no usable context
-    store.on('associationAccepted', () => {
-      associated = true;
-    });
-    store.on('associationRejected', (rj) =>
-      finish({ kind: 'unavailable', code: 'pacs-unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` }),
-    );
-    store.on('networkError', (e) => lost(networkFailure(e)));
-    store.on('closed', () => lost({ code: 'pacs-unavailable', message: 'connection closed before response' }));
+    association.on('progress', progress);
+    association.accepted
+      .then(() => (settled ? ('not-accepted' as const) : association.send(inst)))
+      .then(
+        (answer) => finish(answer === 'not-accepted' ? { kind: 'not-accepted' } : { kind: 'answered', ...answer }),
+        (e: unknown) => {
+          if (e instanceof AssociationRejectedError) {
+            const rj = e.rejection;
+            finish({ kind: 'unavailable', code: 'pacs-unavailable', reason: `association rejected (result ${rj.result}, source ${rj.source}, reason ${rj.reason})` });
+          } else if (e instanceof AssociationClosedError) lost({ code: 'pacs-unavailable', message: e.message });
+          else lost(networkFailure(e));
+        },
+      );
   });
 }
