@@ -8,6 +8,9 @@
 //   Network#lastPduTime, and reads the `socket` and `association` fields every Network has;
 // - ServerScp hands the library a sink that is not a stream.Writable: the library calls only write(), once('drain')
 //   and end() on it.
+// - StoreAssociation stays open between C-STOREs: Network#sendRequests queues and _sendNextRequests sends the next
+//   at once and emits 'done' when the queue is empty (the library's Client releases then; ours does not), and
+//   each request is kept in Network#pending to match its answer by message ID, never removed (removed here).
 // checkDimseVersion() refuses any other version; `dphiant serve` calls it before it starts (src/middleman.ts).
 // The library's INFO/ERROR lines name AE titles and UIDs per PDU: it is silenced here, DPHIANT logs what matters.
 import dimse from 'dcmjs-dimse';
@@ -371,7 +374,8 @@ export class StoreAssociation extends EventEmitter<StoreAssociationEvents> {
       request.on('response', (rsp: CStoreResponseT) => {
         // the library keeps every request it sent in `pending` (it matches answers by message ID, which wraps)
         const pending = this.network.pending;
-        pending.splice(pending.indexOf(request), 1);
+        const at = pending.indexOf(request);
+        if (at >= 0) pending.splice(at, 1);
         const comment = rsp.getErrorComment();
         this.settle({ status: rsp.getStatus(), ...(comment ? { comment } : {}) });
       });
