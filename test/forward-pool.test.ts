@@ -83,12 +83,12 @@ describe('association pool: the pool itself, against DCMTK storescp', function (
   });
 
   it('20 forwards at once over a cap of 2: two associations, the others wait for a free one', async () => {
-    capture = await startCapture(path.join(dir, 'capture'));
+    capture = await startCapture(path.join(dir, 'capture'), 'CAPTURE', { fork: true });
     proxy = await startAssociationProxy({ port: capture.port });
     pool = new AssociationPool(target(proxy.port, capture.aet), { maxAssociations: 2, idleTimeoutMs: 60_000 });
     const instances = Array.from({ length: 20 }, (_, k) => spooled(dir, generateOne({ rows: 64, cols: 64, modalities: ['CT'], instanceIndex: k })));
     const outcomes = await Promise.all(instances.map((i) => pool!.store(i)));
-    console.log(`      20 at once, cap 2: ${counted(proxy)}; answered ${outcomes.filter((o) => o.kind === 'answered' && o.status === 0).length}`);
+    console.log(`      20 at once, cap 2: ${counted(proxy)}; answered ${outcomes.filter((o) => o.kind === 'answered' && o.status === 0).length}; others ${JSON.stringify(outcomes.filter((o) => o.kind !== 'answered' || o.status !== 0 || o.retried))}`);
     expect(outcomes.every((o) => o.kind === 'answered' && o.status === 0 && !o.retried)).to.equal(true);
     expect(proxy.associateRequests).to.equal(2);
     expect(proxy.peakOpen).to.equal(2);

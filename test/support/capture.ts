@@ -19,12 +19,24 @@ export interface Capture {
 
 /**
  * `maxPdu`: the largest PDU it takes (DCMTK's default 16384); `accept`: the transfer syntaxes it accepts, every one
- * it knows (the default), the uncompressed ones, or implicit VR little endian only.
+ * it knows (the default), the uncompressed ones, or implicit VR little endian only; `fork`: one process per
+ * association, so that several are served at once (without it storescp serves one association at a time, and
+ * the next caller waits for its A-ASSOCIATE-AC until the current one is released).
  */
-export async function startCapture(dir: string, aet = 'CAPTURE', o: { maxPdu?: number; accept?: 'all' | 'uncompressed' | 'implicit' } = {}): Promise<Capture> {
+export async function startCapture(dir: string, aet = 'CAPTURE', o: { maxPdu?: number; accept?: 'all' | 'uncompressed' | 'implicit'; fork?: boolean } = {}): Promise<Capture> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
-  const args = ['-aet', aet, '+B', ...{ all: ['+xa'], uncompressed: [], implicit: ['+xi'] }[o.accept ?? 'all'], ...(o.maxPdu ? ['-pdu', String(o.maxPdu)] : []), '-od', dir, String(port)];
+  const args = [
+    '-aet',
+    aet,
+    '+B',
+    ...{ all: ['+xa'], uncompressed: [], implicit: ['+xi'] }[o.accept ?? 'all'],
+    ...(o.maxPdu ? ['-pdu', String(o.maxPdu)] : []),
+    ...(o.fork ? ['--fork'] : []),
+    '-od',
+    dir,
+    String(port),
+  ];
   const child: ChildProcess = spawn('storescp', args, {
     env: { ...process.env, TCP_NODELAY: '1' },
     stdio: 'ignore',
