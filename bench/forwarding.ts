@@ -1,5 +1,6 @@
 // Throughput of the forwarding path, measured in one run on this machine (not asserted anywhere):
-// storescu → PACS directly (the physical limit) against storescu → middleman → PACS, same instances, same PACS.
+// storescu → PACS directly (the physical limit) against storescu → middleman → PACS, same instances, same PACS;
+// the middleman forwards over its pool of open associations (src/scu/pool.ts, default settings).
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
@@ -34,7 +35,8 @@ export async function benchForwarding(opts: { instances: number; senders: number
     const direct = await send(stack.pacs.dicomPort, 'STORESCU', 'PACS');
     const via = await send(stack.mm.port, 'MODALITY', 'DPHIANT');
     lines.push(
-      `forwarding, ${files.length} instances (${mb.toFixed(0)} MB), ${opts.senders} storescu process(es), TCP_NODELAY:`,
+      `forwarding, ${files.length} instances (${mb.toFixed(0)} MB), ${opts.senders} storescu process(es), TCP_NODELAY, ` +
+        `pacs.maxAssociations ${stack.mm.config.pacs.maxAssociations} (associations to the PACS kept open ${stack.mm.config.pacs.idleTimeoutMs} ms idle):`,
       `  storescu → PACS directly           ${direct.toFixed(1)} inst/s`,
       `  storescu → middleman → PACS        ${via.toFixed(1)} inst/s`,
       `  ratio middleman / direct           ${(via / direct).toFixed(2)}`,
