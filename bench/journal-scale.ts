@@ -3,8 +3,8 @@
 // a SQLite crosswalk of 1,000 and one of 100,000 patients, each operation timed on both in alternating rounds,
 // printed side by side with the ratio (≈1.00 when the cost does not grow with the table). The filling is direct SQL
 // inserts into the stores' own schemas, in one transaction (100,000 durable API calls would take minutes); the
-// measured operations all go through the public API. Each statement's query plan is read from SQLite as it runs
-// (test/support/query-plans.ts) and those that read a whole table or index are printed.
+// measured operations all go through the public API. Each op's query plans are read from SQLite as it runs
+// (test/support/query-plans.ts) and printed under the rates: SCAN reads a whole table or index.
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -89,10 +89,15 @@ function table(title: string, sizes: readonly number[], unit: string, rates: Map
   return lines;
 }
 
-function scanLines(store: string, plans: PlannedQuery[]): string[] {
-  const scanning = plans.filter((p) => p.scans.length);
-  if (!scanning.length) return [`  ${store}: no statement reads a whole table or index`];
-  return [`  ${store}: statements that read a whole table or index (EXPLAIN QUERY PLAN):`, ...scanning.map((p) => `    ${p.scans.join('; ')}   ← ${p.sql.slice(0, 110)}`)];
+/** Each op's query plans on `store` (what SQLite reads: SCAN = a whole table or index, SEARCH = a range of one). */
+async function planLines<S>(title: string, ops: Op<S>[], db: Parameters<typeof queryPlans>[0], store: S): Promise<string[]> {
+  const width = Math.max(...ops.map((o) => o.name.length));
+  const lines = [`  query plans at ${title} (EXPLAIN QUERY PLAN of each statement as it ran):`];
+  for (const op of ops) {
+    const plans: PlannedQuery[] = await queryPlans(db, () => op.run(store));
+    lines.push(`    ${op.name.padEnd(width)}  ${plans.map((p) => p.plan.join(' | ')).join(' || ')}`);
+  }
+  return lines;
 }
 
 // ---- journal ----
@@ -180,6 +185,7 @@ function journalOps(): Op<JournalUnderTest>[] {
     { name: 'recent() (/api/jobs)', run: (j) => j.journal.recent('', 50) },
     { name: 'recent(an alias) (/api/jobs search)', run: (j) => j.journal.recent(pick(j.aliases, n++), 50) },
     { name: 'recent(a new UID) (/api/jobs search)', run: (j) => j.journal.recent(pick(j.newUids, n++), 50) },
+    { name: "recent('DPH'), every alias matches", run: (j) => j.journal.recent('DPH', 50) },
     { name: "byState('QUARANTINED') (/api/quarantine)", run: (j) => j.journal.byState('QUARANTINED', 1000) },
     { name: 'instancesPerAlias(50) (/api/patients)', run: (j) => j.journal.instancesPerAlias(Array.from({ length: 50 }, () => pick(j.aliases, n++))) },
     { name: 'pruneFinished(30) (retention, hourly)', run: (j) => j.journal.pruneFinished(30) },
@@ -235,12 +241,10 @@ export async function benchJournalScale(): Promise<string[]> {
     const journals = SIZES.map((size) => ({ size, store: fillJournal(path.join(work, `journal-${size}.sqlite`), size) }));
     const fillSec = Number(process.hrtime.bigint() - t) / 1e9;
     const ops = journalOps();
-    const plans = await queryPlans(connectionOf(journals.at(-1)!.store.journal), async () => {
-      for (const op of ops) await op.run(journals.at(-1)!.store);
-    });
+    const big = journals.at(-1)!.store;
     lines.push(
       ...table(`journal at ${SIZES.map((s) => s.toLocaleString('en')).join(' and ')} finished jobs (${PER_ALIAS} per alias, ${QUARANTINED} QUARANTINED, ${IN_PACS} IN_PACS; filled by SQL in ${fillSec.toFixed(1)} s):`, SIZES, 'operations/s', await measure(journals, ops)),
-      ...scanLines(`journal at ${SIZES.at(-1)!.toLocaleString('en')}`, plans),
+      ...(await planLines(`${SIZES.at(-1)!.toLocaleString('en')} jobs`, ops, connectionOf(big.journal), big)),
     );
     for (const j of journals) j.store.journal.close();
 
@@ -249,12 +253,10 @@ export async function benchJournalScale(): Promise<string[]> {
     for (const size of SIZES) crosswalks.push({ size, store: await fillCrosswalk(path.join(work, `crosswalk-${size}.sqlite`), size) });
     const cwFillSec = Number(process.hrtime.bigint() - t) / 1e9;
     const cwOps = crosswalkOps();
-    const cwPlans = await queryPlans(connectionOf(crosswalks.at(-1)!.store.store), async () => {
-      for (const op of cwOps) await op.run(crosswalks.at(-1)!.store);
-    });
+    const bigCw = crosswalks.at(-1)!.store;
     lines.push(
       ...table(`SQLite crosswalk at ${SIZES.map((s) => s.toLocaleString('en')).join(' and ')} patients (one study each; filled by SQL in ${cwFillSec.toFixed(1)} s):`, SIZES, 'operations/s', await measure(crosswalks, cwOps)),
-      ...scanLines(`crosswalk at ${SIZES.at(-1)!.toLocaleString('en')}`, cwPlans),
+      ...(await planLines(`${SIZES.at(-1)!.toLocaleString('en')} patients`, cwOps, connectionOf(bigCw.store), bigCw)),
     );
     for (const c of crosswalks) await c.store.store.close();
   } finally {

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS studies (
   created_at      TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS studies_alias ON studies (alias_id);
+-- the browser's search by alias prefix: LIKE is case-insensitive, so its range needs a NOCASE index
+CREATE INDEX IF NOT EXISTS patients_alias_prefix ON patients (alias_id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS audit (
   id        INTEGER PRIMARY KEY,
   at        TEXT NOT NULL,
