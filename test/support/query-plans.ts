@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 
 export interface PlannedQuery {
   sql: string;
-  /** EXPLAIN QUERY PLAN's detail lines, e.g. 'SEARCH jobs USING INDEX jobs_state (state=?)'. */
+  /** EXPLAIN QUERY PLAN's detail lines, e.g. 'SEARCH jobs USING INDEX jobs_raw_id (raw_id=?)'. */
   plan: string[];
   /** The lines that read a whole table or index: a cost that grows with the table. */
   scans: string[];
