@@ -88,7 +88,7 @@ describe('journal and crosswalk indexes (issue 13, item 5)', () => {
     expect(journal.counts()).to.deep.equal(rowCounts()).and.include({ DONE: 4, QUARANTINED: 1, IN_PACS: 1 });
     const other = new Database(file);
     other.prepare(`UPDATE jobs SET state = 'PURGED' WHERE state = 'QUARANTINED'`).run();
-    other.prepare(`UPDATE jobs SET updated_at = '2000-01-01T00:00:00.000Z' WHERE state = 'DONE'`).run();
+    other.prepare(`UPDATE jobs SET updated_at = '2000-01-01T00:00:00.000Z' WHERE state IN ('DONE', 'PURGED')`).run();
     other.close();
     expect(journal.pruneFinished(30)).to.equal(5);
     const id = journal.adopted({ ...newJob(9), rawId: 'raw-9' });
