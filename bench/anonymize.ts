@@ -104,7 +104,7 @@ function otherTools(work: string, input: string, count: number, timed: (cmd: str
   else {
     const dir = path.join(work, 'out-dicognito');
     mkdirSync(dir);
-    const rate = timed(dicognito.bin, ['--quiet', '--output-directory', dir, input]);
+    const rate = timed(dicognito.python, ['-m', 'dicognito', '--quiet', '--output-directory', dir, input]);
     out.push({ name: `dicognito ${DICOGNITO_VERSION} (one process)`, rate });
     if (count !== countFiles(dir)) throw new Error(`dicognito wrote ${countFiles(dir)} of ${count} files`);
   }
@@ -118,6 +118,7 @@ function otherTools(work: string, input: string, count: number, timed: (cmd: str
     if (ssl.status !== 0) out.push({ name: 'gdcmanon (GDCM, basic profile)', skip: 'openssl could not make its certificate' });
     else {
       const dir = path.join(work, 'out-gdcmanon');
+      mkdirSync(dir);
       const rate = timed(gdcmanon, ['-e', '--certificate', cert, '--continue', '--recursive', '-i', input, '-o', dir]);
       out.push({ name: 'gdcmanon (GDCM, basic profile)', rate });
       if (count !== countFiles(dir)) throw new Error(`gdcmanon wrote ${countFiles(dir)} of ${count} files`);
@@ -133,18 +134,21 @@ function countFiles(dir: string): number {
 /** The version pip resolved when this benchmark was written, pinned so the comparison is repeatable. */
 const DICOGNITO_VERSION = '0.19.0';
 
-/** dicognito in its own venv under .stack/ (made on first use, from PyPI), or why not. */
-function dicognitoBin(): { bin: string } | { skip: string } {
+/** dicognito in its own venv under .stack/ (made on first use, from PyPI), or why not. Run as `python -m dicognito`:
+ * the console script of 0.19.0 calls main() without its arguments and fails. */
+function dicognitoBin(): { python: string } | { skip: string } {
   const venv = findUp(`.stack/venv-dicognito-${DICOGNITO_VERSION}`);
-  const bin = path.join(venv, 'bin', 'dicognito');
-  if (existsSync(bin)) return { bin };
+  const python = path.join(venv, 'bin', 'python3');
+  const ready = () => existsSync(python) && spawnSync(python, ['-m', 'dicognito', '--version'], { stdio: 'ignore' }).status === 0;
+  if (ready()) return { python };
   const step = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  rmSync(venv, { recursive: true, force: true });
   let r = step('python3', ['-m', 'venv', venv]);
   if (r.status !== 0) return { skip: `python3 -m venv failed: ${(r.stderr ?? '').trim().split('\n').at(-1)}` };
   r = step(path.join(venv, 'bin', 'pip'), ['install', '--quiet', `dicognito==${DICOGNITO_VERSION}`]);
-  if (r.status !== 0 || !existsSync(bin)) {
+  if (r.status !== 0 || !ready()) {
     rmSync(venv, { recursive: true, force: true });
     return { skip: `pip install dicognito==${DICOGNITO_VERSION} failed: ${(r.stderr ?? '').trim().split('\n').at(-1)}` };
   }
-  return { bin };
+  return { python };
 }
