@@ -1,9 +1,11 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=pipeline, BENCH=forwarding or BENCH=burned-in runs one of them.
+// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=journal-scale, BENCH=pipeline, BENCH=forwarding or BENCH=burned-in
+// runs one of them.
 import { benchAnonymize } from './anonymize.js';
 import { benchBurnedIn } from './burned-in.js';
 import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
+import { benchJournalScale } from './journal-scale.js';
 import { benchPipeline } from './pipeline.js';
 import { benchWalker } from './walker.js';
 
@@ -16,6 +18,9 @@ if (!only || only === 'anonymize') {
 }
 if (!only || only === 'crosswalk') {
   for (const line of await benchCrosswalk()) console.log(line);
+}
+if (!only || only === 'journal-scale') {
+  for (const line of await benchJournalScale()) console.log(line);
 }
 if (!only || only === 'pipeline') {
   const instances = Number(process.env.BENCH_PIPELINE_INSTANCES ?? 500);

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS studies (
   created_at      TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS studies_alias ON studies (alias_id);
+-- the browser's search by alias prefix: LIKE is case-insensitive, so its range needs a NOCASE index
+CREATE INDEX IF NOT EXISTS patients_alias_prefix ON patients (alias_id COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS audit (
   id        INTEGER PRIMARY KEY,
   at        TEXT NOT NULL,
@@ -158,9 +160,12 @@ export class SqliteCrosswalk implements CrosswalkStore {
     const total = (this.db.prepare(`SELECT count(*) AS n FROM patients WHERE alias_id LIKE ? ESCAPE '\\'`).get(like) as { n: number }).n;
     const rows = this.db
       .prepare(
-        `SELECT p.alias_id, p.alias_name, p.alias_sex, p.created_at, count(s.match_hash) AS studies, max(s.created_at) AS last_study
-         FROM patients p LEFT JOIN studies s ON s.alias_id = p.alias_id
-         WHERE p.alias_id LIKE ? ESCAPE '\\' GROUP BY p.alias_id ORDER BY p.alias_id LIMIT ? OFFSET ?`,
+        // the studies per patient as subqueries, not a grouped join: a GROUP BY alias_id made SQLite walk every
+        // patient in alias order even for a search, instead of the prefix range of patients_alias_prefix
+        `SELECT p.alias_id, p.alias_name, p.alias_sex, p.created_at,
+           (SELECT count(*) FROM studies s WHERE s.alias_id = p.alias_id) AS studies,
+           (SELECT max(s.created_at) FROM studies s WHERE s.alias_id = p.alias_id) AS last_study
+         FROM patients p WHERE p.alias_id LIKE ? ESCAPE '\\' ORDER BY p.alias_id LIMIT ? OFFSET ?`,
       )
       .all(like, q.limit ?? 50, q.offset ?? 0) as Row[];
     return {

@@ -79,14 +79,36 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
-// after the migration: the columns they name exist in every journal from here on
+// after the migration: the columns they name exist in every journal from here on. Each query reads only the rows it
+// returns or counts, however many finished jobs the journal keeps (bench/journal-scale.ts, test/journal-scale.test.ts);
+// an older journal gets them on open (IF NOT EXISTS), and loses the two they replace.
 const INDEXES = `
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at);
 CREATE INDEX IF NOT EXISTS jobs_sop_uid_hash ON jobs (sop_uid_hash);
 CREATE INDEX IF NOT EXISTS jobs_raw_id ON jobs (raw_id);
 CREATE INDEX IF NOT EXISTS jobs_raw_key ON jobs (raw_key);
-CREATE INDEX IF NOT EXISTS jobs_new_sop_instance ON jobs (new_sop_instance_uid);
 CREATE INDEX IF NOT EXISTS jobs_deidentified ON jobs (deidentified_id);
+CREATE INDEX IF NOT EXISTS jobs_alias_state ON jobs (alias_id, state);
+CREATE INDEX IF NOT EXISTS jobs_alias_prefix ON jobs (alias_id COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS jobs_new_sop_prefix ON jobs (new_sop_instance_uid COLLATE NOCASE);
+DROP INDEX IF EXISTS jobs_state;
+DROP INDEX IF EXISTS jobs_new_sop_instance;
+`;
+// what each index is for: jobs_state_updated: byState, due, oldestUnfinished, and the range over updated_at of the
+// dashboard's DONE per minute and of retention; jobs_alias_state: instances per alias (/api/patients);
+// the two *_prefix ones: the dashboard's search (LIKE is case-insensitive, so its prefix range needs NOCASE).
+
+// counts() per state without reading the jobs: a row per state kept by triggers, so every writer of the file keeps
+// it right (an older version too, once a newer one has opened the journal).
+const STATE_COUNTS = `
+CREATE TABLE state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO state_counts (state, n) SELECT value, (SELECT count(*) FROM jobs WHERE state = value) FROM json_each('${JSON.stringify(JOB_STATES)}');
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN UPDATE state_counts SET n = n + 1 WHERE state = NEW.state; END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN UPDATE state_counts SET n = n - 1 WHERE state = OLD.state; END;
+CREATE TRIGGER jobs_count_move AFTER UPDATE OF state ON jobs WHEN OLD.state <> NEW.state BEGIN
+  UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
+  UPDATE state_counts SET n = n + 1 WHERE state = NEW.state;
+END;
 `;
 
 const sqlList = (states: readonly JobState[]) => `(${states.map((s) => `'${s}'`).join(', ')})`;
@@ -127,6 +149,9 @@ export class Journal {
     const coded = this.migrateReasonCodes();
     if (coded) warn(`${file}: reason codes given to ${coded} jobs journalled by an older version`);
     this.db.exec(INDEXES);
+    this.db.transaction(() => {
+      if (!this.db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'state_counts'`).get()) this.db.exec(STATE_COUNTS);
+    }).immediate();
     this.insert = this.db.prepare(
       `INSERT INTO jobs (sop_uid_hash, raw_id, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
        VALUES (@sopUidHash, @rawId, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
@@ -287,7 +312,8 @@ export class Journal {
   /** Another job that de-identified the same raw instance (same content identity: the modality sent it twice), if any. */
   twinOf(job: Job): Job | undefined {
     if (!job.rawId) return undefined;
-    return this.jobsOfRaw(job.rawId, `AND id <> ? AND state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL`, job.id)[0];
+    // +state: not by the state index, which would read every DONE job; the raw_id and raw_key indexes find the few
+    return this.jobsOfRaw(job.rawId, `AND id <> ? AND +state IN ('DEIDENTIFIED', 'DONE') AND deidentified_id IS NOT NULL`, job.id)[0];
   }
 
   /** The jobs, oldest first, whose raw copy was the PACS instance `orthancId`, by its ID or, once finished, its keyed hash. */
@@ -363,7 +389,7 @@ export class Journal {
   /** Number of jobs in each state (every state listed, zero included). */
   counts(): Record<JobState, number> {
     const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
-    const rows = this.db.prepare(`SELECT state, count(*) AS n FROM jobs GROUP BY state`).all() as { state: JobState; n: number }[];
+    const rows = this.db.prepare(`SELECT state, n FROM state_counts`).all() as { state: JobState; n: number }[];
     for (const r of rows) counts[r.state] = r.n;
     return counts;
   }
