@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { Config } from '../config/index.js';
-import { defaultJobs, listFiles, runBatch } from '../anonymize/batch.js';
+import { defaultJobs, listFiles, runBatch, startWorkers } from '../anonymize/batch.js';
 import { scanForPhi } from '../anonymize/gate.js';
 import { phiNeedles, type Needle } from '../anonymize/phi.js';
 import { profileFromSettings, type Options } from '../anonymize/profile.js';
@@ -58,16 +58,21 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
         .option('mappings', { type: 'string', describe: 'folder of the old→new mapping CSVs (default <out>.mappings; they hold original IDs)' })
         .option('config', { type: 'string' }),
     handler: async (argv) => {
-      const cfg = loadConfig(argv);
-      const { options, site, pixels } = profileFrom(cfg, argv);
-      const keys = loadKeys(argv.key ? { ...cfg, keyFile: argv.key } : cfg, (msg) => console.error(`warning: ${msg}`));
-      const crosswalk = await openCrosswalk(cfg, keys);
+      const workers = startWorkers(argv.jobs); // first: they load the engine while this thread reads the rest
       const progress = process.stderr.isTTY ? bar : undefined;
       let s;
       try {
-        s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key: keys.site, options, site, pixels, aliases: crosswalk, progress });
+        const cfg = loadConfig(argv);
+        const { options, site, pixels } = profileFrom(cfg, argv);
+        const keys = loadKeys(argv.key ? { ...cfg, keyFile: argv.key } : cfg, (msg) => console.error(`warning: ${msg}`));
+        const crosswalk = await openCrosswalk(cfg, keys);
+        try {
+          s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key: keys.site, options, site, pixels, aliases: crosswalk, progress }, workers);
+        } finally {
+          await crosswalk.close();
+        }
       } finally {
-        await crosswalk.close();
+        await Promise.all(workers.map((w) => w.terminate())); // runBatch's own end did it, unless it never ran
       }
       if (progress) process.stderr.write('\n');
       console.log(`files ${s.files}, de-identified ${s.deidentified}, rejected ${s.rejected.length}, failed ${s.failed.length}, skipped (not DICOM) ${s.skipped.length}; ${s.perSecond.toFixed(1)} instances/s over ${s.seconds.toFixed(1)} s`);
