@@ -342,6 +342,20 @@ describe('dphiant anonymize on values it cannot write as they are', function () 
     expect(filesUnder(path.join(root, 'charset-out'))).to.deep.equal([path.join('charset-in', 'no-description.dcm')]);
   });
 
+  it('refuses a bad site profile before reading or writing any file: exit 1, the attribute named, no output folder', async () => {
+    const input = path.join(root, 'profile-in');
+    mkdirSync(input);
+    writeFileSync(path.join(input, '1.dcm'), part10(generateElements({ seed: SEED, patientIndex: 4, rows: ROWS, cols: ROWS }), '1.2.840.10008.1.2.1'));
+    const profile = path.join(root, 'shred.json');
+    writeFileSync(profile, JSON.stringify({ attributes: { StudyDescription: 'shred' } }));
+    const out = path.join(root, 'profile-out');
+    const r = await dphiant(['anonymize', input, '--out', out, '--key', keyFile, '--profile', profile, '--jobs', '2'], { cwd: root, env: { DPHIANT_DATA_DIR: dataDir } });
+    expect(r.code, r.stdout + r.stderr).to.equal(1);
+    expect(r.stderr).to.include('StudyDescription: unknown action "shred"');
+    expect(r.stdout).to.equal('');
+    expect(existsSync(out), 'output folder').to.equal(false);
+  });
+
   it('with --layout alias --retain-uids names no folder or file after a UID that is not one, and writes nothing outside --out', async () => {
     const input = path.join(root, 'uids-in');
     mkdirSync(input);

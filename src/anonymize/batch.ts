@@ -6,8 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AliasSource } from '../dicom/identity.js';
-import type { Options, SiteProfile } from './profile.js';
-import type { PixelPolicy } from './pixels/clean.js';
+import type { Options, profileFromSettings } from './profile.js';
 import type { FileOutcome, FileTask, MainMessage, WorkerMessage, WorkerSetup } from './worker.js';
 
 export interface BatchOptions {
@@ -18,11 +17,15 @@ export interface BatchOptions {
   layout: 'mirror' | 'alias';
   jobs: number;
   key: Buffer;
-  options: Partial<Options>;
-  site: SiteProfile;
-  pixels: PixelPolicy;
+  /** What each worker builds its profile from (a bad site profile fails the batch before any file is read). */
+  profile: ProfileSettings;
   aliases: AliasSource;
   progress?: (done: number, total: number, perSecond: number) => void;
+}
+
+export interface ProfileSettings {
+  settings: Parameters<typeof profileFromSettings>[0];
+  flags: Partial<Options>;
 }
 
 export interface BatchSummary {
@@ -48,7 +51,8 @@ export function listFiles(inputs: string[]): { file: string; relative: string }[
       continue;
     }
     const walkDir = (dir: string) => {
-      // code-unit order: the same on every machine (localeCompare follows the locale, and cost more than the listing)
+      // code-unit order: the same on every machine (localeCompare follows the locale, and its first call, loading
+      // ICU's collator, took longer than listing 500 files)
       for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
         const p = path.join(dir, entry.name);
         if (entry.isDirectory()) walkDir(p);
@@ -85,7 +89,7 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
   const uids = new Map<string, string>();
   const patients = new Map<string, string>();
 
-  const setup: WorkerSetup = { key: o.key.toString('hex'), options: o.options, site: o.site, pixels: o.pixels };
+  const setup: WorkerSetup = { key: o.key.toString('hex'), ...o.profile };
   // no more workers than files
   const workers = started.slice(0, Math.max(1, Math.min(started.length, files.length)));
   void Promise.all(started.slice(workers.length).map((w) => w.terminate()));
@@ -93,6 +97,22 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
   let done = 0;
 
   try {
+    // every worker builds the profile first: a bad site profile fails here, before anything is written
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            const onMessage = (m: WorkerMessage) => {
+              if (m.kind !== 'ready' && m.kind !== 'unusable') return;
+              w.off('message', onMessage).off('error', reject);
+              if (m.kind === 'ready') resolve();
+              else reject(new Error(m.reason));
+            };
+            w.on('message', onMessage).on('error', reject);
+            w.postMessage({ kind: 'setup', setup } satisfies MainMessage);
+          }),
+      ),
+    );
     mkdirSync(o.out, { recursive: true });
     await new Promise<void>((resolve, reject) => {
       if (files.length === 0) return resolve();
@@ -123,6 +143,7 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
             );
             return;
           }
+          if (m.kind !== 'outcomes') return;
           for (const outcome of m.outcomes) record(outcome);
           o.progress?.(done, files.length, done / (Number(process.hrtime.bigint() - begun) / 1e9));
           if (done === files.length) resolve();
@@ -132,7 +153,6 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
         w.on('exit', () => {
           if (done < files.length) reject(new Error('a worker thread stopped before the batch was done'));
         });
-        w.postMessage({ kind: 'setup', setup } satisfies MainMessage);
         dispatch(w);
       }
     });

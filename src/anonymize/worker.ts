@@ -13,15 +13,12 @@ import { DicomParseError } from '../dicom/walker.js';
 import { deidentify } from './deidentify.js';
 import { VerificationError } from './gate.js';
 import { keyedHash } from './keyed.js';
-import { Profile, type Options, type SiteProfile } from './profile.js';
-import type { PixelPolicy } from './pixels/clean.js';
+import { profileFromSettings, type Profile } from './profile.js';
+import type { ProfileSettings } from './batch.js';
 import { PixelRiskError } from './pixels/types.js';
 
-export interface WorkerSetup {
+export interface WorkerSetup extends ProfileSettings {
   key: string; // hex
-  options: Partial<Options>;
-  site: SiteProfile;
-  pixels: PixelPolicy;
 }
 
 export interface FileTask {
@@ -38,7 +35,11 @@ export type FileOutcome =
 
 export type WorkerRequest = { what: 'patient'; identity: PatientIdentity } | { what: 'study'; patient: PatientAlias; study: { studyInstanceUid: string; accessionNumber: string } };
 /** `more`: this worker's queue is running low, send the next chunk (asked once until a chunk comes). */
-export type WorkerMessage = { kind: 'outcomes'; outcomes: FileOutcome[]; more: boolean } | ({ kind: 'ask'; ask: number } & WorkerRequest);
+export type WorkerMessage =
+  | { kind: 'ready' }
+  /** The profile could not be built (a bad site profile): the message names the file and key, no value of an instance. */
+  | { kind: 'unusable'; reason: string }
+  | { kind: 'outcomes'; outcomes: FileOutcome[]; more: boolean } | ({ kind: 'ask'; ask: number } & WorkerRequest);
 export type MainMessage = { kind: 'setup'; setup: WorkerSetup } | { kind: 'tasks'; tasks: FileTask[] } | { kind: 'answer'; ask: number; value: unknown; error?: string };
 
 /** Files the worker asks for more at (so the next chunk arrives before it runs dry), and outcomes it sends at most. */
@@ -195,8 +196,13 @@ port.on('message', (m: MainMessage) => {
     if (m.error) w?.reject(new Error(m.error));
     else w?.resolve(m.value);
   } else if (m.kind === 'setup') {
-    profile = new Profile(m.setup.options, m.setup.site, m.setup.pixels);
-    key = Buffer.from(m.setup.key, 'hex');
+    try {
+      profile = profileFromSettings(m.setup.settings, m.setup.flags).profile;
+      key = Buffer.from(m.setup.key, 'hex');
+      port.postMessage({ kind: 'ready' } satisfies WorkerMessage);
+    } catch (e) {
+      port.postMessage({ kind: 'unusable', reason: (e as Error).message } satisfies WorkerMessage);
+    }
   } else {
     asked = false;
     queue.push(...m.tasks);
