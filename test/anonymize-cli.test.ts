@@ -342,6 +342,20 @@ describe('dphiant anonymize on values it cannot write as they are', function () 
     expect(filesUnder(path.join(root, 'charset-out'))).to.deep.equal([path.join('charset-in', 'no-description.dcm')]);
   });
 
+  it('refuses a bad site profile before reading or writing any file: exit 1, the attribute named, no output folder', async () => {
+    const input = path.join(root, 'profile-in');
+    mkdirSync(input);
+    writeFileSync(path.join(input, '1.dcm'), part10(generateElements({ seed: SEED, patientIndex: 4, rows: ROWS, cols: ROWS }), '1.2.840.10008.1.2.1'));
+    const profile = path.join(root, 'shred.json');
+    writeFileSync(profile, JSON.stringify({ attributes: { StudyDescription: 'shred' } }));
+    const out = path.join(root, 'profile-out');
+    const r = await dphiant(['anonymize', input, '--out', out, '--key', keyFile, '--profile', profile, '--jobs', '2'], { cwd: root, env: { DPHIANT_DATA_DIR: dataDir } });
+    expect(r.code, r.stdout + r.stderr).to.equal(1);
+    expect(r.stderr).to.include('StudyDescription: unknown action "shred"');
+    expect(r.stdout).to.equal('');
+    expect(existsSync(out), 'output folder').to.equal(false);
+  });
+
   it('with --layout alias --retain-uids names no folder or file after a UID that is not one, and writes nothing outside --out', async () => {
     const input = path.join(root, 'uids-in');
     mkdirSync(input);
@@ -393,5 +407,57 @@ describe('dphiant anonymize on values it cannot write as they are', function () 
     const badFolders = [...byStudy.entries()].filter(([s]) => standIn.test(s));
     expect(badFolders, 'one stand-in folder for the two instances of the study').to.have.length(1);
     expect(new Set(badFolders[0]![1]).size, 'and one for their series').to.equal(1);
+  });
+});
+
+describe('dphiant anonymize asks the crosswalk once per patient and study, and each gets its own aliases', function () {
+  this.timeout(300_000);
+  let root: string;
+  before(() => (root = mkdtempSync(path.join(tmpdir(), 'dphiant-anonymize-aliases-'))));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('with --jobs 3 over files of 3 patients (two sharing a name) in 2 studies each, interleaved: 3 aliases, 6 accession aliases', async () => {
+    const input = path.join(root, 'in');
+    mkdirSync(input);
+    const name = String(generateElements({ seed: SEED, patientIndex: 0, rows: ROWS, cols: ROWS }).find((e) => e.tag === 0x00100010)!.value);
+    // files named so the sorted order interleaves patients and studies (every worker meets every patient and study)
+    const expected = new Map<string, { patient: number; study: number }>();
+    for (let i = 0; i < 8; i++) {
+      for (let patient = 0; patient < 3; patient++) {
+        for (let study = 0; study < 2; study++) {
+          const els = generateElements({ seed: SEED, patientIndex: patient, studyIndex: study, instanceIndex: i, rows: ROWS, cols: ROWS });
+          if (patient === 1) setElement(els, 0x00100010, 'PN', name); // another patient (own PatientID) of the same name
+          const file = `${String(i).padStart(2, '0')}-${patient}-${study}.dcm`;
+          writeFileSync(path.join(input, file), part10(els, '1.2.840.10008.1.2.1'));
+          expected.set(file, { patient, study });
+        }
+      }
+    }
+    const dataDir = path.join(root, 'data');
+    const out = path.join(root, 'out');
+    const r = await dphiant(['anonymize', input, '--out', out, '--jobs', '3'], { cwd: root, env: { DPHIANT_DATA_DIR: dataDir } });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^files 48, de-identified 48, rejected 0, failed 0,/m);
+
+    const patientAlias = new Map<number, Set<string>>();
+    const accessionAlias = new Map<string, Set<string>>();
+    for (const [file, { patient, study }] of expected) {
+      const ds = datasetOfFile(path.join(out, 'in', file));
+      patientAlias.set(patient, (patientAlias.get(patient) ?? new Set()).add(top(ds, 0x00100020)));
+      accessionAlias.set(`${patient}/${study}`, (accessionAlias.get(`${patient}/${study}`) ?? new Set()).add(top(ds, 0x00080050)));
+    }
+    for (const [p, ids] of patientAlias) expect([...ids], `patient ${p}: one alias ID in all its files`).to.have.length(1);
+    expect(new Set([...patientAlias.values()].map((s) => [...s][0])).size, 'three patients, three aliases (a shared name is not a shared patient)').to.equal(3);
+    for (const [s, accs] of accessionAlias) expect([...accs], `study ${s}: one accession alias`).to.have.length(1);
+    expect(new Set([...accessionAlias.values()].map((s) => [...s][0])).size, 'six studies, six accession aliases').to.equal(6);
+
+    // the crosswalk holds exactly these: one record per patient, two studies each
+    const list = await dphiant(['crosswalk', 'list'], { cwd: root, env: { DPHIANT_DATA_DIR: dataDir } });
+    expect(list.code, list.stderr).to.equal(0);
+    expect(list.stdout).to.match(/^3 patient aliases in the sqlite crosswalk$/m);
+    const rows = list.stdout.split('\n').filter((l) => /^\S+\t/.test(l));
+    expect(rows.map((l) => l.split('\t')[0]).sort()).to.deep.equal([...patientAlias.values()].map((s) => [...s][0]!).sort());
+    for (const l of rows) expect(l, 'studies per patient').to.include('\tstudies 2\t');
+    console.log(`aliases: 48 files of 3 patients in 6 studies over 3 workers → ${patientAlias.size} patient aliases, ${accessionAlias.size} accession aliases in the crosswalk`);
   });
 });

@@ -6,8 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { AliasSource } from '../dicom/identity.js';
-import type { Options, SiteProfile } from './profile.js';
-import type { PixelPolicy } from './pixels/clean.js';
+import type { Options, profileFromSettings } from './profile.js';
 import type { FileOutcome, FileTask, MainMessage, WorkerMessage, WorkerSetup } from './worker.js';
 
 export interface BatchOptions {
@@ -18,11 +17,15 @@ export interface BatchOptions {
   layout: 'mirror' | 'alias';
   jobs: number;
   key: Buffer;
-  options: Partial<Options>;
-  site: SiteProfile;
-  pixels: PixelPolicy;
+  /** What each worker builds its profile from (a bad site profile fails the batch before any file is read). */
+  profile: ProfileSettings;
   aliases: AliasSource;
   progress?: (done: number, total: number, perSecond: number) => void;
+}
+
+export interface ProfileSettings {
+  settings: Parameters<typeof profileFromSettings>[0];
+  flags: Partial<Options>;
 }
 
 export interface BatchSummary {
@@ -48,7 +51,9 @@ export function listFiles(inputs: string[]): { file: string; relative: string }[
       continue;
     }
     const walkDir = (dir: string) => {
-      for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      // code-unit order: the same on every machine (localeCompare follows the locale, and its first call, loading
+      // ICU's collator, took longer than listing 500 files)
+      for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
         const p = path.join(dir, entry.name);
         if (entry.isDirectory()) walkDir(p);
         else if (entry.isFile()) out.push({ file: p, relative: path.join(path.basename(input), path.relative(input, p)) });
@@ -66,63 +71,96 @@ function csv(rows: Iterable<[string, string]>): string {
   return text;
 }
 
-export async function runBatch(o: BatchOptions): Promise<BatchSummary> {
+/** Files per chunk sent to a worker, at most (fewer near the end, so the workers finish together). */
+const CHUNK = 16;
+
+/**
+ * Worker threads for a batch, started before it is known: their start-up (loading the engine) overlaps the main
+ * thread's reading of the configuration, the crosswalk and the folder. runBatch gets its setup to them.
+ */
+export function startWorkers(jobs: number): Worker[] {
+  return Array.from({ length: Math.max(1, Math.floor(jobs) || 1) }, () => new Worker(new URL('./worker.js', import.meta.url)));
+}
+
+export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers(o.jobs)): Promise<BatchSummary> {
   const files = listFiles(o.inputs);
-  const started = process.hrtime.bigint();
+  const begun = process.hrtime.bigint();
   const summary: BatchSummary = { files: files.length, deidentified: 0, rejected: [], failed: [], skipped: [], reported: [], seconds: 0, perSecond: 0, mappings: o.mappings ?? `${o.out.replace(/\/+$/, '')}.mappings` };
   const uids = new Map<string, string>();
   const patients = new Map<string, string>();
-  mkdirSync(o.out, { recursive: true });
 
-  const setup: WorkerSetup = { key: o.key.toString('hex'), options: o.options, site: o.site, pixels: o.pixels };
-  const workerCount = Math.max(1, Math.min(o.jobs, files.length || 1));
-  const workers = Array.from({ length: workerCount }, () => new Worker(new URL('./worker.js', import.meta.url), { workerData: setup }));
+  const setup: WorkerSetup = { key: o.key.toString('hex'), ...o.profile };
+  // no more workers than files
+  const workers = started.slice(0, Math.max(1, Math.min(started.length, files.length)));
+  void Promise.all(started.slice(workers.length).map((w) => w.terminate()));
   let next = 0;
   let done = 0;
 
-  await new Promise<void>((resolve, reject) => {
-    if (files.length === 0) return resolve();
-    const dispatch = (w: Worker) => {
-      if (next >= files.length) return;
-      const id = next++;
-      const f = files[id]!;
-      const task: FileTask = { id, input: f.file, output: o.layout === 'mirror' ? path.join(o.out, f.relative) : o.out, layout: o.layout };
-      w.postMessage({ kind: 'task', task } satisfies MainMessage);
-    };
-    const record = (m: FileOutcome) => {
-      const input = files[m.id]!.file;
-      if (m.status === 'done') {
-        summary.deidentified++;
-        for (const [a, b] of m.uids) uids.set(a, b);
-        if (m.patient[0]) patients.set(m.patient[0], m.patient[1]);
-        if (m.gateReport) summary.reported.push({ input, reason: m.gateReport });
-      } else summary[m.status].push({ input, reason: m.reason });
-      done++;
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      o.progress?.(done, files.length, done / seconds);
-    };
-    for (const w of workers) {
-      w.on('message', (m: WorkerMessage) => {
-        if (m.kind === 'ask') {
-          const answer: Promise<unknown> = m.what === 'patient' ? o.aliases.patient(m.identity) : o.aliases.study(m.patient, m.study);
-          answer.then(
-            (value) => w.postMessage({ kind: 'answer', ask: m.ask, value } satisfies MainMessage),
-            (e: Error) => w.postMessage({ kind: 'answer', ask: m.ask, value: null, error: e.message } satisfies MainMessage),
-          );
-          return;
-        }
-        record(m);
-        if (done === files.length) resolve();
-        else dispatch(w);
-      });
-      w.on('error', reject);
-      // two tasks in flight per worker: one computing while the other waits for its alias
-      dispatch(w);
-      dispatch(w);
-    }
-  }).finally(() => Promise.all(workers.map((w) => w.terminate())));
+  try {
+    // every worker builds the profile first: a bad site profile fails here, before anything is written
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            const onMessage = (m: WorkerMessage) => {
+              if (m.kind !== 'ready' && m.kind !== 'unusable') return;
+              w.off('message', onMessage).off('error', reject);
+              if (m.kind === 'ready') resolve();
+              else reject(new Error(m.reason));
+            };
+            w.on('message', onMessage).on('error', reject);
+            w.postMessage({ kind: 'setup', setup } satisfies MainMessage);
+          }),
+      ),
+    );
+    mkdirSync(o.out, { recursive: true });
+    await new Promise<void>((resolve, reject) => {
+      if (files.length === 0) return resolve();
+      const dispatch = (w: Worker) => {
+        if (next >= files.length) return;
+        const take = Math.min(CHUNK, Math.ceil((files.length - next) / (2 * workers.length)));
+        const tasks: FileTask[] = files.slice(next, next + take).map((f, i) => ({ id: next + i, input: f.file, output: o.layout === 'mirror' ? path.join(o.out, f.relative) : o.out, layout: o.layout }));
+        next += take;
+        w.postMessage({ kind: 'tasks', tasks } satisfies MainMessage);
+      };
+      const record = (m: FileOutcome) => {
+        const input = files[m.id]!.file;
+        if (m.status === 'done') {
+          summary.deidentified++;
+          for (const [a, b] of m.uids) uids.set(a, b);
+          if (m.patient[0]) patients.set(m.patient[0], m.patient[1]);
+          if (m.gateReport) summary.reported.push({ input, reason: m.gateReport });
+        } else summary[m.status].push({ input, reason: m.reason });
+        done++;
+      };
+      for (const w of workers) {
+        w.on('message', (m: WorkerMessage) => {
+          if (m.kind === 'ask') {
+            const answer: Promise<unknown> = m.what === 'patient' ? o.aliases.patient(m.identity) : o.aliases.study(m.patient, m.study);
+            answer.then(
+              (value) => w.postMessage({ kind: 'answer', ask: m.ask, value } satisfies MainMessage),
+              (e: Error) => w.postMessage({ kind: 'answer', ask: m.ask, value: null, error: e.message } satisfies MainMessage),
+            );
+            return;
+          }
+          if (m.kind !== 'outcomes') return;
+          for (const outcome of m.outcomes) record(outcome);
+          o.progress?.(done, files.length, done / (Number(process.hrtime.bigint() - begun) / 1e9));
+          if (done === files.length) resolve();
+          else if (m.more) dispatch(w);
+        });
+        w.on('error', reject);
+        w.on('exit', () => {
+          if (done < files.length) reject(new Error('a worker thread stopped before the batch was done'));
+        });
+        dispatch(w);
+      }
+    });
+  } finally {
+    await Promise.all(started.map((w) => w.terminate()));
+  }
 
-  summary.seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  summary.seconds = Number(process.hrtime.bigint() - begun) / 1e9;
   summary.perSecond = summary.deidentified / summary.seconds;
   mkdirSync(summary.mappings, { recursive: true, mode: 0o700 });
   chmodSync(summary.mappings, 0o700);

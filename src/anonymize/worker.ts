@@ -1,8 +1,11 @@
-// A worker thread of `dphiant anonymize`: reads, de-identifies, verifies and writes files. Patient and study
-// aliases are asked of the main thread, which owns the crosswalk, so every worker sees the same aliases.
-import { mkdir, open, readFile } from 'node:fs/promises';
+// A worker thread of `dphiant anonymize`: reads, de-identifies, verifies and writes files, one at a time. It is
+// started before the batch is known (its start-up overlaps the main thread's reading of the configuration and the
+// folder) and gets its setup in the first message. Files come in chunks and outcomes go back in chunks: a message
+// per file woke the main thread 2 × N times. Patient and study aliases are asked of the main thread, which owns the
+// crosswalk, so every worker sees the same aliases; each is asked once per worker.
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, writevSync } from 'node:fs';
 import path from 'node:path';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { ALIAS_ID, type AliasSource, type PatientAlias, type PatientIdentity } from '../dicom/identity.js';
 import { isValidUid } from '../dicom/uid.js';
 import { CharsetError } from '../dicom/values.js';
@@ -10,15 +13,12 @@ import { DicomParseError } from '../dicom/walker.js';
 import { deidentify } from './deidentify.js';
 import { VerificationError } from './gate.js';
 import { keyedHash } from './keyed.js';
-import { Profile, type Options, type SiteProfile } from './profile.js';
-import type { PixelPolicy } from './pixels/clean.js';
+import { profileFromSettings, type Profile } from './profile.js';
+import type { ProfileSettings } from './batch.js';
 import { PixelRiskError } from './pixels/types.js';
 
-export interface WorkerSetup {
+export interface WorkerSetup extends ProfileSettings {
   key: string; // hex
-  options: Partial<Options>;
-  site: SiteProfile;
-  pixels: PixelPolicy;
 }
 
 export interface FileTask {
@@ -30,16 +30,24 @@ export interface FileTask {
 }
 
 export type FileOutcome =
-  | { id: number; status: 'done'; output: string; uids: [string, string][]; patient: [string, string]; gateReport?: string }
+  | { id: number; status: 'done'; uids: [string, string][]; patient: [string, string]; gateReport?: string }
   | { id: number; status: 'rejected' | 'skipped' | 'failed'; reason: string };
 
-export type WorkerRequest = { what: 'patient'; id: number; identity: PatientIdentity } | { what: 'study'; id: number; patient: PatientAlias; study: { studyInstanceUid: string; accessionNumber: string } };
-export type WorkerMessage = ({ kind: 'outcome' } & FileOutcome) | ({ kind: 'ask'; ask: number } & WorkerRequest);
-export type MainMessage = { kind: 'task'; task: FileTask } | { kind: 'answer'; ask: number; value: unknown; error?: string };
+export type WorkerRequest = { what: 'patient'; identity: PatientIdentity } | { what: 'study'; patient: PatientAlias; study: { studyInstanceUid: string; accessionNumber: string } };
+/** `more`: this worker's queue is running low, send the next chunk (asked once until a chunk comes). */
+export type WorkerMessage =
+  | { kind: 'ready' }
+  /** The profile could not be built (a bad site profile): the message names the file and key, no value of an instance. */
+  | { kind: 'unusable'; reason: string }
+  | { kind: 'outcomes'; outcomes: FileOutcome[]; more: boolean } | ({ kind: 'ask'; ask: number } & WorkerRequest);
+export type MainMessage = { kind: 'setup'; setup: WorkerSetup } | { kind: 'tasks'; tasks: FileTask[] } | { kind: 'answer'; ask: number; value: unknown; error?: string };
 
-const setup = workerData as WorkerSetup;
-const profile = new Profile(setup.options, setup.site, setup.pixels);
-const key = Buffer.from(setup.key, 'hex');
+/** Files the worker asks for more at (so the next chunk arrives before it runs dry), and outcomes it sends at most. */
+export const LOW_WATER = 4;
+const FLUSH_AT = 16;
+
+let profile: Profile;
+let key: Buffer;
 const port = parentPort!;
 
 /** Output folders this worker already created (one mkdir per folder, not per file). */
@@ -55,12 +63,29 @@ function ask<T>(req: WorkerRequest): Promise<T> {
   });
 }
 
-function aliasesFor(id: number): AliasSource {
-  return {
-    patient: (identity) => ask<PatientAlias>({ what: 'patient', id, identity }),
-    study: (patient, study) => ask<string>({ what: 'study', id, patient, study }),
-  };
+/** The answer already asked for under `key`, else a new ask (forgotten if it fails, so a later file asks again). */
+function remembered<T>(answers: Map<string, Promise<T>>, key: string, get: () => Promise<T>): Promise<T> {
+  let answer = answers.get(key);
+  if (!answer) {
+    answer = get();
+    answers.set(key, answer);
+    answer.catch(() => answers.delete(key));
+  }
+  return answer;
 }
+
+// The crosswalk never changes an alias it gave (insert-or-get, no deletes), so each patient and study costs this
+// worker one round trip to the main thread, not two per file. Keys: the whole identity (a subset of what the
+// crosswalk's match key treats as one patient) and what the crosswalk keys a study by.
+const patientAliases = new Map<string, Promise<PatientAlias>>();
+const studyAliases = new Map<string, Promise<string>>();
+const aliases: AliasSource = {
+  patient: (identity) => {
+    const key = [identity.patientId, identity.issuerOfPatientId, identity.name, identity.sex, identity.birthDate, identity.studyInstanceUid ?? ''].join('\0');
+    return remembered(patientAliases, key, () => ask<PatientAlias>({ what: 'patient', identity }));
+  },
+  study: (patient, study) => remembered(studyAliases, `${patient.aliasId}\0${study.studyInstanceUid}`, () => ask<string>({ what: 'study', patient, study })),
+};
 
 /**
  * One folder or file name of the alias layout: the value itself when it is a UID (or an alias ID), else a keyed
@@ -79,26 +104,61 @@ function aliasLayoutPath(out: string, aliasId: string, study: string, series: st
   return file;
 }
 
+/** Files larger than this are read into a buffer of their own, not kept for the next file. */
+const REUSE_UP_TO = 64 * 1024 * 1024;
+let readBuffer = Buffer.allocUnsafeSlow(0);
+
+/**
+ * The whole file, in this worker's read buffer when it fits: a fresh half-megabyte buffer per file cost page faults
+ * and garbage collections. Valid until the next call: tasks run one at a time, and nothing of a task keeps a slice
+ * of its input (outcomes hold strings).
+ */
+function readWhole(file: string): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    let into = readBuffer;
+    if (size > into.length) {
+      into = Buffer.allocUnsafeSlow(size > REUSE_UP_TO ? size : Math.max(size, Math.min(2 * into.length, REUSE_UP_TO)));
+      if (size <= REUSE_UP_TO) readBuffer = into;
+    }
+    let at = 0;
+    while (at < size) {
+      const n = readSync(fd, into, at, size - at, at);
+      if (n === 0) break; // shrank while read: what is there
+      at += n;
+    }
+    return into.subarray(0, at);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The unchanged slices of the input and the new elements, in one vectored write. */
+function writeChunks(file: string, chunks: Uint8Array[], byteLength: number): void {
+  const fd = openSync(file, 'w');
+  try {
+    if (writevSync(fd, chunks) !== byteLength) throw new Error('short write');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function handle(task: FileTask): Promise<FileOutcome> {
-  const file = await readFile(task.input);
+  const file = readWhole(task.input);
   if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') return { id: task.id, status: 'skipped', reason: 'not a DICOM PS3.10 file' };
   try {
-    const d = await deidentify(file, profile, key, aliasesFor(task.id));
+    const d = await deidentify(file, profile, key, aliases);
     const output =
       task.layout === 'alias' ? aliasLayoutPath(task.output, d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid) : task.output;
     const dir = path.dirname(output);
     if (!madeDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true });
       madeDirs.add(dir);
     }
-    const fh = await open(output, 'w');
-    try {
-      await fh.writev(d.chunks); // the unchanged slices of the input and the new elements, in one vectored write
-    } finally {
-      await fh.close();
-    }
+    writeChunks(output, d.chunks, d.byteLength);
     const gateReport = d.gateReport.length ? d.gateReport.map((h) => `${h.kind} in ${h.path}`).join('; ') : undefined;
-    return { id: task.id, status: 'done', output, uids: [...d.report.uids], patient: [d.identity.patientId, d.alias.aliasId], gateReport };
+    return { id: task.id, status: 'done', uids: [...d.report.uids], patient: [d.identity.patientId, d.alias.aliasId], gateReport };
   } catch (e) {
     if (e instanceof VerificationError || e instanceof PixelRiskError) return { id: task.id, status: 'rejected', reason: e.message };
     if (e instanceof CharsetError) return { id: task.id, status: 'rejected', reason: CharsetError.REASON };
@@ -107,16 +167,45 @@ async function handle(task: FileTask): Promise<FileOutcome> {
   }
 }
 
+const queue: FileTask[] = [];
+let outcomes: FileOutcome[] = [];
+let running = false;
+let asked = false;
+
+function flush(): void {
+  const more = !asked && queue.length <= LOW_WATER;
+  if (more) asked = true;
+  if (outcomes.length || more) port.postMessage({ kind: 'outcomes', outcomes, more } satisfies WorkerMessage);
+  outcomes = [];
+}
+
+async function run(): Promise<void> {
+  running = true;
+  while (queue.length) {
+    const task = queue.shift()!;
+    outcomes.push(await handle(task).catch((e: Error): FileOutcome => ({ id: task.id, status: 'failed', reason: e.message })));
+    if (queue.length === 0 || outcomes.length >= FLUSH_AT || (!asked && queue.length <= LOW_WATER)) flush();
+  }
+  running = false;
+}
+
 port.on('message', (m: MainMessage) => {
   if (m.kind === 'answer') {
     const w = waiting.get(m.ask);
     waiting.delete(m.ask);
     if (m.error) w?.reject(new Error(m.error));
     else w?.resolve(m.value);
-    return;
+  } else if (m.kind === 'setup') {
+    try {
+      profile = profileFromSettings(m.setup.settings, m.setup.flags).profile;
+      key = Buffer.from(m.setup.key, 'hex');
+      port.postMessage({ kind: 'ready' } satisfies WorkerMessage);
+    } catch (e) {
+      port.postMessage({ kind: 'unusable', reason: (e as Error).message } satisfies WorkerMessage);
+    }
+  } else {
+    asked = false;
+    queue.push(...m.tasks);
+    if (!running) void run();
   }
-  handle(m.task).then(
-    (outcome) => port.postMessage({ kind: 'outcome', ...outcome } satisfies WorkerMessage),
-    (e: Error) => port.postMessage({ kind: 'outcome', id: m.task.id, status: 'failed', reason: e.message } satisfies WorkerMessage),
-  );
 });

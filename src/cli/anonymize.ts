@@ -1,17 +1,15 @@
-// `dphiant anonymize`, `dphiant verify` and `dphiant profile show`.
+// `dphiant anonymize`, `dphiant verify` and `dphiant profile show`. The engine's modules (the dictionary, the
+// profile, the gate) are loaded by the commands that run them here, verify and profile show: `anonymize` runs them
+// in its worker threads only, and this thread starts them first instead of loading the engine itself.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { Config } from '../config/index.js';
-import { defaultJobs, listFiles, runBatch } from '../anonymize/batch.js';
-import { scanForPhi } from '../anonymize/gate.js';
-import { phiNeedles, type Needle } from '../anonymize/phi.js';
-import { profileFromSettings, type Options } from '../anonymize/profile.js';
-import { describePixelPolicy } from '../anonymize/pixels/clean.js';
+import { defaultJobs, listFiles, runBatch, startWorkers, type ProfileSettings } from '../anonymize/batch.js';
+import type { Needle } from '../anonymize/phi.js';
+import type { Options } from '../anonymize/profile.js';
 import { OPTION_KEYS, type OptionKey } from '../anonymize/table.js';
 import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
-import { parseFile } from '../dicom/walker.js';
-import { stringValue, specificCharacterSet, topLevelString } from '../dicom/values.js';
 
 type LoadConfig = (argv: any) => Config;
 
@@ -24,15 +22,22 @@ function withProfileOptions(y: Argv<any>): Argv<any> {
   return out;
 }
 
-/** The profile of config + flags: flags win over the configuration, which wins over the site profile file's options. */
-export function profileFrom(cfg: Config, argv: Record<string, unknown>): ReturnType<typeof profileFromSettings> {
+/** What the profile is made of: config + flags (flags win over the configuration, which wins over the site profile file's options). */
+export function profileSettings(cfg: Config, argv: Record<string, unknown>): ProfileSettings {
   const flags: Partial<Options> = {};
   for (const k of OPTION_KEYS) {
     const flag = argv[kebab(k)];
     if (typeof flag === 'boolean') flags[k] = flag;
   }
   const file = argv.profile as string | undefined;
-  return profileFromSettings(file !== undefined ? { ...cfg.anonymize, profile: file } : cfg.anonymize, flags);
+  return { settings: file !== undefined ? { ...cfg.anonymize, profile: file } : cfg.anonymize, flags };
+}
+
+/** The profile of config + flags, built in this thread. */
+export async function profileFrom(cfg: Config, argv: Record<string, unknown>) {
+  const { profileFromSettings } = await import('../anonymize/profile.js');
+  const { settings, flags } = profileSettings(cfg, argv);
+  return profileFromSettings(settings, flags);
 }
 
 /** PatientName, PatientID, AccessionNumber: what the crosswalk replaces. */
@@ -58,16 +63,20 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
         .option('mappings', { type: 'string', describe: 'folder of the old→new mapping CSVs (default <out>.mappings; they hold original IDs)' })
         .option('config', { type: 'string' }),
     handler: async (argv) => {
-      const cfg = loadConfig(argv);
-      const { options, site, pixels } = profileFrom(cfg, argv);
-      const keys = loadKeys(argv.key ? { ...cfg, keyFile: argv.key } : cfg, (msg) => console.error(`warning: ${msg}`));
-      const crosswalk = await openCrosswalk(cfg, keys);
+      const workers = startWorkers(argv.jobs); // first: they load the engine while this thread reads the rest
       const progress = process.stderr.isTTY ? bar : undefined;
       let s;
       try {
-        s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key: keys.site, options, site, pixels, aliases: crosswalk, progress });
+        const cfg = loadConfig(argv);
+        const keys = loadKeys(argv.key ? { ...cfg, keyFile: argv.key } : cfg, (msg) => console.error(`warning: ${msg}`));
+        const crosswalk = await openCrosswalk(cfg, keys);
+        try {
+          s = await runBatch({ inputs: argv.inputs, out: argv.out, mappings: argv.mappings, layout: argv.layout, jobs: argv.jobs, key: keys.site, profile: profileSettings(cfg, argv), aliases: crosswalk, progress }, workers);
+        } finally {
+          await crosswalk.close();
+        }
       } finally {
-        await crosswalk.close();
+        await Promise.all(workers.map((w) => w.terminate())); // runBatch's own end did it, unless it never ran
       }
       if (progress) process.stderr.write('\n');
       console.log(`files ${s.files}, de-identified ${s.deidentified}, rejected ${s.rejected.length}, failed ${s.failed.length}, skipped (not DICOM) ${s.skipped.length}; ${s.perSecond.toFixed(1)} instances/s over ${s.seconds.toFixed(1)} s`);
@@ -89,9 +98,15 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
         .positional('folder', { type: 'string', demandOption: true })
         .option('originals', { type: 'string', describe: 'folder of the original files' })
         .option('config', { type: 'string' }),
-    handler: (argv) => {
+    handler: async (argv) => {
       const cfg = loadConfig(argv);
-      const { profile } = profileFrom(cfg, argv);
+      const { profile } = await profileFrom(cfg, argv);
+      const [{ scanForPhi }, { phiNeedles }, { parseFile }, { stringValue, specificCharacterSet, topLevelString }] = await Promise.all([
+        import('../anonymize/gate.js'),
+        import('../anonymize/phi.js'),
+        import('../dicom/walker.js'),
+        import('../dicom/values.js'),
+      ]);
       const needles: Needle[] = [];
       /** The originals' own patient names, IDs and accession numbers: an output value equal to one is never an alias. */
       const originalIds = new Set<string>();
@@ -140,9 +155,10 @@ export function anonymizeCommands(loadConfig: LoadConfig): CommandModule<object,
         .positional('action', { choices: ['show'] as const })
         .option('format', { choices: ['text', 'markdown'] as const, default: 'text' })
         .option('config', { type: 'string' }),
-    handler: (argv) => {
+    handler: async (argv) => {
       const cfg = loadConfig(argv);
-      const { profile } = profileFrom(cfg, argv);
+      const { profile } = await profileFrom(cfg, argv);
+      const { describePixelPolicy } = await import('../anonymize/pixels/clean.js');
       const active = profile.activeOptions();
       const title = `${profile.name}; options: ${active.length ? active.join(', ') : 'none'}`;
       if (argv.format === 'markdown') {

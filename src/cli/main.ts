@@ -4,15 +4,10 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, configLines, loadConfig, type Config } from '../config/index.js';
 import { createLogger } from '../log.js';
-import { startMiddleman, pacsTarget } from '../middleman.js';
 import { Journal, journalPath, JOB_STATES } from '../pipeline/journal.js';
 import { formatStatus } from '../dicom/c-store.js';
-import { echo } from '../scu/echo.js';
 import { loadKeys } from '../crosswalk/open.js';
 import { anonymizeCommands } from './anonymize.js';
-import { crosswalkCommands } from './crosswalk.js';
-import { quarantineCommand } from './quarantine.js';
-import { reconcileCommand } from './reconcile.js';
 import { FOREIGN_COUNT_KEY, FOREIGN_LAST_KEY, POSITION_KEY, WALK_KEY } from '../pipeline/reconciler.js';
 import { existsSync } from 'node:fs';
 import { DEPENDENCIES, HEALTH_META_KEY, type HealthSnapshot } from '../pipeline/health.js';
@@ -51,9 +46,17 @@ function config(argv: { config?: string }, offline = false): Config {
   }
 }
 
+/**
+ * Commands that need no middleman, PACS or web server. They start without loading those modules (DICOM networking,
+ * the web server, the PACS client), which took longer than de-identifying a few hundred files; the other commands
+ * are registered only when the command line does not start with one of these.
+ */
+const OFFLINE_COMMANDS = new Set(['anonymize', 'verify', 'profile']);
+const offline = OFFLINE_COMMANDS.has(hideBin(process.argv)[0] ?? '');
+
 const withConfig = <T>(y: Argv<T>) => y.option('config', { type: 'string', describe: 'JSON configuration file (else $DPHIANT_CONFIG)' });
 
-await yargs(hideBin(process.argv))
+const cli = yargs(hideBin(process.argv))
   .scriptName('dphiant')
   .command(
     'serve',
@@ -73,6 +76,7 @@ await yargs(hideBin(process.argv))
       };
       process.on('uncaughtException', exitOn('uncaught exception'));
       process.on('unhandledRejection', exitOn('unhandled rejection'));
+      const { startMiddleman } = await import('../middleman.js');
       let mm;
       try {
         mm = await startMiddleman(cfg, log);
@@ -131,6 +135,7 @@ await yargs(hideBin(process.argv))
   })
   .command('echo', 'C-ECHO the PACS with the configured AE titles', withConfig, async (argv) => {
     const cfg = config(argv);
+    const [{ echo }, { pacsTarget }] = await Promise.all([import('../scu/echo.js'), import('../middleman.js')]);
     try {
       const status = await echo(pacsTarget(cfg));
       console.log(`C-ECHO ${cfg.pacs.aet}@${cfg.pacs.host}:${cfg.pacs.port}: status ${formatStatus(status)}`);
@@ -148,10 +153,12 @@ await yargs(hideBin(process.argv))
     if (password.length < 8) throw new Error('use a password of 8 characters or more');
     console.log(hashPassword(password));
   })
-  .command(anonymizeCommands((argv) => config(argv, true)))
-  .command(crosswalkCommands(config))
-  .command(quarantineCommand(config))
-  .command(reconcileCommand(config))
+  .command(anonymizeCommands((argv) => config(argv, true)));
+if (!offline) {
+  const [{ crosswalkCommands }, { quarantineCommand }, { reconcileCommand }] = await Promise.all([import('./crosswalk.js'), import('./quarantine.js'), import('./reconcile.js')]);
+  cli.command(crosswalkCommands(config)).command(quarantineCommand(config)).command(reconcileCommand(config));
+}
+await cli
   .fail((msg, err, y) => {
     // errors name keys, files and aliases, never PHI values; no stack traces for users
     console.error(`dphiant: ${err ? err.message : msg}`);

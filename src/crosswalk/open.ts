@@ -3,7 +3,6 @@ import path from 'node:path';
 import type { Config } from '../config/index.js';
 import { keyOrDevKey, parseHexKey } from '../keys.js';
 import { Sealer } from './crypto.js';
-import { MongoCrosswalk } from './mongo.js';
 import { SqliteCrosswalk } from './sqlite.js';
 import type { CrosswalkSettings, CrosswalkStore } from './store.js';
 
@@ -43,6 +42,7 @@ export function crosswalkFile(dataDir: string): string {
 
 export async function openCrosswalk(config: Config, keys: Keys, alsoOpenWith: Buffer[] = []): Promise<CrosswalkStore> {
   const settings = crosswalkSettings(config, keys, alsoOpenWith);
-  if (config.crosswalk.url) return MongoCrosswalk.open(config.crosswalk.url, settings);
+  // the MongoDB driver is loaded only when used: it takes longer to load than the embedded crosswalk to open
+  if (config.crosswalk.url) return (await import('./mongo.js')).MongoCrosswalk.open(config.crosswalk.url, settings);
   return new SqliteCrosswalk(crosswalkFile(config.dataDir), settings);
 }
