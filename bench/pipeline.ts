@@ -1,15 +1,16 @@
 // Throughput of the whole pipeline, measured in one run on this machine (not asserted anywhere), same instances,
 // same PACS: storescu → PACS directly (the physical limit); storescu → middleman → PACS until every job is DONE;
 // and Orthanc's own de-identification (POST /studies/{id}/anonymize) of the same instances stored directly.
-// While storescu sends to the middleman, echoscu (its own process, its own clock) asks it for a C-ECHO every ~100 ms:
-// the latency a modality's verification sees during a burst, next to the same probe on the idle middleman.
+// While storescu sends to the middleman, DPHIANT's own C-ECHO SCU in a worker thread (./echo-probe.ts) asks it for a
+// C-ECHO every ~100 ms: the latency a modality's verification sees during a burst, next to the same probe idle.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
 import { generateStudies } from '../tools/synth/generate.js';
-import { echoscu, storescu } from '../test/support/dcmtk.js';
+import { storescu } from '../test/support/dcmtk.js';
 import { pacsInventory, waitUntilSettled } from '../test/support/pipeline.js';
 import { startStack } from '../test/support/stack.js';
+import { echoLatencies, latencies } from './echo-probe.js';
 
 export async function benchPipeline(opts: { instances: number; senders?: number }): Promise<string[]> {
   const senders = opts.senders ?? 1;
@@ -33,10 +34,12 @@ export async function benchPipeline(opts: { instances: number; senders?: number 
     // 2. the pipeline first: its reconciler would adopt the raw instances stored directly below and
     // de-identify them itself, so the middleman is closed before the PACS gets anything directly
     await pacs.deleteAll();
-    const idleEcho = await echoLatencies(stack.mm.port, new Promise((r) => setTimeout(r, 2000)));
+    // BENCH_ECHO=0: no probe (to see what the probe's own processes cost the burst on this machine)
+    const probing = process.env.BENCH_ECHO !== '0';
+    const idleEcho = probing ? await echoLatencies(stack.mm.port, new Promise((r) => setTimeout(r, 2000))) : null;
     let t = process.hrtime.bigint();
     const sending = send(stack.mm.port, 'MODALITY', 'DPHIANT');
-    const [burstEcho] = await Promise.all([echoLatencies(stack.mm.port, sending), sending]);
+    const [burstEcho] = await Promise.all([probing ? echoLatencies(stack.mm.port, sending) : null, sending]);
     const forwardedSec = since(t);
     await settled(stack.mm.journal, files.length);
     const pipelineSec = since(t);
@@ -72,41 +75,15 @@ export async function benchPipeline(opts: { instances: number; senders?: number 
       `  direct store + Orthanc anonymize              ${rate(directSec + anonymizeSec)}`,
       `  ratio pipeline / direct                       ${(directSec / pipelineSec).toFixed(2).padStart(7)}`,
       `  ratio pipeline / (store + Orthanc anonymize)  ${((directSec + anonymizeSec) / pipelineSec).toFixed(2).padStart(7)}`,
-      `  C-ECHO to DPHIANT (echoscu), idle            ${latencies(idleEcho)}`,
-      `  C-ECHO to DPHIANT (echoscu), during the burst ${latencies(burstEcho)}`,
+      ...(idleEcho && burstEcho
+        ? [`  C-ECHO to DPHIANT, idle                      ${latencies(idleEcho)}`, `  C-ECHO to DPHIANT, during the burst          ${latencies(burstEcho)}`]
+        : ['  C-ECHO probe off (BENCH_ECHO=0)']),
     ];
   } finally {
     if (middlemanOpen) await stack.stop();
     else await stack.pacs.stop();
     rmSync(stack.work, { recursive: true, force: true });
   }
-}
-
-interface EchoProbe {
-  ms: number[];
-  failed: number;
-}
-
-/** echoscu to the middleman every ~100 ms (start to start; back to back when one takes longer) until `until` settles. */
-async function echoLatencies(port: number, until: Promise<unknown>): Promise<EchoProbe> {
-  let over = false;
-  until.then(() => (over = true), () => (over = true));
-  const probe: EchoProbe = { ms: [], failed: 0 };
-  while (!over) {
-    const t = process.hrtime.bigint();
-    const r = await echoscu({ port });
-    const ms = since(t) * 1000;
-    if (r.code === 0) probe.ms.push(ms);
-    else probe.failed++;
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, 100 - ms)));
-  }
-  return probe;
-}
-
-function latencies(p: EchoProbe): string {
-  const sorted = [...p.ms].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? NaN;
-  return `p50 ${at(0.5).toFixed(0)} ms, p99 ${at(0.99).toFixed(0)} ms, max ${(sorted.at(-1) ?? NaN).toFixed(0)} ms (${sorted.length} answered, ${p.failed} failed)`;
 }
 
 function since(t: bigint): number {
