@@ -2,6 +2,7 @@
 // streamed C-STORE (byte for byte to a real DCMTK storescp, within its maximum PDU length, with progress; never
 // transcoded), the C-STORE-RSP's ErrorComment, the SCP's `connected` flag (the library's PDU timer) and idle clock,
 // the version check; and that nothing else in src/ reaches the library except through it.
+import { pduHeaders } from './support/pdu-scan.js';
 import { expect } from 'chai';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
@@ -69,25 +70,10 @@ async function pduRecorder(target: number): Promise<{ port: number; pdus: { type
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
     upstream.pipe(client);
-    let header = Buffer.alloc(0);
-    let remaining = 0;
+    const record = pduHeaders((type, length) => pdus.push({ type, length }));
     client.on('data', (chunk: Buffer) => {
       upstream.write(chunk);
-      for (let off = 0; off < chunk.length; ) {
-        if (remaining > 0) {
-          const n = Math.min(remaining, chunk.length - off);
-          remaining -= n;
-          off += n;
-          continue;
-        }
-        const n = Math.min(6 - header.length, chunk.length - off);
-        header = Buffer.concat([header, chunk.subarray(off, off + n)]);
-        off += n;
-        if (header.length < 6) break;
-        remaining = header.readUInt32BE(2);
-        pdus.push({ type: header[0]!, length: remaining });
-        header = Buffer.alloc(0);
-      }
+      record(chunk);
     });
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));

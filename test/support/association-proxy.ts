@@ -2,6 +2,7 @@
 // the caller sends by type (A-ASSOCIATE-RQ, A-RELEASE-RQ, A-ABORT), the most connections open at once. It can also
 // cut every open connection the moment its caller next sends on it (a TCP reset): what a caller sees of a PACS that
 // closed an idle association when that close has not reached it yet.
+import { pduHeaders } from './pdu-scan.js';
 import net, { type Socket } from 'node:net';
 import { freePort } from './ports.js';
 
@@ -77,29 +78,12 @@ export async function startAssociationProxy(target: { host?: string; port: numbe
     });
     upstream.on('close', () => client.destroy());
     upstream.pipe(client);
-    // PDU headers of the caller's stream (type, reserved, 4-byte length), found without buffering the data
-    let header = Buffer.alloc(0);
-    let skip = 0;
-    const count = (chunk: Buffer) => {
-      for (let off = 0; off < chunk.length; ) {
-        if (skip > 0) {
-          const n = Math.min(skip, chunk.length - off);
-          skip -= n;
-          off += n;
-          continue;
-        }
-        const n = Math.min(6 - header.length, chunk.length - off);
-        header = Buffer.concat([header, chunk.subarray(off, off + n)]);
-        off += n;
-        if (header.length < 6) continue;
-        const type = header[0];
-        if (type === A_ASSOCIATE_RQ) proxy.associateRequests++;
-        else if (type === A_RELEASE_RQ) proxy.releaseRequests++;
-        else if (type === A_ABORT) proxy.aborts++;
-        skip = header.readUInt32BE(2);
-        header = Buffer.alloc(0);
-      }
-    };
+    // the caller's PDUs, counted by type
+    const count = pduHeaders((type) => {
+      if (type === A_ASSOCIATE_RQ) proxy.associateRequests++;
+      else if (type === A_RELEASE_RQ) proxy.releaseRequests++;
+      else if (type === A_ABORT) proxy.aborts++;
+    });
     client.on('data', (chunk: Buffer) => {
       if (armed.has(client)) {
         armed.delete(client);
