@@ -1,8 +1,10 @@
 // The middleman assembled: configuration → keys → journal, crosswalk, PACS client → ingest (forward to the PACS)
 // → DICOM server; the de-identification worker and the reconciler behind it.
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { ConfigError, type Config } from './config/index.js';
+import { DeidentifyThreads } from './anonymize/pool.js';
 import { profileFromSettings } from './anonymize/profile.js';
 import type { PixelPolicy } from './anonymize/pixels/clean.js';
 import { DEFAULT_OCR, ocrAvailable } from './anonymize/pixels/ocr.js';
@@ -135,8 +137,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     journal,
     pacs: pacsRest,
     crosswalk,
-    profile,
-    siteKey: keys.site,
+    engine: (aliases) => new DeidentifyThreads(p.threads || Math.min(4, availableParallelism()), { key: keys.site.toString('hex'), settings: config.anonymize, flags: {} }, aliases),
     quarantine,
     handoff,
     settings: p,

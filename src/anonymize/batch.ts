@@ -4,9 +4,10 @@
 import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { AliasSource } from '../dicom/identity.js';
 import type { Options, profileFromSettings } from './profile.js';
+import { AliasAnswers, setUp, startWorkers } from './threads.js';
 import type { FileOutcome, FileTask, MainMessage, WorkerMessage, WorkerSetup } from './worker.js';
 
 export interface BatchOptions {
@@ -74,14 +75,6 @@ function csv(rows: Iterable<[string, string]>): string {
 /** Files per chunk sent to a worker, at most (fewer near the end, so the workers finish together). */
 const CHUNK = 16;
 
-/**
- * Worker threads for a batch, started before it is known: their start-up (loading the engine) overlaps the main
- * thread's reading of the configuration, the crosswalk and the folder. runBatch gets its setup to them.
- */
-export function startWorkers(jobs: number): Worker[] {
-  return Array.from({ length: Math.max(1, Math.floor(jobs) || 1) }, () => new Worker(new URL('./worker.js', import.meta.url)));
-}
-
 export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers(o.jobs)): Promise<BatchSummary> {
   const files = listFiles(o.inputs);
   const begun = process.hrtime.bigint();
@@ -90,6 +83,7 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
   const patients = new Map<string, string>();
 
   const setup: WorkerSetup = { key: o.key.toString('hex'), ...o.profile };
+  const answers = new AliasAnswers(o.aliases);
   // no more workers than files
   const workers = started.slice(0, Math.max(1, Math.min(started.length, files.length)));
   void Promise.all(started.slice(workers.length).map((w) => w.terminate()));
@@ -98,21 +92,7 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
 
   try {
     // every worker builds the profile first: a bad site profile fails here, before anything is written
-    await Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((resolve, reject) => {
-            const onMessage = (m: WorkerMessage) => {
-              if (m.kind !== 'ready' && m.kind !== 'unusable') return;
-              w.off('message', onMessage).off('error', reject);
-              if (m.kind === 'ready') resolve();
-              else reject(new Error(m.reason));
-            };
-            w.on('message', onMessage).on('error', reject);
-            w.postMessage({ kind: 'setup', setup } satisfies MainMessage);
-          }),
-      ),
-    );
+    await setUp(workers, setup);
     mkdirSync(o.out, { recursive: true });
     await new Promise<void>((resolve, reject) => {
       if (files.length === 0) return resolve();
@@ -135,14 +115,7 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
       };
       for (const w of workers) {
         w.on('message', (m: WorkerMessage) => {
-          if (m.kind === 'ask') {
-            const answer: Promise<unknown> = m.what === 'patient' ? o.aliases.patient(m.identity) : o.aliases.study(m.patient, m.study);
-            answer.then(
-              (value) => w.postMessage({ kind: 'answer', ask: m.ask, value } satisfies MainMessage),
-              (e: Error) => w.postMessage({ kind: 'answer', ask: m.ask, value: null, error: e.message } satisfies MainMessage),
-            );
-            return;
-          }
+          if (m.kind === 'ask') return answers.answer(w, m);
           if (m.kind !== 'outcomes') return;
           for (const outcome of m.outcomes) record(outcome);
           o.progress?.(done, files.length, done / (Number(process.hrtime.bigint() - begun) / 1e9));

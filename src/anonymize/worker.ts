@@ -1,8 +1,10 @@
-// A worker thread of `dphiant anonymize`: reads, de-identifies, verifies and writes files, one at a time. It is
-// started before the batch is known (its start-up overlaps the main thread's reading of the configuration and the
-// folder) and gets its setup in the first message. Files come in chunks and outcomes go back in chunks: a message
-// per file woke the main thread 2 × N times. Patient and study aliases are asked of the main thread, which owns the
-// crosswalk, so every worker sees the same aliases; each is asked once per worker.
+// A de-identification worker thread (started and set up by ./threads.ts). For `dphiant anonymize` it reads,
+// de-identifies, verifies and writes files, one at a time; it is started before the batch is known (its start-up
+// overlaps the main thread's reading of the configuration and the folder) and gets its setup in the first message.
+// Files come in chunks and outcomes go back in chunks: a message per file woke the main thread 2 × N times. For the
+// pipeline it de-identifies instances sent as bytes and answers with the output's bytes, several at once (an instance
+// may wait for OCR). Patient and study aliases are asked of the main thread, which owns the crosswalk, so every
+// worker sees the same aliases; each is asked once per worker.
 import { closeSync, fstatSync, mkdirSync, openSync, readSync, writevSync } from 'node:fs';
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -10,7 +12,7 @@ import { ALIAS_ID, type AliasSource, type PatientAlias, type PatientIdentity } f
 import { isValidUid } from '../dicom/uid.js';
 import { CharsetError } from '../dicom/values.js';
 import { DicomParseError } from '../dicom/walker.js';
-import { deidentify } from './deidentify.js';
+import { deidentify, deidentifyDataset } from './deidentify.js';
 import { VerificationError } from './gate.js';
 import { keyedHash } from './keyed.js';
 import { profileFromSettings, type Profile } from './profile.js';
@@ -29,6 +31,31 @@ export interface FileTask {
   layout: 'mirror' | 'alias';
 }
 
+/** One instance of the pipeline: a PS3.10 file, or a bare data set in `datasetTs`. */
+export interface DatasetTask {
+  id: number;
+  bytes: Uint8Array;
+  datasetTs?: string;
+}
+
+/** What the pipeline needs of a de-identified instance: the PS3.10 file and what it is filed under. */
+export interface DatasetResult {
+  bytes: Buffer;
+  aliasId: string;
+  studyInstanceUid: string;
+  seriesInstanceUid: string;
+  sopInstanceUid: string;
+  pixels: string;
+}
+
+/** A failure as it crosses threads: the error class's name and own fields, or the ask whose answer failed. */
+export interface ThreadError {
+  name: string;
+  message: string;
+  fields: Record<string, unknown>;
+  ask?: number;
+}
+
 export type FileOutcome =
   | { id: number; status: 'done'; uids: [string, string][]; patient: [string, string]; gateReport?: string }
   | { id: number; status: 'rejected' | 'skipped' | 'failed'; reason: string };
@@ -39,8 +66,14 @@ export type WorkerMessage =
   | { kind: 'ready' }
   /** The profile could not be built (a bad site profile): the message names the file and key, no value of an instance. */
   | { kind: 'unusable'; reason: string }
-  | { kind: 'outcomes'; outcomes: FileOutcome[]; more: boolean } | ({ kind: 'ask'; ask: number } & WorkerRequest);
-export type MainMessage = { kind: 'setup'; setup: WorkerSetup } | { kind: 'tasks'; tasks: FileTask[] } | { kind: 'answer'; ask: number; value: unknown; error?: string };
+  | { kind: 'outcomes'; outcomes: FileOutcome[]; more: boolean }
+  | ({ kind: 'ask'; ask: number } & WorkerRequest)
+  | { kind: 'dataset-done'; id: number; result?: Omit<DatasetResult, 'bytes'> & { bytes: Uint8Array }; error?: ThreadError };
+export type MainMessage =
+  | { kind: 'setup'; setup: WorkerSetup }
+  | { kind: 'tasks'; tasks: FileTask[] }
+  | { kind: 'dataset'; task: DatasetTask }
+  | { kind: 'answer'; ask: number; value: unknown; error?: string };
 
 /** Files the worker asks for more at (so the next chunk arrives before it runs dry), and outcomes it sends at most. */
 export const LOW_WATER = 4;
@@ -52,6 +85,16 @@ const port = parentPort!;
 
 /** Output folders this worker already created (one mkdir per folder, not per file). */
 const madeDirs = new Set<string>();
+
+/** A failed alias answer: names its ask, so the main thread rethrows its own error for it. */
+class AskFailed extends Error {
+  constructor(
+    readonly ask: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 let nextAsk = 1;
 const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -67,12 +110,16 @@ function ask<T>(req: WorkerRequest): Promise<T> {
 function remembered<T>(answers: Map<string, Promise<T>>, key: string, get: () => Promise<T>): Promise<T> {
   let answer = answers.get(key);
   if (!answer) {
+    // a server's thread lives for months: a bounded memory, forgotten at once when full (asked again, same answer)
+    if (answers.size >= REMEMBERED_MAX) answers.clear();
     answer = get();
     answers.set(key, answer);
     answer.catch(() => answers.delete(key));
   }
   return answer;
 }
+
+const REMEMBERED_MAX = 10_000;
 
 // The crosswalk never changes an alias it gave (insert-or-get, no deletes), so each patient and study costs this
 // worker one round trip to the main thread, not two per file. Keys: the whole identity (a subset of what the
@@ -167,6 +214,34 @@ async function handle(task: FileTask): Promise<FileOutcome> {
   }
 }
 
+/** Why a task failed, as it crosses to the main thread (./threads.ts rebuilds the error). */
+function threadError(e: unknown): ThreadError {
+  const err = e instanceof Error ? e : new Error(String(e));
+  const { name, message, ...fields } = { ...err } as Record<string, unknown>;
+  void name;
+  void message;
+  return { name: err.name, message: err.message, fields, ask: e instanceof AskFailed ? e.ask : undefined };
+}
+
+async function handleDataset(task: DatasetTask): Promise<void> {
+  try {
+    const bytes = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
+    const d = task.datasetTs ? await deidentifyDataset(bytes, task.datasetTs, profile, key, aliases) : await deidentify(bytes, profile, key, aliases);
+    // one buffer of its own, handed over without a copy
+    const out = new Uint8Array(new ArrayBuffer(d.byteLength));
+    let at = 0;
+    for (const c of d.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    const { studyInstanceUid, seriesInstanceUid, sopInstanceUid } = d.report;
+    const result = { bytes: out, aliasId: d.alias.aliasId, studyInstanceUid, seriesInstanceUid, sopInstanceUid, pixels: d.pixels.kind };
+    port.postMessage({ kind: 'dataset-done', id: task.id, result } satisfies WorkerMessage, [out.buffer]);
+  } catch (e) {
+    port.postMessage({ kind: 'dataset-done', id: task.id, error: threadError(e) } satisfies WorkerMessage);
+  }
+}
+
 const queue: FileTask[] = [];
 let outcomes: FileOutcome[] = [];
 let running = false;
@@ -193,7 +268,7 @@ port.on('message', (m: MainMessage) => {
   if (m.kind === 'answer') {
     const w = waiting.get(m.ask);
     waiting.delete(m.ask);
-    if (m.error) w?.reject(new Error(m.error));
+    if (m.error) w?.reject(new AskFailed(m.ask, m.error));
     else w?.resolve(m.value);
   } else if (m.kind === 'setup') {
     try {
@@ -203,7 +278,8 @@ port.on('message', (m: MainMessage) => {
     } catch (e) {
       port.postMessage({ kind: 'unusable', reason: (e as Error).message } satisfies WorkerMessage);
     }
-  } else {
+  } else if (m.kind === 'dataset') void handleDataset(m.task);
+  else {
     asked = false;
     queue.push(...m.tasks);
     if (!running) void run();

@@ -155,6 +155,11 @@ export interface Config {
     /** Instances de-identified at once. */
     concurrency: number;
     /**
+     * Worker threads the engine runs in (parsing, burned-in text, de-identification, verification), off the thread
+     * that serves DICOM and the web; 0: one per CPU, at most 4.
+     */
+    threads: number;
+    /**
      * Failed attempts of a transient failure (PACS REST API, crosswalk, disk) after which the job is reported stuck:
      * logged at error level and counted in status and metrics. It keeps retrying: only permanent failures quarantine.
      */
@@ -267,7 +272,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
-  pipeline: { enabled: true, concurrency: 4, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30 },
+  pipeline: { enabled: true, concurrency: 4, threads: 0, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', pixels: { gate: 'on', ocr: 'tesseract', ocrCommand: 'tesseract', ocrTimeoutMs: 60_000, ocrFrames: 16, siteFile: '' }, ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
@@ -403,6 +408,7 @@ const SCHEMA: Record<string, Check> = {
   keyFile: isOptionalString,
   'pipeline.enabled': isBoolean,
   'pipeline.concurrency': intIn(1, 64),
+  'pipeline.threads': intIn(0, 64),
   'pipeline.stuckAfterAttempts': intIn(1, 1_000_000),
   'pipeline.backpressureAfterMs': intIn(1_000, 86_400_000),
   'pipeline.maxBacklog': intIn(0, 100_000_000),

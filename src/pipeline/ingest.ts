@@ -3,7 +3,7 @@
 // check the data set → RECEIVED (journal) → forward to PACS → IN_PACS (journal, durable) → success to the sender,
 // and the job goes to the de-identification worker (with the bytes, when they fit the hand-off);
 // any failure → REJECTED with a reason and a failure status, and the middleman keeps nothing.
-// The job records the raw copy's Orthanc ID, confirmed against the PACS: from then on the pipeline fetches and
+// The job records the raw copy's Orthanc ID (computed from the data set, or looked up for one too large to parse): from then on the pipeline fetches and
 // deletes only that ID, never whatever the PACS holds under the SOP Instance UID (with Retain UIDs the
 // de-identified copy has the same UID).
 import { readFile, rm } from 'node:fs/promises';
@@ -133,27 +133,28 @@ export class Ingest {
   }
 
   /**
-   * The raw copy's Orthanc ID as the PACS holds it: the computed one when the PACS has it, else (a large data set
-   * that was not parsed, or an ID computed differently than the PACS did) the one instance under this UID that is
-   * no job's output and, if several, the one no job covers yet. When the REST API does not answer, the computed ID
-   * (or null: the reconciler then identifies the copy by its UID hash). Never throws.
+   * The raw copy's Orthanc ID as the PACS holds it. A computed one is taken as it is, without a request on the
+   * sender's answer path: Orthanc derives the ID from the same four values, and should it ever have derived another,
+   * the copy is an instance no job covers, which the reconciler adopts from the PACS's change log. A large data set
+   * that was not parsed is looked up: the one instance under this UID that is no job's output and, if several, the
+   * one no job covers yet. When the REST API does not answer, null: the reconciler then identifies the copy by its
+   * UID hash. Never throws.
    */
   private async identifyRaw(inst: ReceivedInstance, computed: string | null, jobId: number): Promise<string | null> {
     const rest = this.opts.pacsRest;
-    if (!rest) return computed;
+    if (!rest || computed) return computed;
     const ask = async (): Promise<string | null> => {
-      if (computed && (await rest.instance(computed))) return computed;
       const found = (await rest.lookup(inst.sopInstanceUid)).filter((r) => r.Type === 'Instance' && !this.journal.isOutput(r.ID)).map((r) => r.ID);
       const uncovered = found.length > 1 ? found.filter((id) => !this.journal.knows(id)) : found;
       if (uncovered.length === 1) return uncovered[0]!;
       this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), copies: found.length }, 'raw copy not identified in the PACS; the reconciler will');
-      return computed;
+      return null;
     };
     try {
       return await withinTime(IDENTIFY_TIMEOUT_MS, ask(), () => new Error(`no answer in ${IDENTIFY_TIMEOUT_MS} ms`));
     } catch (e) {
-      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), err: (e as Error).message }, 'PACS REST API did not confirm the raw copy');
-      return computed;
+      this.log.warn({ job: jobId, uid: this.journal.fingerprint(inst.sopInstanceUid), err: (e as Error).message }, 'PACS REST API did not identify the raw copy');
+      return null;
     }
   }
 

@@ -119,6 +119,7 @@ const RAW_GONE_SQL = sqlList([...FINISHED, 'QUARANTINED']);
 export class Journal {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
+  private readonly statements = new Map<string, Database.Statement>();
   private readonly move: Database.Statement;
 
   /** `siteKey`: the key of the UID hashes (the site key, as everywhere a keyed hash names an identifier). */
@@ -150,13 +151,13 @@ export class Journal {
     if (coded) warn(`${file}: reason codes given to ${coded} jobs journalled by an older version`);
     this.db.exec(INDEXES);
     this.db.transaction(() => {
-      if (!this.db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'state_counts'`).get()) this.db.exec(STATE_COUNTS);
+      if (!this.sql(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'state_counts'`).get()) this.db.exec(STATE_COUNTS);
     }).immediate();
-    this.insert = this.db.prepare(
+    this.insert = this.sql(
       `INSERT INTO jobs (sop_uid_hash, raw_id, sop_class_uid, transfer_syntax_uid, calling_aet, bytes, state, received_at, updated_at)
        VALUES (@sopUidHash, @rawId, @sopClassUid, @transferSyntaxUid, @callingAet, @bytes, 'RECEIVED', @now, @now)`,
     );
-    this.move = this.db.prepare(
+    this.move = this.sql(
       `UPDATE jobs SET state = @to, reason = @reason, reason_code = @code, updated_at = @now,
          raw_key = CASE WHEN @to IN ${RAW_GONE_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
          raw_id = CASE WHEN @to IN ${RAW_GONE_SQL} THEN NULL ELSE raw_id END
@@ -169,14 +170,13 @@ export class Journal {
    * failure (rejected, quarantined, purged, or retrying) get the code their text maps to, once. Returns how many.
    */
   private migrateReasonCodes(): number {
-    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    const columns = (this.sql(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
     if (columns.includes('reason_code')) return 0;
     return this.db.transaction(() => {
       this.db.exec(`ALTER TABLE jobs ADD COLUMN reason_code TEXT`);
-      const rows = this.db
-        .prepare(`SELECT id, reason FROM jobs WHERE reason IS NOT NULL AND (state IN ('REJECTED', 'QUARANTINED', 'PURGED') OR (state IN ${UNFINISHED_SQL} AND attempts > 0))`)
+      const rows = this.sql(`SELECT id, reason FROM jobs WHERE reason IS NOT NULL AND (state IN ('REJECTED', 'QUARANTINED', 'PURGED') OR (state IN ${UNFINISHED_SQL} AND attempts > 0))`)
         .all() as { id: number; reason: string }[];
-      const set = this.db.prepare(`UPDATE jobs SET reason_code = ? WHERE id = ?`);
+      const set = this.sql(`UPDATE jobs SET reason_code = ? WHERE id = ?`);
       for (const r of rows) set.run(legacyReasonCode(r.reason), r.id);
       return rows.length;
     })();
@@ -184,9 +184,9 @@ export class Journal {
 
   /** A journal written before finished jobs kept only raw_key: hash their raw IDs (adding the column if needed). */
   private migrateFinishedRawIds(): boolean {
-    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    const columns = (this.sql(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
     if (!columns.includes('raw_key')) this.db.exec(`ALTER TABLE jobs ADD COLUMN raw_key TEXT`);
-    const changed = this.db.prepare(`UPDATE jobs SET raw_key = dphiant_key(raw_id), raw_id = NULL WHERE raw_id IS NOT NULL AND state IN ${RAW_GONE_SQL}`).run().changes;
+    const changed = this.sql(`UPDATE jobs SET raw_key = dphiant_key(raw_id), raw_id = NULL WHERE raw_id IS NOT NULL AND state IN ${RAW_GONE_SQL}`).run().changes;
     if (changed) this.db.pragma('wal_checkpoint(TRUNCATE)');
     return changed > 0;
   }
@@ -197,7 +197,7 @@ export class Journal {
    * Their raw IDs stay unknown; the reconciler fills them in from the PACS (it matches the hash).
    */
   private migratePlaintextUids(): boolean {
-    const columns = (this.db.prepare(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    const columns = (this.sql(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
     if (!columns.includes('sop_instance_uid')) return false;
     this.db.function('dphiant_uid_hash', { deterministic: true }, (uid: unknown) => this.uidHash(String(uid ?? '')));
     this.db.transaction(() => {
@@ -210,6 +210,17 @@ export class Journal {
     this.db.exec('VACUUM');
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     return true;
+  }
+
+  /** A prepared statement, prepared once: preparing on every call cost more than running most of them. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      if (this.statements.size >= 256) this.statements.clear(); // a few statements are built per call (IN lists)
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
   }
 
   /** The keyed hash the journal names an original SOP Instance UID by. */
@@ -230,8 +241,7 @@ export class Journal {
 
   /** RECEIVED → IN_PACS: the PACS accepted the C-STORE; `rawId` is what it holds the raw copy as, when known. */
   inPacs(id: number, rawId: string | null, reason: string | null = null): void {
-    const r = this.db
-      .prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = coalesce(?, raw_id), reason = ?, reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'RECEIVED'`)
+    const r = this.sql(`UPDATE jobs SET state = 'IN_PACS', raw_id = coalesce(?, raw_id), reason = ?, reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'RECEIVED'`)
       .run(rawId, reason, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not RECEIVED`);
   }
@@ -242,8 +252,7 @@ export class Journal {
    * Returns how many jobs did.
    */
   identifyRaw(sopUidHash: string, rawId: string): number {
-    return this.db
-      .prepare(`UPDATE jobs SET raw_id = ?, updated_at = ? WHERE sop_uid_hash = ? AND raw_id IS NULL AND state IN ${UNFINISHED_SQL}`)
+    return this.sql(`UPDATE jobs SET raw_id = ?, updated_at = ? WHERE sop_uid_hash = ? AND raw_id IS NULL AND state IN ${UNFINISHED_SQL}`)
       .run(rawId, new Date().toISOString(), sopUidHash).changes;
   }
 
@@ -265,8 +274,7 @@ export class Journal {
 
   /** IN_PACS → DEIDENTIFIED, with what identifies the de-identified copy. */
   deidentified(id: number, d: { aliasId: string; newSopInstanceUid: string; deidentifiedId: string }): void {
-    const r = this.db
-      .prepare(
+    const r = this.sql(
         `UPDATE jobs SET state = 'DEIDENTIFIED', reason = NULL, reason_code = NULL, attempts = 0, next_attempt_at = 0, alias_id = ?, new_sop_instance_uid = ?, deidentified_id = ?, updated_at = ?
          WHERE id = ? AND state = 'IN_PACS'`,
       )
@@ -276,21 +284,20 @@ export class Journal {
 
   /** A failed attempt: its code and message (no PHI), and when to try again. */
   failed(id: number, failure: Failure, nextAttemptAt: number): number {
-    this.db
-      .prepare('UPDATE jobs SET attempts = attempts + 1, reason = ?, reason_code = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?')
+    this.sql('UPDATE jobs SET attempts = attempts + 1, reason = ?, reason_code = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?')
       .run(failure.message, failure.code, nextAttemptAt, new Date().toISOString(), id);
     return this.get(id)?.attempts ?? 0;
   }
 
   /** QUARANTINED → IN_PACS with a fresh attempt count (the raw instance is back in the PACS, as `rawId`). */
   requeued(id: number, rawId: string): void {
-    const r = this.db.prepare(`UPDATE jobs SET state = 'IN_PACS', raw_id = ?, attempts = 0, next_attempt_at = 0, reason = 'requeued', reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(rawId, new Date().toISOString(), id);
+    const r = this.sql(`UPDATE jobs SET state = 'IN_PACS', raw_id = ?, attempts = 0, next_attempt_at = 0, reason = 'requeued', reason_code = NULL, updated_at = ? WHERE id = ? AND state = 'QUARANTINED'`).run(rawId, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not QUARANTINED`);
   }
 
   /** Jobs with work left whose next attempt is due, oldest first. */
   due(now: number, limit = 1000): Job[] {
-    return (this.db.prepare(`SELECT * FROM jobs WHERE state IN ('IN_PACS', 'DEIDENTIFIED') AND next_attempt_at <= ? ORDER BY id LIMIT ?`).all(now, limit) as Record<string, unknown>[]).map(toJob);
+    return (this.sql(`SELECT * FROM jobs WHERE state IN ('IN_PACS', 'DEIDENTIFIED') AND next_attempt_at <= ? ORDER BY id LIMIT ?`).all(now, limit) as Record<string, unknown>[]).map(toJob);
   }
 
   /**
@@ -299,14 +306,13 @@ export class Journal {
    * same UID, share the UID.
    */
   knows(orthancId: string): boolean {
-    return !!this.db
-      .prepare(`SELECT 1 FROM jobs WHERE (raw_id = ? AND state IN ${UNFINISHED_SQL}) OR deidentified_id = ? LIMIT 1`)
+    return !!this.sql(`SELECT 1 FROM jobs WHERE (raw_id = ? AND state IN ${UNFINISHED_SQL}) OR deidentified_id = ? LIMIT 1`)
       .get(orthancId, orthancId);
   }
 
   /** Whether the PACS instance `orthancId` is the de-identified output of a job. */
   isOutput(orthancId: string): boolean {
-    return !!this.db.prepare(`SELECT 1 FROM jobs WHERE deidentified_id = ? LIMIT 1`).get(orthancId);
+    return !!this.sql(`SELECT 1 FROM jobs WHERE deidentified_id = ? LIMIT 1`).get(orthancId);
   }
 
   /** Another job that de-identified the same raw instance (same content identity: the modality sent it twice), if any. */
@@ -319,13 +325,13 @@ export class Journal {
   /** The jobs, oldest first, whose raw copy was the PACS instance `orthancId`, by its ID or, once finished, its keyed hash. */
   jobsOfRaw(orthancId: string, andWhere = '', ...params: unknown[]): Job[] {
     return (
-      this.db.prepare(`SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) ${andWhere} ORDER BY id`).all(orthancId, keyedHash(this.siteKey, orthancId), ...params) as Record<string, unknown>[]
+      this.sql(`SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) ${andWhere} ORDER BY id`).all(orthancId, keyedHash(this.siteKey, orthancId), ...params) as Record<string, unknown>[]
     ).map(toJob);
   }
 
   /** When the oldest job with work left arrived, or null. */
   oldestUnfinished(): string | null {
-    const r = this.db.prepare(`SELECT min(received_at) AS at FROM jobs WHERE state IN ('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`).get() as { at: string | null };
+    const r = this.sql(`SELECT min(received_at) AS at FROM jobs WHERE state IN ('RECEIVED', 'IN_PACS', 'DEIDENTIFIED')`).get() as { at: string | null };
     return r.at;
   }
 
@@ -333,16 +339,15 @@ export class Journal {
   recent(search = '', limit = 50): Job[] {
     const like = `${search.replace(/[%_\\]/g, (c) => '\\' + c)}%`;
     const rows = search
-      ? this.db.prepare(`SELECT * FROM jobs WHERE alias_id LIKE ? ESCAPE '\\' OR new_sop_instance_uid LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT ?`).all(like, like, limit)
-      : this.db.prepare('SELECT * FROM jobs ORDER BY id DESC LIMIT ?').all(limit);
+      ? this.sql(`SELECT * FROM jobs WHERE alias_id LIKE ? ESCAPE '\\' OR new_sop_instance_uid LIKE ? ESCAPE '\\' ORDER BY id DESC LIMIT ?`).all(like, like, limit)
+      : this.sql('SELECT * FROM jobs ORDER BY id DESC LIMIT ?').all(limit);
     return (rows as Record<string, unknown>[]).map(toJob);
   }
 
   /** Jobs finished (DONE) per minute over the last `minutes` minutes, oldest first, zeros included. */
   donePerMinute(minutes: number, now = Date.now()): { minute: string; done: number }[] {
     const since = new Date(now - minutes * 60_000).toISOString();
-    const rows = this.db
-      .prepare(`SELECT substr(updated_at, 1, 16) AS minute, count(*) AS n FROM jobs WHERE state = 'DONE' AND updated_at >= ? GROUP BY minute`)
+    const rows = this.sql(`SELECT substr(updated_at, 1, 16) AS minute, count(*) AS n FROM jobs WHERE state = 'DONE' AND updated_at >= ? GROUP BY minute`)
       .all(since) as { minute: string; n: number }[];
     const by = new Map(rows.map((r) => [r.minute, r.n]));
     return Array.from({ length: minutes }, (_, i) => {
@@ -354,7 +359,7 @@ export class Journal {
   /** Instances de-identified per alias. */
   instancesPerAlias(aliases: string[]): Map<string, number> {
     const out = new Map<string, number>();
-    const q = this.db.prepare(`SELECT count(*) AS n FROM jobs WHERE alias_id = ? AND state = 'DONE'`);
+    const q = this.sql(`SELECT count(*) AS n FROM jobs WHERE alias_id = ? AND state = 'DONE'`);
     for (const a of aliases) out.set(a, (q.get(a) as { n: number }).n);
     return out;
   }
@@ -366,36 +371,40 @@ export class Journal {
    */
   pruneFinished(days: number, now = Date.now()): number {
     const before = new Date(now - days * 86_400_000).toISOString();
-    const deleted = this.db
-      .prepare(`DELETE FROM jobs WHERE state IN ${sqlList(FINISHED)} AND updated_at < ?`)
+    const deleted = this.sql(`DELETE FROM jobs WHERE state IN ${sqlList(FINISHED)} AND updated_at < ?`)
       .run(before).changes;
     if (deleted > 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
     return deleted;
   }
 
   getMeta(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+    return (this.sql('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.sql('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, value);
   }
 
   get(id: number): Job | undefined {
-    const row = this.db.prepare(`SELECT * FROM jobs WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
+    const row = this.sql(`SELECT * FROM jobs WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
     return row && toJob(row);
   }
 
   /** Number of jobs in each state (every state listed, zero included). */
   counts(): Record<JobState, number> {
     const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
-    const rows = this.db.prepare(`SELECT state, n FROM state_counts`).all() as { state: JobState; n: number }[];
+    const rows = this.sql(`SELECT state, n FROM state_counts`).all() as { state: JobState; n: number }[];
     for (const r of rows) counts[r.state] = r.n;
     return counts;
   }
 
   byState(state: JobState, limit = 1000): Job[] {
-    return (this.db.prepare(`SELECT * FROM jobs WHERE state = ? ORDER BY id LIMIT ?`).all(state, limit) as Record<string, unknown>[]).map(toJob);
+    return (this.sql(`SELECT * FROM jobs WHERE state = ? ORDER BY id LIMIT ?`).all(state, limit) as Record<string, unknown>[]).map(toJob);
+  }
+
+  /** Runs `fn` as one transaction: many writes, one commit (one fsync). */
+  inTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
   }
 
   close(): void {

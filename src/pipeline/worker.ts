@@ -1,8 +1,10 @@
 // The de-identification worker: takes IN_PACS jobs to DONE, each step journalled before the next starts.
-//   IN_PACS: original bytes (hand-off, else from the PACS) → crosswalk → de-identify + verify → upload, confirm
-//            the PACS id → DEIDENTIFIED
+//   IN_PACS: original bytes (hand-off, else from the PACS) → crosswalk → de-identify + verify (in the engine's
+//            threads) → upload, confirm the PACS id → DEIDENTIFIED
 //   DEIDENTIFIED: delete the raw instance (never before the copy is confirmed; in batches through
 //                 /tools/bulk-delete, outside the worker's slots) → DONE once that deletion succeeded
+// The two journal writes are grouped per bulk-delete batch: the batch's DEIDENTIFIED rows in one transaction
+// before the request, its DONE rows in one after it; a crash before the first repeats the upload (AlreadyStored).
 // Every step is repeatable: the output is deterministic (keyed UIDs, stored aliases), so a repeat after a crash is
 // AlreadyStored in the PACS, and deleting what is gone is a no-op.
 // Failures are classified where they happen (PipelineError.kind, src/pipeline/types.ts), never from their text:
@@ -16,11 +18,10 @@
 // Instance UID: with Retain UIDs the de-identified copy has the same UID.
 import PQueue from 'p-queue';
 import type { Config } from '../config/index.js';
-import { deidentify, deidentifyDataset } from '../anonymize/deidentify.js';
 import { encodeFileMeta } from '../dicom/writer.js';
 import { VerificationError } from '../anonymize/gate.js';
 import { PixelRiskError } from '../anonymize/pixels/types.js';
-import type { Profile } from '../anonymize/profile.js';
+import { ThreadStoppedError, type DeidentifyThreads } from '../anonymize/pool.js';
 import type { CrosswalkStore } from '../crosswalk/store.js';
 import type { AliasSource } from '../dicom/identity.js';
 import { CharsetError } from '../dicom/values.js';
@@ -103,6 +104,8 @@ function classify(e: unknown): PipelineError {
  */
 function deidentificationFailure(e: unknown): PipelineError {
   if (e instanceof PipelineError) return e;
+  // the thread, not the instance: tried again on a fresh thread
+  if (e instanceof ThreadStoppedError) return new PipelineError('transient', 'internal', e.message);
   if (e instanceof VerificationError) return new PipelineError('permanent', 'gate-hit', `verification: ${e.hits.map((h) => `${h.kind} in ${h.path}`).join('; ')}`.slice(0, 500));
   // the same pixels and policy fail the same way again (a missing OCR engine too, until someone installs it)
   if (e instanceof PixelRiskError) return new PipelineError('permanent', 'pixels', e.message);
@@ -123,12 +126,21 @@ function sopInstanceUidOf(dataset: Buffer, tsUid: string): string {
   }
 }
 
+/** A confirmed upload of a de-identified copy, not journalled yet. */
+type Upload = Parameters<Journal['deidentified']>[1];
+
+/** A job whose raw copy is to be deleted: DEIDENTIFIED in the journal, or IN_PACS with its new `upload`. */
+interface Deidentified {
+  job: Job;
+  upload?: Upload;
+}
+
 export interface WorkerDeps {
   journal: Journal;
   pacs: OrthancClient;
   crosswalk: CrosswalkStore;
-  profile: Profile;
-  siteKey: Buffer;
+  /** The engine's threads, asking this worker's alias source (its crosswalk calls, health-reported). */
+  engine: (aliases: AliasSource) => DeidentifyThreads;
   quarantine: Quarantine;
   handoff: Handoff;
   settings: Config['pipeline'];
@@ -142,20 +154,32 @@ export interface WorkerDeps {
 const RAW_DELETE_BATCH = 50;
 const RAW_DELETE_WAIT_MS = 200;
 
+/** One raw copy to delete: `before` journals its job DEIDENTIFIED, `after` journals it DONE. */
+interface RawDeletion {
+  id: string;
+  before: () => void;
+  after: () => void;
+  settle: (e?: unknown) => void;
+}
+
 /**
- * Raw copies of DEIDENTIFIED jobs, deleted in batches (POST /tools/bulk-delete: fewer requests, and the PACS's
- * storage removes emptied directories less often while stores arrive). Each caller learns whether its batch
- * succeeded: a job is DONE only after its raw copy's deletion did.
+ * Raw copies of de-identified jobs, deleted in batches (POST /tools/bulk-delete: fewer requests, and the PACS's
+ * storage removes emptied directories less often while stores arrive), with the journal written once per batch:
+ * every job of the batch DEIDENTIFIED in one transaction before the request (never a deletion before its upload is
+ * journalled), DONE in one after it succeeded. Each caller learns whether its job got there.
  */
 class RawDeletions {
-  private batch: { id: string; settle: (e?: unknown) => void }[] = [];
+  private batch: RawDeletion[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly send: (ids: string[]) => Promise<void>) {}
+  constructor(
+    private readonly send: (ids: string[]) => Promise<void>,
+    private readonly inTransaction: (fn: () => void) => void,
+  ) {}
 
-  delete(id: string): Promise<void> {
+  delete(id: string, before: () => void, after: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.batch.push({ id, settle: (e) => (e === undefined ? resolve() : reject(e)) });
+      this.batch.push({ id, before, after, settle: (e) => (e === undefined ? resolve() : reject(e)) });
       if (this.batch.length >= RAW_DELETE_BATCH) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), RAW_DELETE_WAIT_MS);
     });
@@ -164,13 +188,35 @@ class RawDeletions {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.batch;
+    const journalled = this.each(this.batch, (d) => d.before());
     this.batch = [];
-    if (!batch.length) return;
-    this.send([...new Set(batch.map((b) => b.id))]).then(
-      () => batch.forEach((b) => b.settle()),
-      (e: unknown) => batch.forEach((b) => b.settle(e ?? new Error('bulk delete failed'))),
+    if (!journalled.length) return;
+    this.send([...new Set(journalled.map((d) => d.id))]).then(
+      () => this.each(journalled, (d) => d.after()).forEach((d) => d.settle()),
+      (e: unknown) => journalled.forEach((d) => d.settle(e ?? new Error('bulk delete failed'))),
     );
+  }
+
+  /** Runs `step` for every deletion in one transaction; those it failed for are settled with the error, the rest returned. */
+  private each(ds: RawDeletion[], step: (d: RawDeletion) => void): RawDeletion[] {
+    const ok: RawDeletion[] = [];
+    try {
+      this.inTransaction(() => {
+        for (const d of ds) {
+          try {
+            step(d);
+            ok.push(d);
+          } catch (e) {
+            d.settle(e);
+          }
+        }
+      });
+    } catch (e) {
+      // the commit itself failed: nothing of it was written
+      for (const d of ok) d.settle(e);
+      return [];
+    }
+    return ok;
   }
 }
 
@@ -200,21 +246,24 @@ export class DeidentificationWorker {
   private lastReconnect = 0;
   /** Raw deletions of DEIDENTIFIED jobs under way (stop() waits for them). */
   private readonly finishing = new Set<Promise<void>>();
-  private readonly rawDeletions = new RawDeletions((ids) => this.pacsCall(() => this.d.pacs.bulkDelete(ids)));
+  private readonly rawDeletions = new RawDeletions(
+    (ids) => this.pacsCall(() => this.d.pacs.bulkDelete(ids)),
+    (fn) => this.d.journal.inTransaction(fn),
+  );
 
   private readonly metrics: Metrics;
   readonly health: DependencyHealth;
-  /** The crosswalk as the engine sees it: its failures are transient and count against its health. */
-  private readonly aliases: AliasSource;
+  /** The engine's threads; they see the crosswalk through crosswalkCall: its failures are transient and count against its health. */
+  private readonly engine: DeidentifyThreads;
 
   constructor(private readonly d: WorkerDeps) {
     this.queue = new PQueue({ concurrency: d.settings.concurrency });
     this.metrics = d.metrics ?? new Metrics();
     this.health = d.health ?? new DependencyHealth();
-    this.aliases = {
+    this.engine = d.engine({
       patient: (p) => this.crosswalkCall(() => d.crosswalk.patient(p)),
       study: (a, s) => this.crosswalkCall(() => d.crosswalk.study(a, s)),
-    };
+    });
   }
 
   /** Picks up due jobs now and every second (retries, requeued jobs, jobs of a previous run). */
@@ -231,6 +280,7 @@ export class DeidentificationWorker {
     await this.queue.onIdle();
     this.rawDeletions.flush();
     await Promise.all(this.finishing);
+    await this.engine.close();
   }
 
   /** Jobs waiting or running. */
@@ -242,7 +292,7 @@ export class DeidentificationWorker {
     if (this.stopped || this.queued.has(jobId)) return;
     this.queued.add(jobId);
     void this.queue.add(async () => {
-      let deidentified: Job | undefined;
+      let deidentified: Deidentified | undefined;
       try {
         deidentified = await this.process(jobId);
       } catch (e) {
@@ -261,17 +311,36 @@ export class DeidentificationWorker {
     void p.finally(() => this.finishing.delete(p));
   }
 
-  /** DEIDENTIFIED → DONE once the raw copy's deletion (in a bulk-delete batch) succeeded; a failure is retried. */
-  private async finish(job: Job): Promise<void> {
+  /**
+   * DEIDENTIFIED (journalled with its bulk-delete batch, when the upload is new) → DONE once the raw copy's deletion
+   * succeeded; a failure is retried from the state the journal holds.
+   */
+  private async finish({ job, upload }: Deidentified): Promise<void> {
+    let state = job.state;
+    const toDeidentified = () => {
+      if (upload) this.d.journal.deidentified(job.id, upload);
+      state = 'DEIDENTIFIED';
+    };
+    const toDone = () => this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
     try {
       try {
-        await this.metrics.time('delete', () => this.deleteRaw(job));
-        this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
+        const deidentifiedId = upload?.deidentifiedId ?? job.deidentifiedId;
+        if (!job.rawId) {
+          this.d.journal.inTransaction(toDeidentified);
+          throw rawNotIdentified();
+        }
+        // a second send of the same content is the same Orthanc ID; other content is another job's
+        if (job.rawId === deidentifiedId)
+          this.d.journal.inTransaction(() => {
+            toDeidentified();
+            toDone();
+          });
+        else await this.metrics.time('delete', () => this.rawDeletions.delete(job.rawId!, toDeidentified, toDone));
         this.metrics.inc('dphiant_instances_deidentified_total');
-        this.d.log.info({ job: job.id, alias: job.aliasId }, 'de-identified in the PACS');
+        this.d.log.info({ job: job.id, alias: upload?.aliasId ?? job.aliasId }, 'de-identified in the PACS');
         this.settled(job.id);
       } catch (e) {
-        await this.failed(job, classify(e), undefined);
+        await this.failed({ ...job, state }, classify(e), undefined);
       }
     } catch (e) {
       this.d.log.error({ job: job.id, err: (e as Error).message }, 'worker error');
@@ -344,9 +413,9 @@ export class DeidentificationWorker {
     }
   }
 
-  /** Takes an IN_PACS job as far as DEIDENTIFIED; returns it when its raw copy is to be deleted (finish). */
-  private async process(jobId: number): Promise<Job | undefined> {
-    let job = this.d.journal.get(jobId);
+  /** Takes an IN_PACS job as far as its upload; returns it when its raw copy is to be deleted (finish). */
+  private async process(jobId: number): Promise<Deidentified | undefined> {
+    const job = this.d.journal.get(jobId);
     if (!job || job.nextAttemptAt > Date.now()) return;
     let raw: Buffer | undefined;
     let received: Buffer | undefined;
@@ -358,18 +427,15 @@ export class DeidentificationWorker {
       if (job.state === 'IN_PACS') {
         // the received data set (no file meta) when the hand-off kept it, else the PS3.10 file from the PACS
         received = this.d.handoff.take(job.id);
-        if (received) await this.deidentifyAndUpload(job, received, job.transferSyntaxUid);
-        else {
-          const fetched = await this.fetchRaw(job);
-          if (!fetched) {
-            await this.rawAbsent(job);
-            return;
-          }
-          await this.deidentifyAndUpload(job, (raw = fetched));
+        if (received) return { job, upload: await this.deidentifyAndUpload(job, received, job.transferSyntaxUid) };
+        const fetched = await this.fetchRaw(job);
+        if (!fetched) {
+          await this.rawAbsent(job);
+          return;
         }
-        job = this.d.journal.get(jobId)!;
+        return { job, upload: await this.deidentifyAndUpload(job, (raw = fetched)) };
       }
-      if (job.state === 'DEIDENTIFIED') return job;
+      if (job.state === 'DEIDENTIFIED') return { job };
     } catch (e) {
       // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file
       const asFile =
@@ -440,35 +506,29 @@ export class DeidentificationWorker {
     this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), ...extra, reason: why.message, code: why.code }, msg);
   }
 
-  /** `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file. */
-  private async deidentifyAndUpload(job: Job, raw: Buffer, datasetTs?: string): Promise<void> {
+  /**
+   * De-identifies and uploads, and returns what the journal is to record (by finish(), with the raw deletion's
+   * batch). `datasetTs`: `raw` is a bare data set in this transfer syntax (from the hand-off), else a PS3.10 file.
+   */
+  private async deidentifyAndUpload(job: Job, raw: Buffer, datasetTs?: string): Promise<Upload> {
     let d;
-    const { profile, siteKey } = this.d;
     try {
-      d = await this.metrics.time('deidentify', () =>
-        datasetTs ? deidentifyDataset(raw, datasetTs, profile, siteKey, this.aliases) : deidentify(raw, profile, siteKey, this.aliases),
-      );
+      d = await this.metrics.time('deidentify', () => this.engine.deidentify(raw, datasetTs));
     } catch (e) {
       throw deidentificationFailure(e);
     }
-    this.metrics.inc('dphiant_pixels_total', { outcome: d.pixels.kind.replace(/ /g, '-') });
-    const expected = orthancInstanceId(d.alias.aliasId, d.report.studyInstanceUid, d.report.seriesInstanceUid, d.report.sopInstanceUid);
+    this.metrics.inc('dphiant_pixels_total', { outcome: d.pixels.replace(/ /g, '-') });
+    const expected = orthancInstanceId(d.aliasId, d.studyInstanceUid, d.seriesInstanceUid, d.sopInstanceUid);
     // same Patient ID and UIDs as the raw copy (a profile keeping both): the PACS would answer AlreadyStored with
     // the raw content, and deleting "the raw copy" would delete the only copy
     if (expected === job.rawId) throw new PipelineError('permanent', 'profile', "the de-identified instance would have the raw instance's Orthanc ID (same Patient ID and UIDs)");
-    const up = await this.metrics.time('upload', () => this.pacsCall(() => this.d.pacs.upload(Buffer.concat(d.chunks, d.byteLength))));
+    const up = await this.metrics.time('upload', () => this.pacsCall(() => this.d.pacs.upload(d.bytes)));
     if ((up.Status !== 'Success' && up.Status !== 'AlreadyStored') || up.ID !== expected) {
       // never the raw copy, another job's raw copy or output: only what this upload put there
       const ours = up.ID && up.ID !== job.rawId && !this.d.journal.knows(up.ID) ? up.ID : null;
       throw new UploadMismatch(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`, ours);
     }
-    this.d.journal.deidentified(job.id, { aliasId: d.alias.aliasId, newSopInstanceUid: d.report.sopInstanceUid, deidentifiedId: up.ID });
-  }
-
-  /** The job's raw copy only: a second send of the same content is the same Orthanc ID, other content is another job's. */
-  private async deleteRaw(job: Job): Promise<void> {
-    if (!job.rawId) throw rawNotIdentified();
-    if (job.rawId !== job.deidentifiedId) await this.rawDeletions.delete(job.rawId);
+    return { aliasId: d.aliasId, newSopInstanceUid: d.sopInstanceUid, deidentifiedId: up.ID };
   }
 
   private async failed(job: Job, e: PipelineError, raw: Buffer | undefined): Promise<void> {
