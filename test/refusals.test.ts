@@ -290,6 +290,7 @@ describe('refusals: a full spool (scp.spoolMaxBytes, scp.spoolMinFreeBytes, a fu
         DPHIANT_PACS_URL: stack.pacs.httpUrl,
         DPHIANT_PIPELINE_ENABLED: 'false',
         DPHIANT_SCP_SPOOL_MIN_FREE_BYTES: '0', // no floor: the disk itself says no
+        DPHIANT_SCP_SPOOL_MEMORY_MAX_BYTES: '0', // every data set to its file, as one outgrowing the memory budget goes
       });
       const full = await storescu(megabyte[0]!.slice(0, 1), { port: mm.port });
       const fits = await storescu(small.slice(1, 2), { port: mm.port });

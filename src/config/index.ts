@@ -79,6 +79,11 @@ export interface Config {
     /** Free space the spool's file system keeps (statfs); below it instances are refused like a full spool. 0 = no floor. */
     spoolMinFreeBytes: number;
     /**
+     * Of scp.spoolMaxBytes, the bytes of data sets in flight kept in memory instead of spool files, all associations
+     * together; a data set that outgrows it moves to its spool file. 0: every data set goes to a file.
+     */
+    spoolMemoryMaxBytes: number;
+    /**
      * Idle time allowed on an association: since the last PDU of the caller or our last answer. The caller is
      * silent while it waits for our C-STORE answer, so this must exceed the longest wait for one
      * (longestStoreAnswerMs: pacs.storeTimeoutMs + the REST identify bound + a margin); checked at start-up.
@@ -254,6 +259,7 @@ export const DEFAULT_CONFIG: Config = {
     maxPendingConnections: 16,
     spoolMaxBytes: 4 * 1024 ** 3,
     spoolMinFreeBytes: 1024 ** 3,
+    spoolMemoryMaxBytes: 256 * 1024 ** 2,
     pduTimeoutMs: 150_000,
   },
   pacs: {
@@ -368,6 +374,7 @@ const SCHEMA: Record<string, Check> = {
   'scp.maxPendingConnections': intIn(1, 10_000),
   'scp.spoolMaxBytes': intIn(1024, 1024 ** 5),
   'scp.spoolMinFreeBytes': intIn(0, 1024 ** 5),
+  'scp.spoolMemoryMaxBytes': intIn(0, Number.MAX_SAFE_INTEGER),
   'scp.pduTimeoutMs': intIn(100, 3_600_000),
   'pacs.aet': isAet,
   'pacs.host': isHost,

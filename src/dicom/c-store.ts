@@ -8,8 +8,10 @@ export interface ReceivedInstance {
   /** Transfer syntax the data set was sent in (the accepted one of its presentation context). */
   transferSyntaxUid: string;
   callingAet: string;
-  /** File holding the data set bytes (no file meta group). */
+  /** File holding the data set bytes (no file meta group), unless `data` holds them. */
   spoolPath: string;
+  /** The data set bytes, when the spool kept them in memory. */
+  data?: Buffer;
   bytes: number;
 }
 

@@ -164,10 +164,27 @@ function writePdvs(socket: Socket, bytes: Buffer, pcId: number, maxPduLength: nu
   return written;
 }
 
-/** Writes the spool file as data set fragments, waiting for the socket to drain; `sent` after each block. */
+/**
+ * Writes the spooled data set (from memory, or read from its file block by block) as data set fragments, waiting
+ * for the socket to drain; `sent` after each block.
+ */
 async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, maxPduLength: number, sent: (bytes: number) => void): Promise<void> {
   const chunk = maxPduLength - PDV_HEADER;
   const block = Math.max(chunk, Math.floor(READ_BLOCK / chunk) * chunk);
+  if (inst.data) {
+    if (inst.data.length !== inst.bytes) throw new Error('spooled data set shorter than recorded');
+    for (let done = 0; done < inst.bytes; ) {
+      if (socket.destroyed) throw new Error('PACS connection closed while sending');
+      const buf = inst.data.subarray(done, Math.min(done + block, inst.bytes));
+      done += buf.length;
+      socket.cork();
+      const written = writePdvs(socket, buf, pcId, maxPduLength, { command: false, last: done === inst.bytes });
+      socket.uncork();
+      if (socket.writableNeedDrain) await drained(socket);
+      sent(written);
+    }
+    return;
+  }
   const file = await open(inst.spoolPath, 'r');
   try {
     for (let done = 0; done < inst.bytes; ) {

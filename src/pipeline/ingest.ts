@@ -54,7 +54,8 @@ export function inspectDataset(bytes: Buffer, inst: ReceivedInstance, maxInflate
   const top = (tag: number) => topLevelString(ds, tag, []);
   if (top(0x00080018) !== inst.sopInstanceUid) return refusal('sop-instance-mismatch', 'SOP Instance UID differs from the C-STORE request');
   if (top(0x00080016) !== inst.sopClassUid) return refusal('sop-class-mismatch', 'SOP Class UID differs from the C-STORE request');
-  const id = (tag: number) => topLevelString(ds, tag).trim();
+  // as Orthanc reads them: trailing padding is not part of the value, leading spaces are (test/raw-id.test.ts)
+  const id = (tag: number) => topLevelString(ds, tag).trimEnd();
   return { rawId: orthancInstanceId(id(0x00100020), id(0x0020000d), id(0x0020000e), inst.sopInstanceUid) };
 }
 
@@ -83,7 +84,7 @@ export class Ingest {
       let bytes: Buffer | undefined;
       let rawId: string | null = null;
       if (inst.bytes <= this.opts.checkMaxBytes) {
-        bytes = await readFile(inst.spoolPath);
+        bytes = inst.data ?? (await readFile(inst.spoolPath));
         const checked = inspectDataset(bytes, inst, this.opts.checkMaxBytes);
         if (!('rawId' in checked)) return this.refuse(inst, checked);
         rawId = checked.rawId;
@@ -128,7 +129,7 @@ export class Ingest {
       this.log.error({ uid, err: (e as Error).message }, 'ingest failed');
       return this.ownFailure(refusal('internal', 'DPHIANT internal error'));
     } finally {
-      await rm(inst.spoolPath, { force: true }).catch(() => undefined);
+      if (!inst.data) await rm(inst.spoolPath, { force: true }).catch(() => undefined);
     }
   }
 

@@ -165,6 +165,7 @@ class StoreScp extends ServerScp {
       transferSyntaxUid: ref.transferSyntaxUid,
       callingAet: this.association?.getCallingAeTitle() ?? '',
       spoolPath: spool.path,
+      data: spool.data,
       bytes: spool.bytes,
     };
     const refuse = (reply: StoreReply) => {
@@ -191,7 +192,7 @@ class StoreScp extends ServerScp {
     try {
       return await this.opts.ingest(inst);
     } finally {
-      spool.drop(); // ingest removed the file; this gives its bytes back to the budget
+      spool.drop(); // ingest removed the file; this gives its bytes back to the budget (memory: the hand-off may keep them)
     }
   }
 
@@ -233,10 +234,10 @@ export class DicomServer {
     // may be a file system of its own)
     mkdirSync(opts.spoolDir, { recursive: true });
     for (const name of readdirSync(opts.spoolDir)) rmSync(path.join(opts.spoolDir, name), { recursive: true, force: true });
-    this.spoolBudget = new SpoolBudget(opts.spoolDir, opts.scp.spoolMaxBytes, opts.scp.spoolMinFreeBytes);
+    this.spoolBudget = new SpoolBudget(opts.spoolDir, opts.scp.spoolMaxBytes, opts.scp.spoolMinFreeBytes, opts.scp.spoolMemoryMaxBytes);
     this.metrics = opts.metrics ?? new Metrics();
     this.metrics.gauge('dphiant_scp_pending_connections', 'connections open that have not associated yet', () => this.pendingConnections);
-    this.metrics.gauge('dphiant_spool_bytes', 'bytes of data sets in spool files, received and not yet forwarded', () => this.spoolBudget.inFlight);
+    this.metrics.gauge('dphiant_spool_bytes', 'bytes of data sets in the spool (memory and files), received and not yet forwarded', () => this.spoolBudget.inFlight);
     this.server = net.createServer((socket) => this.connection(socket));
   }
 

@@ -1,7 +1,10 @@
-// Where a C-STORE data set goes while it arrives: a file, written synchronously PDV by PDV, so memory stays flat
-// whatever the instance size (dcmjs-dimse applies no backpressure to the socket; an async file stream would
-// buffer the whole instance in memory). Bytes past the size limit, or past the spool's budget, are counted and
-// dropped.
+// Where a C-STORE data set goes while it arrives: memory, while the spool's memory budget has room, else a file,
+// written synchronously PDV by PDV, so memory stays bounded whatever the instance size (dcmjs-dimse applies no
+// backpressure to the socket; an async file stream would buffer the whole instance in memory). An instance that
+// outgrows the memory budget moves to its file. Neither outlives the process: a data set nobody was told is stored
+// has no need to survive a crash (the sender still has it), so memory is as safe as the disk here, and spares
+// a write, a read and an unlink per instance on the thread that serves DICOM. Bytes past the size limit, or past
+// the spool's budget, are counted and dropped.
 import { EventEmitter } from 'node:events';
 import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -19,8 +22,10 @@ export const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
  * yet forwarded and removed) under `maxBytes`, and the file system's free space over `minFreeBytes` (0: no floor).
  */
 export class SpoolBudget {
-  /** Bytes held by spool files now. */
+  /** Bytes held by spool files and in memory now. */
   inFlight = 0;
+  /** Of those, bytes held in memory. */
+  inMemory = 0;
   private freeAt = 0;
   private takenSinceCheck = Infinity;
   private free = Infinity;
@@ -29,7 +34,20 @@ export class SpoolBudget {
     readonly dir: string,
     readonly maxBytes: number,
     readonly minFreeBytes: number,
+    /** Bytes of data sets held in memory at most, together (0: every data set goes to a file). */
+    readonly memoryMaxBytes = 0,
   ) {}
+
+  /** Takes `n` bytes of memory (already taken of the budget); false, taking nothing, when they do not fit. */
+  takeMemory(n: number): boolean {
+    if (this.inMemory + n > this.memoryMaxBytes) return false;
+    this.inMemory += n;
+    return true;
+  }
+
+  releaseMemory(n: number): void {
+    this.inMemory -= n;
+  }
 
   /** Takes `n` bytes for a spool file; false, taking nothing, when they would pass the budget or the floor. */
   take(n: number): boolean {
@@ -64,11 +82,19 @@ export class SpoolBudget {
 
 export class SpoolFile extends EventEmitter {
   readonly path: string;
+  /** Where the bytes go now: memory, the file, or nowhere (refused, failed or dropped). */
+  private sink: 'memory' | 'file' | 'none' = 'memory';
+  /** The file was (or may have been) created: drop() removes it. */
+  private onDisk = false;
   private fd: number | undefined;
+  private chunks: Buffer[] = [];
+  /** The whole data set, once ended, when it stayed in memory. */
+  data: Buffer | undefined;
   /** Bytes received, kept or not. */
   bytes = 0;
-  /** Bytes this file holds of the budget. */
+  /** Bytes this spool holds of the budget, and of those in memory. */
   private held = 0;
+  private heldInMemory = 0;
   /** Set when the data set grew past the limit; the file is then removed and the rest dropped. */
   oversized = false;
   /** Set when the spool's budget or free-space floor had no room for it; the file is then removed and the rest dropped. */
@@ -77,18 +103,13 @@ export class SpoolFile extends EventEmitter {
   writeError: string | undefined;
 
   constructor(
-    dir: string,
+    private readonly dir: string,
     private readonly maxBytes: number,
     private readonly budget?: SpoolBudget,
   ) {
     super();
     this.path = path.join(dir, `${randomUUID()}.dcm`);
-    try {
-      mkdirSync(dir, { recursive: true });
-      this.fd = openSync(this.path, 'w', 0o600);
-    } catch (e) {
-      this.writeError = (e as NodeJS.ErrnoException).code ?? 'open failed';
-    }
+    if (!budget?.memoryMaxBytes) this.toFile();
   }
 
   /** Whether the disk had no room (a full spool to the sender), by the budget or by the file system. */
@@ -96,10 +117,38 @@ export class SpoolFile extends EventEmitter {
     return this.full || (this.writeError !== undefined && NO_SPACE.has(this.writeError));
   }
 
-  /** Called by dcmjs-dimse for each PDV of the data set. Always returns true: nothing is buffered. */
+  /** Moves to the file: what memory held is written first and given back to the memory budget. False: it failed. */
+  private toFile(): boolean {
+    const held = this.chunks;
+    this.chunks = [];
+    this.budget?.releaseMemory(this.heldInMemory);
+    this.heldInMemory = 0;
+    this.onDisk = true;
+    try {
+      mkdirSync(this.dir, { recursive: true });
+      this.fd = openSync(this.path, 'w', 0o600);
+      this.sink = 'file';
+      for (const c of held) this.writeFile(c);
+      return true;
+    } catch (e) {
+      this.failed(e, 'open failed');
+      return false;
+    }
+  }
+
+  private writeFile(chunk: Buffer): void {
+    for (let off = 0; off < chunk.length; ) off += writeSync(this.fd!, chunk, off, chunk.length - off);
+  }
+
+  private failed(e: unknown, what: string): void {
+    this.writeError = (e as NodeJS.ErrnoException).code ?? what;
+    this.drop();
+  }
+
+  /** Called by dcmjs-dimse for each PDV of the data set. Always returns true: nothing is buffered beyond the budget. */
   write(chunk: Buffer): boolean {
     this.bytes += chunk.length;
-    if (this.fd === undefined) return true;
+    if (this.sink === 'none') return true;
     if (this.bytes > this.maxBytes) {
       this.oversized = true;
       this.drop();
@@ -113,16 +162,27 @@ export class SpoolFile extends EventEmitter {
       }
       this.held += chunk.length;
     }
+    if (this.sink === 'memory') {
+      if (this.budget!.takeMemory(chunk.length)) {
+        this.chunks.push(chunk);
+        this.heldInMemory += chunk.length;
+        return true;
+      }
+      if (!this.toFile()) return true;
+    }
     try {
-      for (let off = 0; off < chunk.length; ) off += writeSync(this.fd, chunk, off, chunk.length - off);
+      this.writeFile(chunk);
     } catch (e) {
-      this.writeError = (e as NodeJS.ErrnoException).code ?? 'write failed';
-      this.drop();
+      this.failed(e, 'write failed');
     }
     return true;
   }
 
   end(): this {
+    if (this.sink === 'memory') {
+      this.data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.heldInMemory);
+      this.chunks = [];
+    }
     if (this.fd !== undefined) {
       closeSync(this.fd);
       this.fd = undefined;
@@ -130,11 +190,15 @@ export class SpoolFile extends EventEmitter {
     return this;
   }
 
-  /** Closes and deletes the file and gives its bytes back to the budget (idempotent). */
+  /** Closes and deletes the file, lets go of the bytes in memory, gives both back to the budget (idempotent). */
   drop(): void {
     this.end();
-    rmSync(this.path, { force: true });
+    if (this.onDisk) rmSync(this.path, { force: true });
+    this.sink = 'none';
+    this.data = undefined;
     this.budget?.release(this.held);
+    this.budget?.releaseMemory(this.heldInMemory);
     this.held = 0;
+    this.heldInMemory = 0;
   }
 }
