@@ -44,6 +44,18 @@ describe('spool: memory first, its file past the memory budget', () => {
     expect({ inFlight: budget.inFlight, inMemory: budget.inMemory }).to.deep.equal({ inFlight: 0, inMemory: 0 });
   });
 
+  it('moves a data set past 16 MiB to its file even when the memory budget has room', () => {
+    const budget = new SpoolBudget(dir, 64 * 1024 * KiB, 0, 48 * 1024 * KiB);
+    const spool = new SpoolFile(dir, 32 * 1024 * KiB, budget);
+    const parts = Array.from({ length: 17 }, () => randomBytes(1024 * KiB));
+    for (const p of parts) spool.write(p);
+    spool.end();
+    expect(spool.data).to.equal(undefined);
+    expect(readFileSync(spool.path).equals(Buffer.concat(parts))).to.equal(true);
+    expect(budget.inMemory).to.equal(0);
+    spool.drop();
+  });
+
   it('drops a data set past the size limit wherever it was, giving back its budget', () => {
     const budget = new SpoolBudget(dir, 4096 * KiB, 0, 1024 * KiB);
     const spool = new SpoolFile(dir, 512 * KiB, budget);

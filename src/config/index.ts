@@ -80,7 +80,7 @@ export interface Config {
     spoolMinFreeBytes: number;
     /**
      * Of scp.spoolMaxBytes, the bytes of data sets in flight kept in memory instead of spool files, all associations
-     * together; a data set that outgrows it moves to its spool file. 0: every data set goes to a file.
+     * together; a data set that outgrows it, or 16 MiB, moves to its spool file. 0: every data set goes to a file.
      */
     spoolMemoryMaxBytes: number;
     /**

@@ -116,41 +116,23 @@ export interface BackpressureSettings {
   maxBacklog: number;
 }
 
-/**
- * The backlog is read from the journal at most this often (a count over the journal for every C-STORE is too much);
- * in between, admitted instances are added to the last count, so a burst cannot overshoot the bound.
- */
-const BACKLOG_EVERY_MS = 1_000;
-
 export class Backpressure {
-  private backlogAt = 0;
-  private backlogValue = 0;
-
-  /** `backlog`: unfinished jobs (IN_PACS + DEIDENTIFIED). */
+  /** `backlog`: unfinished jobs (IN_PACS + DEIDENTIFIED), read for every C-STORE (the journal keeps per-state counts). */
   constructor(
     readonly health: DependencyHealth,
     private readonly readBacklog: () => number,
     private readonly settings: BackpressureSettings,
   ) {}
 
-  backlog(now = Date.now()): number {
-    if (now - this.backlogAt >= BACKLOG_EVERY_MS) {
-      this.backlogValue = this.readBacklog();
-      this.backlogAt = now;
-    }
-    return this.backlogValue;
-  }
-
-  /** One more unfinished job (ingest journalled it IN_PACS): counted until the next read of the journal. */
-  admitted(): void {
-    this.backlogValue++;
+  backlog(): number {
+    return this.readBacklog();
   }
 
   /** Why new instances are refused now, or null. Off with the pipeline (forward only: nothing drains the backlog). */
   cause(now = Date.now()): RefusalCause | null {
     if (!this.settings.enabled) return null;
     for (const dep of DEPENDENCIES) if (this.health.failingMs(dep, now) > this.settings.backpressureAfterMs) return dep;
-    if (this.settings.maxBacklog > 0 && this.backlog(now) >= this.settings.maxBacklog) return 'backlog';
+    if (this.settings.maxBacklog > 0 && this.backlog() >= this.settings.maxBacklog) return 'backlog';
     return null;
   }
 
@@ -166,7 +148,7 @@ export class Backpressure {
         help: 'how long each dependency has been failing (0 = its last call succeeded), with the reason code of its last failure',
         values: DEPENDENCIES.map((dep) => [{ dependency: dep, reason: snap.dependencies[dep].failingSince === null ? 'none' : (snap.dependencies[dep].lastErrorClass ?? 'none') }, this.health.failingMs(dep, now) / 1000]),
       },
-      dphiant_backlog: { help: 'unfinished jobs (IN_PACS + DEIDENTIFIED)', values: [[{}, this.backlog(now)]] },
+      dphiant_backlog: { help: 'unfinished jobs (IN_PACS + DEIDENTIFIED)', values: [[{}, this.backlog()]] },
       dphiant_backpressure: {
         help: 'whether new C-STOREs are refused (0xA700), by cause',
         values: (Object.keys(REFUSAL) as RefusalCause[]).map((c) => [{ cause: c }, c === cause ? 1 : 0]),

@@ -35,7 +35,7 @@ export interface IngestOptions {
   /** The PACS's REST API, to confirm the raw copy's Orthanc ID once the PACS accepted the C-STORE. */
   pacsRest?: Pick<OrthancClient, 'instance' | 'lookup'>;
   /** Refuses new instances before forwarding while the worker cannot keep up (src/pipeline/health.ts). */
-  backpressure?: Pick<Backpressure, 'refusal' | 'admitted'>;
+  backpressure?: Pick<Backpressure, 'refusal'>;
 }
 
 /**
@@ -120,7 +120,6 @@ export class Ingest {
         stored ? 'forwarded to PACS' : 'refused',
       );
       if (stored) {
-        this.opts.backpressure?.admitted();
         this.metrics.inc('dphiant_instances_forwarded_total');
         this.opts.inPacs?.(jobId, bytes);
       } else this.metrics.inc('dphiant_instances_rejected_total', { reason: reply.code ?? 'internal' });

@@ -14,6 +14,12 @@ import { randomUUID } from 'node:crypto';
 const FREE_CHECK_BYTES = 16 * 1024 ** 2;
 const FREE_CHECK_MS = 1000;
 
+/**
+ * A data set larger than this goes to its file whatever the memory budget: a large instance gains little from memory
+ * (its write is small beside moving its bytes) and would hold much of the budget (and of the RSS) alone.
+ */
+export const MEMORY_MAX_INSTANCE_BYTES = 16 * 1024 ** 2;
+
 /** Write errors that mean the disk is full: answered like a full spool. */
 export const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
 
@@ -163,7 +169,7 @@ export class SpoolFile extends EventEmitter {
       this.held += chunk.length;
     }
     if (this.sink === 'memory') {
-      if (this.budget!.takeMemory(chunk.length)) {
+      if (this.heldInMemory + chunk.length <= MEMORY_MAX_INSTANCE_BYTES && this.budget!.takeMemory(chunk.length)) {
         this.chunks.push(chunk);
         this.heldInMemory += chunk.length;
         return true;

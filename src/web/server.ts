@@ -201,7 +201,7 @@ function pipelineHealth(d: WebDeps) {
       return [dep, { failing: s.failingSince !== null, failingSince: s.failingSince && new Date(s.failingSince).toISOString(), failingSeconds: Math.round(d.backpressure.health.failingMs(dep, now) / 1000), lastErrorClass: s.lastErrorClass }];
     }),
   );
-  return { dependencies, stuckJobs: snap.stuckJobs, backlog: d.backpressure.backlog(now), refusing: d.backpressure.cause(now) };
+  return { dependencies, stuckJobs: snap.stuckJobs, backlog: d.backpressure.backlog(), refusing: d.backpressure.cause(now) };
 }
 
 function reachability(d: WebDeps): [Promise<boolean>, Promise<boolean>] {
