@@ -137,7 +137,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     journal,
     pacs: pacsRest,
     crosswalk,
-    engine: (aliases) => new DeidentifyThreads(p.threads || Math.min(4, availableParallelism()), { key: keys.site.toString('hex'), settings: config.anonymize, flags: {} }, aliases),
+    engine: (aliases) => new DeidentifyThreads(p.threads || Math.min(4, availableParallelism()), { key: keys.site.toString('hex'), settings: config.anonymize, flags: {}, rememberAliases: false }, aliases),
     quarantine,
     handoff,
     settings: p,

@@ -16,7 +16,7 @@ import { generateElements, generateOne } from '../tools/synth/generate.js';
 import { KeyedStandIn } from './support/standin.js';
 
 const KEY = randomBytes(32);
-const setup = { key: KEY.toString('hex'), settings: DEFAULT_CONFIG.anonymize, flags: {} };
+const setup = { key: KEY.toString('hex'), settings: DEFAULT_CONFIG.anonymize, flags: {}, rememberAliases: false };
 
 /** Fails the way a caller's classified error does: an object of its own class, with fields the thread never sees. */
 class CallersOwnError extends Error {

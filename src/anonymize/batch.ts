@@ -82,7 +82,7 @@ export async function runBatch(o: BatchOptions, started: Worker[] = startWorkers
   const uids = new Map<string, string>();
   const patients = new Map<string, string>();
 
-  const setup: WorkerSetup = { key: o.key.toString('hex'), ...o.profile };
+  const setup: WorkerSetup = { key: o.key.toString('hex'), rememberAliases: true, ...o.profile };
   const answers = new AliasAnswers(o.aliases);
   // no more workers than files
   const workers = started.slice(0, Math.max(1, Math.min(started.length, files.length)));

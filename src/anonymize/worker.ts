@@ -4,7 +4,7 @@
 // Files come in chunks and outcomes go back in chunks: a message per file woke the main thread 2 × N times. For the
 // pipeline it de-identifies instances sent as bytes and answers with the output's bytes, several at once (an instance
 // may wait for OCR). Patient and study aliases are asked of the main thread, which owns the crosswalk, so every
-// worker sees the same aliases; each is asked once per worker.
+// worker sees the same aliases; a batch asks each once per worker, the pipeline for every instance.
 import { closeSync, fstatSync, mkdirSync, openSync, readSync, writevSync } from 'node:fs';
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
@@ -21,6 +21,11 @@ import { PixelRiskError } from './pixels/types.js';
 
 export interface WorkerSetup extends ProfileSettings {
   key: string; // hex
+  /**
+   * Ask each patient and study once (a batch), or for every instance (the pipeline: the crosswalk is the
+   * authority while the server runs, and its outage holds the instances that need it, as the design says).
+   */
+  rememberAliases: boolean;
 }
 
 export interface FileTask {
@@ -126,12 +131,18 @@ const REMEMBERED_MAX = 10_000;
 // crosswalk's match key treats as one patient) and what the crosswalk keys a study by.
 const patientAliases = new Map<string, Promise<PatientAlias>>();
 const studyAliases = new Map<string, Promise<string>>();
+let remember = true;
 const aliases: AliasSource = {
   patient: (identity) => {
+    const get = () => ask<PatientAlias>({ what: 'patient', identity });
+    if (!remember) return get();
     const key = [identity.patientId, identity.issuerOfPatientId, identity.name, identity.sex, identity.birthDate, identity.studyInstanceUid ?? ''].join('\0');
-    return remembered(patientAliases, key, () => ask<PatientAlias>({ what: 'patient', identity }));
+    return remembered(patientAliases, key, get);
   },
-  study: (patient, study) => remembered(studyAliases, `${patient.aliasId}\0${study.studyInstanceUid}`, () => ask<string>({ what: 'study', patient, study })),
+  study: (patient, study) => {
+    const get = () => ask<string>({ what: 'study', patient, study });
+    return remember ? remembered(studyAliases, `${patient.aliasId}\0${study.studyInstanceUid}`, get) : get();
+  },
 };
 
 /**
@@ -274,6 +285,7 @@ port.on('message', (m: MainMessage) => {
     try {
       profile = profileFromSettings(m.setup.settings, m.setup.flags).profile;
       key = Buffer.from(m.setup.key, 'hex');
+      remember = m.setup.rememberAliases;
       port.postMessage({ kind: 'ready' } satisfies WorkerMessage);
     } catch (e) {
       port.postMessage({ kind: 'unusable', reason: (e as Error).message } satisfies WorkerMessage);
