@@ -228,10 +228,8 @@ async function handle(task: FileTask): Promise<FileOutcome> {
 /** Why a task failed, as it crosses to the main thread (./threads.ts rebuilds the error). */
 function threadError(e: unknown): ThreadError {
   const err = e instanceof Error ? e : new Error(String(e));
-  const { name, message, ...fields } = { ...err } as Record<string, unknown>;
-  void name;
-  void message;
-  return { name: err.name, message: err.message, fields, ask: e instanceof AskFailed ? e.ask : undefined };
+  // own fields (hits, step, offset…): name and message are not enumerable unless a class set them, and sent apart
+  return { name: err.name, message: err.message, fields: { ...err }, ask: e instanceof AskFailed ? e.ask : undefined };
 }
 
 async function handleDataset(task: DatasetTask): Promise<void> {

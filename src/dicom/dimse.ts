@@ -171,27 +171,21 @@ function writePdvs(socket: Socket, bytes: Buffer, pcId: number, maxPduLength: nu
 async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, maxPduLength: number, sent: (bytes: number) => void): Promise<void> {
   const chunk = maxPduLength - PDV_HEADER;
   const block = Math.max(chunk, Math.floor(READ_BLOCK / chunk) * chunk);
-  if (inst.data) {
-    if (inst.data.length !== inst.bytes) throw new Error('spooled data set shorter than recorded');
-    for (let done = 0; done < inst.bytes; ) {
-      if (socket.destroyed) throw new Error('PACS connection closed while sending');
-      const buf = inst.data.subarray(done, Math.min(done + block, inst.bytes));
-      done += buf.length;
-      socket.cork();
-      const written = writePdvs(socket, buf, pcId, maxPduLength, { command: false, last: done === inst.bytes });
-      socket.uncork();
-      if (socket.writableNeedDrain) await drained(socket);
-      sent(written);
-    }
-    return;
-  }
-  const file = await open(inst.spoolPath, 'r');
+  const data = inst.data;
+  if (data && data.length !== inst.bytes) throw new Error('spooled data set shorter than recorded');
+  const file = data ? undefined : await open(inst.spoolPath, 'r');
+  /** The `length` bytes at `at`: a view of the memory, or read from the file. */
+  const blockAt = async (at: number, length: number): Promise<Buffer> => {
+    if (data) return data.subarray(at, at + length);
+    const buf = Buffer.allocUnsafe(length);
+    const { bytesRead } = await file!.read(buf, 0, length, at);
+    if (bytesRead !== length) throw new Error('spool file shorter than recorded');
+    return buf;
+  };
   try {
     for (let done = 0; done < inst.bytes; ) {
       if (socket.destroyed) throw new Error('PACS connection closed while sending');
-      const buf = Buffer.allocUnsafe(Math.min(block, inst.bytes - done));
-      const { bytesRead } = await file.read(buf, 0, buf.length, done);
-      if (bytesRead !== buf.length) throw new Error('spool file shorter than recorded');
+      const buf = await blockAt(done, Math.min(block, inst.bytes - done));
       done += buf.length;
       socket.cork();
       const written = writePdvs(socket, buf, pcId, maxPduLength, { command: false, last: done === inst.bytes });
@@ -200,7 +194,7 @@ async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, ma
       sent(written);
     }
   } finally {
-    await file.close();
+    await file?.close();
   }
 }
 
