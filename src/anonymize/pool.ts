@@ -90,7 +90,8 @@ export class DeidentifyThreads {
 
   /**
    * De-identifies a PS3.10 file, or a bare data set in `datasetTs`. Fails as deidentify() does (the same error
-   * classes, the caller's own alias failures as they were thrown), or with ThreadStoppedError.
+   * classes, the caller's own alias failures as they were thrown), or with ThreadStoppedError. Takes `bytes`: when
+   * they are a whole ArrayBuffer of their own, it moves to the thread (no copy) and `bytes` is empty afterwards.
    */
   async deidentify(bytes: Buffer, datasetTs?: string): Promise<DatasetResult> {
     await this.ready;
@@ -99,7 +100,8 @@ export class DeidentifyThreads {
     const id = this.nextId++;
     return new Promise<DatasetResult>((resolve, reject) => {
       t.pending.set(id, { resolve, reject });
-      t.worker.postMessage({ kind: 'dataset', task: { id, bytes, datasetTs } } satisfies MainMessage);
+      const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+      t.worker.postMessage({ kind: 'dataset', task: { id, bytes, datasetTs } } satisfies MainMessage, whole ? [bytes.buffer as ArrayBuffer] : []);
     });
   }
 

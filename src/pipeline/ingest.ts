@@ -92,7 +92,7 @@ export class Ingest {
       let jobId: number;
       try {
         // the computed ID is recorded at once: after a crash before the PACS answered, recovery asks for it
-        jobId = this.journal.received({ ...inst, rawId });
+        jobId = await this.journal.durably(() => this.journal.received({ ...inst, rawId }));
       } catch (e) {
         this.log.error({ uid, err: (e as Error).message }, 'journal write failed; instance refused');
         return this.ownFailure(JOURNAL_UNAVAILABLE);
@@ -107,8 +107,9 @@ export class Ingest {
       const stored = outcome.kind === 'answered' && isSuccessOrWarning(outcome.status);
       if (stored) rawId = await this.identifyRaw(inst, rawId, jobId);
       try {
-        if (stored) this.journal.inPacs(jobId, rawId);
-        else this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null, reply.code ?? 'internal');
+        await this.journal.durably(() =>
+          stored ? this.journal.inPacs(jobId, rawId) : this.journal.transition(jobId, 'RECEIVED', 'REJECTED', reply.comment ?? null, reply.code ?? 'internal'),
+        );
       } catch (e) {
         // the PACS may hold it, but unless the journal says so the sender must not be told it is safe
         this.log.error({ job: jobId, uid, err: (e as Error).message }, 'journal update failed');

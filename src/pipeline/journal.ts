@@ -407,6 +407,45 @@ export class Journal {
     return this.db.transaction(fn)();
   }
 
+  /**
+   * Runs `write` durably, committed together with the other writes asked for in the same turn of the event loop: one
+   * transaction, so one fsync for writes from several associations at once (group commit). Each write is a savepoint
+   * of its own: one that throws fails alone. Resolves once the commit is on disk.
+   */
+  durably<T>(write: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queued.push({ write, resolve: resolve as (v: unknown) => void, reject });
+      if (this.queued.length === 1) setImmediate(() => this.commitQueued());
+    });
+  }
+
+  private queued: { write: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+
+  private commitQueued(): void {
+    const batch = this.queued;
+    this.queued = [];
+    const outcomes: ({ value: unknown } | { error: unknown })[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const q of batch) {
+          try {
+            outcomes.push({ value: this.db.transaction(q.write)() });
+          } catch (error) {
+            outcomes.push({ error });
+          }
+        }
+      })();
+    } catch (e) {
+      for (const q of batch) q.reject(e);
+      return;
+    }
+    batch.forEach((q, i) => {
+      const o = outcomes[i]!;
+      if ('error' in o) q.reject(o.error);
+      else q.resolve(o.value);
+    });
+  }
+
   close(): void {
     this.db.close();
   }

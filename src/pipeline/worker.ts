@@ -437,10 +437,12 @@ export class DeidentificationWorker {
       }
       if (job.state === 'DEIDENTIFIED') return { job };
     } catch (e) {
-      // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file
+      // what the quarantine would keep: the PACS's file, or the received data set made a PS3.10 file; nothing when
+      // the bytes moved to the engine's thread (empty now): the quarantine then fetches the raw copy from the PACS
+      if (raw?.length === 0) raw = undefined;
       const asFile =
         raw ??
-        (received && Buffer.concat([encodeFileMeta({ sopClassUid: job.sopClassUid, sopInstanceUid: sopInstanceUidOf(received, job.transferSyntaxUid), tsUid: job.transferSyntaxUid }), received]));
+        (received?.length ? Buffer.concat([encodeFileMeta({ sopClassUid: job.sopClassUid, sopInstanceUid: sopInstanceUidOf(received, job.transferSyntaxUid), tsUid: job.transferSyntaxUid }), received]) : undefined);
       await this.failed(job, classify(e), asFile);
     }
   }
