@@ -8,7 +8,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, syml
 import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import dimse, { AssociationClosedError, AssociationRejectedError, checkDimseVersion, installedDimseVersion, ServerScp, StoreAssociation, SUPPORTED_DIMSE_VERSION, type StoreSink } from '../src/dicom/dimse.js';
+import dimse, { AssociationClosedError, AssociationRejectedError, checkDimseVersion, installedDimseVersion, ServerScp, StoreAssociation, SUPPORTED_DIMSE_VERSION, wholePdus, type StoreSink } from '../src/dicom/dimse.js';
 import type { ReceivedInstance } from '../src/dicom/c-store.js';
 import { splitPart10 } from '../src/dicom/part10.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
@@ -304,7 +304,7 @@ async function echoServer(pduTimeout: number, setup: (scp: EchoScp) => void): Pr
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    const scp = new EchoScp(socket, { connectTimeout: 60_000, associationTimeout: 60_000, pduTimeout });
+    const scp = new EchoScp(socket, { connectTimeout: 60_000, associationTimeout: 60_000, pduTimeout }, 2 * 1024 * 1024);
     scp.on('networkError', () => socket.destroy());
     setup(scp);
   });
@@ -335,6 +335,39 @@ function cEcho(port: number, lingerMs: number): Promise<string> {
 }
 
 describe('dcmjs-dimse adapter: the SCP on a socket of our own', () => {
+  it('gives the library whole PDUs, however the socket cut them, and stops at one declared over the limit', () => {
+    const pdu = (type: number, body: number) => {
+      const b = Buffer.alloc(6 + body);
+      b[0] = type;
+      b.writeUInt32BE(body, 2);
+      for (let i = 6; i < b.length; i++) b[i] = (i * 7 + type) & 0xff;
+      return b;
+    };
+    // a zero-length body, header-only fragments, one PDU inside a chunk, one over many chunks
+    const pdus = [pdu(4, 0), pdu(4, 1), pdu(1, 300), pdu(4, 70_000), pdu(5, 4), pdu(4, 262_144), pdu(7, 4)];
+    const stream = Buffer.concat(pdus);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (const cut of ['1 byte', '5 bytes', '64 KiB', 'random', 'whole'] as const) {
+      const got: Buffer[] = [];
+      const feed = wholePdus(262_144, (p) => got.push(Buffer.from(p)), () => expect.fail('not too long'));
+      for (let off = 0; off < stream.length; ) {
+        const n = cut === '1 byte' ? 1 : cut === '5 bytes' ? 5 : cut === '64 KiB' ? 65_536 : cut === 'whole' ? stream.length : 1 + Math.floor(random() * 100_000);
+        feed(stream.subarray(off, off + n));
+        off += n;
+      }
+      expect(got.map((p) => p.toString('hex')), cut).to.deep.equal(pdus.map((p) => p.toString('hex')));
+    }
+    let tooLong = 0;
+    const got: Buffer[] = [];
+    const feed = wholePdus(1000, (p) => got.push(p), () => tooLong++);
+    feed(Buffer.concat([pdu(4, 1000), pdu(4, 1001).subarray(0, 3)]));
+    feed(pdu(4, 1001).subarray(3));
+    feed(pdu(4, 10));
+    expect(got.map((p) => p.length)).to.deep.equal([1006]);
+    expect(tooLong).to.equal(1);
+  });
+
   it("the library's PDU timer runs on an accepted socket (the connected flag): an association silent for pduTimeout gets an A-ABORT", async () => {
     const pduTimeout = 1500;
     const server = await echoServer(pduTimeout, () => undefined);

@@ -459,6 +459,67 @@ function contextKey(ctx: StorageContext): string {
   return `${ctx.sopClassUid} ${ctx.transferSyntaxUid}`;
 }
 
+/**
+ * A socket's chunks as whole PDUs: one inside a chunk is passed on as a view of it, one spanning chunks is copied
+ * into a buffer of its own length. A PDU whose length field is over `maxPduLength` calls `tooLong` and ends the framing.
+ */
+export function wholePdus(maxPduLength: number, deliver: (pdu: Buffer) => void, tooLong: () => void): (chunk: Buffer) => void {
+  const header = Buffer.alloc(PDU_HEADER);
+  let headerFill = 0;
+  let pdu: Buffer | undefined;
+  let fill = 0;
+  let stopped = false;
+  return (chunk) => {
+    let off = 0;
+    while (!stopped && off < chunk.length) {
+      if (!pdu) {
+        let h = chunk;
+        let at = off;
+        if (headerFill > 0 || chunk.length - off < PDU_HEADER) {
+          const n = Math.min(PDU_HEADER - headerFill, chunk.length - off);
+          chunk.copy(header, headerFill, off, off + n);
+          headerFill += n;
+          off += n;
+          if (headerFill < PDU_HEADER) return;
+          h = header;
+          at = 0;
+        }
+        const length = h.readUInt32BE(at + 2);
+        const total = PDU_HEADER + length;
+        if (length > maxPduLength) {
+          stopped = true;
+          tooLong();
+          return;
+        }
+        if (h === chunk && chunk.length - off >= total) {
+          const whole = chunk.subarray(off, off + total);
+          off += total;
+          deliver(whole);
+          continue;
+        }
+        pdu = Buffer.allocUnsafe(total);
+        if (h === header) {
+          header.copy(pdu, 0);
+          fill = PDU_HEADER;
+          headerFill = 0;
+        } else fill = 0;
+      }
+      const n = Math.min(pdu.length - fill, chunk.length - off);
+      chunk.copy(pdu, fill, off, off + n);
+      fill += n;
+      off += n;
+      if (fill === pdu.length) {
+        const whole = pdu;
+        pdu = undefined;
+        deliver(whole);
+      }
+    }
+  };
+}
+
+/** A PDU's header: type, reserved byte, 4-byte length of what follows (PS3.8 9.3). */
+const PDU_HEADER = 6;
+
 // --- SCP: an association on a socket DPHIANT accepted itself --------------------------------------------------
 
 /** Where the data set of a C-STORE goes PDV by PDV: a false write() makes the library wait for 'drain'. */
@@ -482,9 +543,19 @@ export abstract class ServerScp extends Scp {
   /** When the last PDU arrived: the library aborts the association pduTimeout after it. */
   declare private lastPduTime: number | undefined;
 
-  constructor(socket: Socket, opts: NetworkOptions) {
+  /** `maxPduLength`: the largest PDU length field the connection may bring; a longer one cuts it. */
+  constructor(socket: Socket, opts: NetworkOptions, maxPduLength: number) {
     assertDimseVersion();
+    const before = new Set(socket.listeners('data'));
     super(socket, opts);
+    // the library's PduAccumulator copies the PDU so far onto every chunk received (a 256 KiB PDU arriving in 64 KiB
+    // chunks is copied 2.5 times, and that garbage cost more CPU in GC than the rest of receiving): its listener is
+    // given whole PDUs instead, each copied at most once
+    const library = socket.listeners('data').filter((l) => !before.has(l));
+    if (library.length !== 1) throw new Error(`dcmjs-dimse registered ${library.length} data listeners, the adapter expects 1`);
+    const deliver = library[0] as (pdu: Buffer) => void;
+    socket.off('data', deliver);
+    socket.on('data', wholePdus(maxPduLength, deliver, () => socket.destroy()));
     // what the library's Server does: its once-a-second timer drops an association silent for pduTimeout (with an
     // A-ABORT) only while `connected`. (Its association timeout never runs here: it counts from the 'connect' event.)
     this.connected = true;

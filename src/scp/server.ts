@@ -214,6 +214,12 @@ class StoreScp extends ServerScp {
 /** The sender's answer when the spool has no room (budget, free-space floor, or the disk itself). */
 export const SPOOL_FULL = 'DPHIANT spool full';
 
+/**
+ * The longest PDU a caller may send (its length field): dcmjs-dimse accepts associations with a maximum PDU length
+ * of 256 KiB, and a sender that ignores it gets room up to this before the connection is cut.
+ */
+const MAX_PDU_LENGTH = 2 * 1024 * 1024;
+
 /** Closing lines about connections refused for the pending cap: at most one per this many ms (a flood). */
 const PENDING_LOG_MS = 5000;
 
@@ -259,7 +265,7 @@ export class DicomServer {
     socket.setNoDelay(true);
     this.sockets.add(socket);
     const id = this.nextId++;
-    const guard = new PduGuard(socket, 2 * 1024 * 1024, (why) => {
+    const guard = new PduGuard(socket, MAX_PDU_LENGTH, (why) => {
       log.warn({ assoc: id, from, why }, 'connection dropped: protocol violation');
       this.dropped('protocol');
       socket.destroy();
@@ -276,7 +282,7 @@ export class DicomServer {
       associationTimeout: scp.associationTimeoutMs,
       pduTimeout: scp.pduTimeoutMs,
       connectTimeout: scp.pduTimeoutMs,
-    });
+    }, MAX_PDU_LENGTH);
     assoc.opts = this.opts;
     assoc.server = this;
     assoc.id = id;
