@@ -157,7 +157,7 @@ export interface Config {
   pipeline: {
     /** false: forward only, jobs stay IN_PACS and the PACS keeps raw instances (diagnosis and tests, never production). */
     enabled: boolean;
-    /** Instances de-identified at once. */
+    /** Instances de-identified at once, at most: one, and one more for every 4 waiting. */
     concurrency: number;
     /**
      * Worker threads the engine runs in (parsing, burned-in text, de-identification, verification), off the thread
