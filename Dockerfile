@@ -35,4 +35,4 @@ VOLUME ["/var/lib/dphiant"]
 EXPOSE 11112 8043
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.DPHIANT_WEB_PORT||8043)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/src/cli/main.js", "serve"]
+CMD ["node", "--initial-old-space-size=256", "dist/src/cli/main.js", "serve"]

@@ -30,7 +30,7 @@ test: test-deps build
 
 bench: test-deps build
 	@echo "==> benchmarks with Node.js $$(node --version)"
-	@node dist/bench/run.js
+	@node --initial-old-space-size=256 dist/bench/run.js
 
 clean:
 	rm -rf dist .stack

@@ -10,6 +10,7 @@ import { echo } from '../src/scu/echo.js';
 import { generateStudies } from '../tools/synth/generate.js';
 import { burnedInFile } from '../tools/synth/burned-in.js';
 import { GIVEN_NAMES } from '../src/crosswalk/aliases.js';
+import { HEAP_FLAG } from '../src/cli/heap.js';
 
 const d = devStackDefaults;
 const work = path.join(repoRoot, '.stack');
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
 
   say(`starting the middleman (DICOM ${d.middleman.aet}:${d.middleman.dicomPort}; log in .stack/middleman.log)`);
   const log = openSync(path.join(work, 'middleman.log'), 'a');
-  middleman = spawn(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'serve'], {
+  middleman = spawn(process.execPath, [HEAP_FLAG, path.join(repoRoot, 'dist/src/cli/main.js'), 'serve'], {
     env: { ...process.env, ...middlemanEnv({ dataDir: path.join(work, 'data') }) },
     stdio: ['ignore', log, log],
   });

@@ -137,7 +137,7 @@ describe('docker-compose.yml matches the dev stack', function () {
     const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
     expect(dockerfile).to.match(/^FROM node:24-bookworm AS build$/m);
     expect(dockerfile).to.match(/^FROM node:24-bookworm-slim$/m);
-    expect(dockerfile).to.include('CMD ["node", "dist/src/cli/main.js", "serve"]');
+    expect(dockerfile).to.include('CMD ["node", "--initial-old-space-size=256", "dist/src/cli/main.js", "serve"]');
   });
 
   it('crosswalk: mongo on 127.0.0.1 at the URL the middleman uses, mongo-express behind demo/demo on 127.0.0.1', function () {

@@ -3,7 +3,9 @@
 // needs, fails here rather than on a user's machine.
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import semver from 'semver';
+import { HEAP_FLAG } from '../src/cli/heap.js';
 import { findUp } from '../src/paths.js';
 
 interface LockedPackage {
@@ -49,5 +51,21 @@ describe('runtime: the declared Node.js, the lock file and the running node agre
     console.log(`      running ${process.version} (${process.execPath}), ABI ${process.versions.modules}`);
     expect(semver.gte(process.versions.node, semver.minVersion(declared)!), `${process.version} is older than the engines minimum`).to.equal(true);
     expect(semver.satisfies(process.versions.node, declared), `${process.version} is outside ${declared}`).to.equal(true);
+  });
+});
+
+describe("runtime: V8's heap as the launchers size it (src/cli/heap.ts)", () => {
+  it('every launcher of the middleman and the benchmark passes HEAP_FLAG to node', () => {
+    const root = path.dirname(findUp('package.json'));
+    const read = (f: string) => readFileSync(path.join(root, f), 'utf8');
+    const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+    const launchers: [string, string][] = [
+      ['the CLI\'s shebang (src/cli/main.ts)', read('src/cli/main.ts').split('\n')[0]!],
+      ['the Docker image (Dockerfile CMD)', read('Dockerfile').split('\n').find((l) => l.startsWith('CMD '))!],
+      ['npm run dphiant', scripts.dphiant!],
+      ['make bench (Makefile)', read('Makefile').split('\n').find((l) => l.includes('dist/bench/run.js'))!],
+      ['make demo (scripts/demo.ts)', read('scripts/demo.ts').split('\n').find((l) => l.includes("'serve']"))!],
+    ];
+    for (const [what, line] of launchers) expect(line, what).to.include(what.startsWith('make demo') ? 'HEAP_FLAG' : HEAP_FLAG);
   });
 });

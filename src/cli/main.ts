@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=256
 // dphiant: the command line. Each command loads the one validated configuration; a bad value exits 2 with its key.
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
