@@ -142,4 +142,37 @@ describe('journal and crosswalk indexes (issue 13, item 5)', () => {
     }
     await store.close();
   });
+
+  it("durably(): the writes of one event-loop turn commit in one transaction, one that throws fails alone, and none is visible before its promise settles", async () => {
+    const file = path.join(dir, 'journal.sqlite');
+    const journal = new Journal(file, KEY);
+    const db = connectionOf(journal);
+    // count the top-level transactions (commits) the batch runs
+    let commits = 0;
+    const transaction = db.transaction.bind(db);
+    db.transaction = ((fn: (...a: unknown[]) => unknown) => {
+      const t = transaction(fn);
+      return Object.assign((...a: unknown[]) => {
+        if (!db.inTransaction) commits++;
+        return t(...a);
+      }, t);
+    }) as typeof db.transaction;
+    const other = new Database(file, { readonly: true });
+    const rows = () => (other.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+    const writes = [0, 1, 2].map((n) => journal.durably(() => journal.received(newJob(n))));
+    const failing = journal.durably(() => journal.transition(999, 'IN_PACS', 'DONE'));
+    expect(rows(), 'nothing is written before the turn ends').to.equal(0);
+    const ids = await Promise.all(writes);
+    const failure = await failing.then(() => undefined, (e: Error) => e);
+    expect(commits, 'one commit for the four writes').to.equal(1);
+    expect(failure, 'the transition of a job that does not exist fails').to.be.instanceOf(Error);
+    expect(rows(), 'the other three are committed').to.equal(3);
+    expect(ids.map((id) => journal.get(id)?.state)).to.deep.equal(['RECEIVED', 'RECEIVED', 'RECEIVED']);
+    // a write asked for after the commit goes in the next one
+    await journal.durably(() => journal.inPacs(ids[0]!, 'raw-0'));
+    expect(commits).to.equal(2);
+    expect(journal.get(ids[0]!)?.state).to.equal('IN_PACS');
+    other.close();
+    journal.close();
+  });
 });

@@ -91,7 +91,7 @@ export class DeidentifyThreads {
   /**
    * De-identifies a PS3.10 file, or a bare data set in `datasetTs`. Fails as deidentify() does (the same error
    * classes, the caller's own alias failures as they were thrown), or with ThreadStoppedError. Takes `bytes`: when
-   * they are a whole ArrayBuffer of their own, it moves to the thread (no copy) and `bytes` is empty afterwards.
+   * they span an ArrayBuffer of their own, that buffer moves to the thread (no copy) and `bytes` is empty after.
    */
   async deidentify(bytes: Buffer, datasetTs?: string): Promise<DatasetResult> {
     await this.ready;

@@ -120,6 +120,8 @@ export class Journal {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly statements = new Map<string, Database.Statement>();
+  /** Writes durably() was asked for in this turn of the event loop, committed together on the next. */
+  private queued: { write: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private readonly move: Database.Statement;
 
   /** `siteKey`: the key of the UID hashes (the site key, as everywhere a keyed hash names an identifier). */
@@ -418,8 +420,6 @@ export class Journal {
       if (this.queued.length === 1) setImmediate(() => this.commitQueued());
     });
   }
-
-  private queued: { write: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
 
   private commitQueued(): void {
     const batch = this.queued;
