@@ -167,9 +167,9 @@ interface RawDeletion {
 
 /**
  * Raw copies of de-identified jobs, deleted in batches (POST /tools/bulk-delete: fewer requests, and the PACS's
- * storage removes emptied directories less often while stores arrive), with the journal written once per batch:
- * every job of the batch DEIDENTIFIED in one transaction before the request (never a deletion before its upload is
- * journalled), DONE in one after it succeeded. Each caller learns whether its job got there.
+ * storage removes emptied directories less often while stores arrive), with the journal written once per batch
+ * through Journal.durably: every job of the batch DEIDENTIFIED in one commit before the request (never a deletion
+ * before its upload is journalled), DONE in one after it succeeded. Each caller learns whether its job got there.
  */
 class RawDeletions {
   private batch: RawDeletion[] = [];
@@ -177,7 +177,7 @@ class RawDeletions {
 
   constructor(
     private readonly send: (ids: string[]) => Promise<void>,
-    private readonly inTransaction: (fn: () => void) => void,
+    private readonly durably: (write: () => void) => Promise<void>,
   ) {}
 
   delete(id: string, before: () => void, after: () => void): Promise<void> {
@@ -191,35 +191,29 @@ class RawDeletions {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const journalled = this.each(this.batch, (d) => d.before());
+    const batch = this.batch;
     this.batch = [];
-    if (!journalled.length) return;
-    this.send([...new Set(journalled.map((d) => d.id))]).then(
-      () => this.each(journalled, (d) => d.after()).forEach((d) => d.settle()),
-      (e: unknown) => journalled.forEach((d) => d.settle(e ?? new Error('bulk delete failed'))),
-    );
+    if (!batch.length) return;
+    void this.each(batch, 'before').then(async (journalled) => {
+      if (!journalled.length) return;
+      try {
+        await this.send([...new Set(journalled.map((d) => d.id))]);
+      } catch (e) {
+        for (const d of journalled) d.settle(e ?? new Error('bulk delete failed'));
+        return;
+      }
+      for (const d of await this.each(journalled, 'after')) d.settle();
+    });
   }
 
-  /** Runs `step` for every deletion in one transaction; those it failed for are settled with the error, the rest returned. */
-  private each(ds: RawDeletion[], step: (d: RawDeletion) => void): RawDeletion[] {
-    const ok: RawDeletion[] = [];
-    try {
-      this.inTransaction(() => {
-        for (const d of ds) {
-          try {
-            step(d);
-            ok.push(d);
-          } catch (e) {
-            d.settle(e);
-          }
-        }
-      });
-    } catch (e) {
-      // the commit itself failed: nothing of it was written
-      for (const d of ok) d.settle(e);
-      return [];
-    }
-    return ok;
+  /** Journals `step` of every deletion in one commit; those it failed for are settled with the error, the rest returned. */
+  private async each(ds: RawDeletion[], step: 'before' | 'after'): Promise<RawDeletion[]> {
+    const written = await Promise.allSettled(ds.map((d) => this.durably(d[step])));
+    return ds.filter((d, i) => {
+      const w = written[i]!;
+      if (w.status === 'rejected') d.settle(w.reason ?? new Error('journal write failed'));
+      return w.status === 'fulfilled';
+    });
   }
 }
 
@@ -251,7 +245,7 @@ export class DeidentificationWorker {
   private readonly finishing = new Set<Promise<void>>();
   private readonly rawDeletions = new RawDeletions(
     (ids) => this.pacsCall(() => this.d.pacs.bulkDelete(ids)),
-    (fn) => this.d.journal.inTransaction(fn),
+    (write) => this.d.journal.durably(write),
   );
 
   private readonly metrics: Metrics;
