@@ -149,6 +149,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   const pool = new AssociationPool(pacsTarget(config), { maxAssociations: config.pacs.maxAssociations, idleTimeoutMs: config.pacs.idleTimeoutMs });
   const ingest = new Ingest(journal, pacsTarget(config), log, {
     forward: (_target, inst) => pool.store(inst),
+    ...(config.pacs.cutThrough ? { cutThrough: (ctx) => pool.begin(ctx) } : {}),
     metrics,
     checkMaxBytes: p.handoffMaxInstanceBytes,
     pacsRest,
@@ -162,7 +163,8 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   const server = new DicomServer({
     scp: config.scp,
     spoolDir: path.join(config.dataDir, 'spool'),
-    ingest: (inst) => ingest.store(inst),
+    begin: (ctx) => ingest.begin(ctx),
+    ingest: (inst, early) => ingest.store(inst, early),
     refused: (inst, reply) => ingest.refuseReceived(inst, reply),
     metrics,
     log,

@@ -119,6 +119,12 @@ export interface Config {
      * (Orthanc: DicomScpTimeout, 30 s). 0: each association is released after its instance (no reuse).
      */
     idleTimeoutMs: number;
+    /**
+     * Cut-through forwarding: the C-STORE to the PACS begins at the data set's first fragment and carries each as it
+     * arrives, its last held back until the instance is checked and journalled (the sender's answer is still the
+     * PACS's). false: each data set is forwarded once it has arrived whole (store and forward).
+     */
+    cutThrough: boolean;
     /** Orthanc REST base URL. */
     url: string;
     /** Login of the REST API. */
@@ -272,6 +278,7 @@ export const DEFAULT_CONFIG: Config = {
     storeTimeoutMs: 120_000,
     maxAssociations: 4,
     idleTimeoutMs: 5000,
+    cutThrough: true,
     url: 'http://127.0.0.1:8042',
     username: 'demo',
     password: 'demo',
@@ -385,6 +392,7 @@ const SCHEMA: Record<string, Check> = {
   'pacs.storeTimeoutMs': intIn(100, 3_600_000),
   'pacs.maxAssociations': intIn(1, 64),
   'pacs.idleTimeoutMs': intIn(0, 600_000),
+  'pacs.cutThrough': isBoolean,
   'pacs.url': isUrl,
   'pacs.username': isString,
   'pacs.password': isString,

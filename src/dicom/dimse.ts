@@ -59,6 +59,8 @@ type AssociationT = InstanceType<typeof Association>;
 /** What _sendPDataTF is given: a request or response (Command, which the library does not export). */
 type CommandT = Pick<InstanceType<typeof CStoreRequest>, 'getDataset' | 'getCommandDataset'>;
 type CStoreResponseT = InstanceType<typeof dimse.responses.CStoreResponse>;
+type CStoreRequestT = InstanceType<typeof CStoreRequest>;
+type PresentationContextT = InstanceType<typeof dimse.association.PresentationContext>;
 type NetworkOptions = NonNullable<ConstructorParameters<typeof Scp>[1]>;
 
 /** Network as 0.3.3 has it: its public methods (in the .d.ts, not exported) and the internals used here. */
@@ -84,16 +86,20 @@ const Network = Object.getPrototypeOf(Scp) as new (socket: Socket, opts?: Networ
 // --- C-STORE SCU: a spooled data set streamed from its file ---------------------------------------------------
 
 /**
- * A data set that exists only as bytes in a spool file, in one transfer syntax, and refuses every other use: the
- * library's own send path would parse and re-encode it (lossy) and hold it whole in memory, and it transcodes when
- * the exact syntax was not accepted; both fail loudly here instead of silently storing something else.
+ * A data set that exists only as bytes, in a spool file or still arriving (ArrivingData), in one transfer syntax,
+ * and refuses every other use: the library's own send path would parse and re-encode it (lossy) and hold it whole
+ * in memory, and it transcodes when the exact syntax was not accepted; both fail loudly here instead of silently
+ * storing something else.
  */
 class SpooledDataset extends Dataset {
-  constructor(readonly instance: ReceivedInstance) {
-    super({ SOPClassUID: instance.sopClassUid, SOPInstanceUID: instance.sopInstanceUid }, instance.transferSyntaxUid);
+  constructor(
+    readonly context: StorageContext & { sopInstanceUid: string },
+    readonly source: ReceivedInstance | ArrivingData,
+  ) {
+    super({ SOPClassUID: context.sopClassUid, SOPInstanceUID: context.sopInstanceUid }, context.transferSyntaxUid);
   }
   override setTransferSyntaxUid(ts: string): void {
-    if (ts !== this.instance.transferSyntaxUid) throw new Error('spooled data set cannot be transcoded');
+    if (ts !== this.context.transferSyntaxUid) throw new Error('spooled data set cannot be transcoded');
     super.setTransferSyntaxUid(ts);
   }
   override getElements(): Record<string, unknown> {
@@ -130,13 +136,104 @@ class StreamingNetwork extends Network {
     const sent = writePdvs(this.sock, commandBytes, pcId, pdu, { command: true, last: true });
     this.sock.uncork();
     this.getStatistics().addBytesSent(sent);
-    sendFile(this.sock, dataset.instance, pcId, pdu, (bytes) => {
-      this.getStatistics().addBytesSent(bytes);
-      this.progress();
-    }).catch((err: Error) => {
-      this.sock.destroy();
-      this.emit('networkError', err);
-    });
+    const out: DataOut = {
+      socket: this.sock,
+      pcId,
+      maxPduLength: pdu,
+      sent: (bytes) => {
+        this.getStatistics().addBytesSent(bytes);
+        this.progress();
+      },
+      failed: (err) => {
+        this.sock.destroy();
+        this.emit('networkError', err);
+      },
+    };
+    if (dataset.source instanceof ArrivingData) dataset.source.start(out);
+    else sendFile(out, dataset.source, 0).catch(out.failed);
+  }
+}
+
+/** Where a data set's fragments go: the PACS's socket, in one presentation context, in PDUs of at most maxPduLength. */
+interface DataOut {
+  socket: Socket;
+  pcId: number;
+  maxPduLength: number;
+  /** Bytes written (PDU headers included). */
+  sent: (bytes: number) => void;
+  /** The data set cannot be sent whole: the connection is cut. */
+  failed: (err: Error) => void;
+}
+
+/** Socket bytes not yet sent beyond which an arriving data set stops being passed on (its rest goes at finish()). */
+const ARRIVING_MAX_BUFFERED = 4 * 1024 * 1024;
+
+/**
+ * The data set of a C-STORE sent to the PACS while it still arrives (cut-through): each fragment pushed is written
+ * as it comes, except the latest, which is held back, so that the PACS cannot take the data set as complete before
+ * finish() marks its last fragment. What the socket cannot take at once (a slow PACS, an association not yet open)
+ * waits, up to ARRIVING_MAX_BUFFERED; past that, fragments are no longer passed on, and finish() sends the rest from
+ * the spool, which holds every byte. Memory stays bounded whatever the instance size.
+ */
+export class ArrivingData {
+  private queue: Buffer[] = [];
+  private queued = 0;
+  /** Data set bytes written to the socket. */
+  private written = 0;
+  /** Fragments are no longer passed on: the rest goes from the spool at finish(). */
+  private detached = false;
+  private finished = false;
+  private out: DataOut | undefined;
+
+  /** One more fragment of the data set, in order (the spool keeps it too). */
+  push(chunk: Buffer): void {
+    if (this.finished || this.detached || chunk.length === 0) return;
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    this.flush();
+  }
+
+  /** The C-STORE request is on the wire (StreamingNetwork): fragments may follow it. */
+  start(out: DataOut): void {
+    this.out = out;
+    this.flush();
+  }
+
+  private flush(): void {
+    const out = this.out;
+    if (out?.socket.destroyed) this.detached = true; // the association is gone: finish() will fail and say so
+    if (out && !this.detached) {
+      out.socket.cork();
+      while (this.queue.length > 1) {
+        const chunk = this.queue.shift()!;
+        this.queued -= chunk.length;
+        this.written += chunk.length;
+        out.sent(writePdvs(out.socket, chunk, out.pcId, out.maxPduLength, { command: false, last: false }));
+      }
+      out.socket.uncork();
+    }
+    if (this.queued + (out?.socket.writableLength ?? 0) > ARRIVING_MAX_BUFFERED) {
+      this.detached = true;
+      this.queue = [];
+      this.queued = 0;
+    }
+  }
+
+  /**
+   * The data set is whole (`inst`, as the spool holds it): sends what was not sent yet, the last fragment marked.
+   * Only after start(). Rejects when the spool and what was passed on disagree; the caller then drops the association.
+   */
+  async finish(inst: ReceivedInstance): Promise<void> {
+    const out = this.out;
+    if (!out || this.finished) throw new Error('arriving data set not started, or finished twice');
+    this.finished = true;
+    if (this.detached) return sendFile(out, inst, this.written);
+    const rest = this.queue;
+    this.queue = [];
+    if (this.written + this.queued !== inst.bytes || rest.length === 0) throw new Error('arriving data set differs from its spool');
+    out.socket.cork();
+    for (const [i, chunk] of rest.entries()) out.sent(writePdvs(out.socket, chunk, out.pcId, out.maxPduLength, { command: false, last: i === rest.length - 1 }));
+    out.socket.uncork();
   }
 }
 
@@ -165,14 +262,16 @@ function writePdvs(socket: Socket, bytes: Buffer, pcId: number, maxPduLength: nu
 }
 
 /**
- * Writes the spooled data set (from memory, or read from its file block by block) as data set fragments, waiting
- * for the socket to drain; `sent` after each block.
+ * Writes the spooled data set from byte `from` on (from memory, or read from its file block by block) as data set
+ * fragments, the last marked, waiting for the socket to drain; `sent` after each block.
  */
-async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, maxPduLength: number, sent: (bytes: number) => void): Promise<void> {
+async function sendFile(out: DataOut, inst: ReceivedInstance, from: number): Promise<void> {
+  const { socket, pcId, maxPduLength } = out;
   const chunk = maxPduLength - PDV_HEADER;
   const block = Math.max(chunk, Math.floor(READ_BLOCK / chunk) * chunk);
   const data = inst.data;
   if (data && data.length !== inst.bytes) throw new Error('spooled data set shorter than recorded');
+  if (from >= inst.bytes) throw new Error('nothing left of the spooled data set to send');
   const file = data ? undefined : await open(inst.spoolPath, 'r');
   /** The `length` bytes at `at`: a view of the memory, or read from the file. */
   const blockAt = async (at: number, length: number): Promise<Buffer> => {
@@ -183,7 +282,7 @@ async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, ma
     return buf;
   };
   try {
-    for (let done = 0; done < inst.bytes; ) {
+    for (let done = from; done < inst.bytes; ) {
       if (socket.destroyed) throw new Error('PACS connection closed while sending');
       const buf = await blockAt(done, Math.min(block, inst.bytes - done));
       done += buf.length;
@@ -191,7 +290,7 @@ async function sendFile(socket: Socket, inst: ReceivedInstance, pcId: number, ma
       const written = writePdvs(socket, buf, pcId, maxPduLength, { command: false, last: done === inst.bytes });
       socket.uncork();
       if (socket.writableNeedDrain) await drained(socket);
-      sent(written);
+      out.sent(written);
     }
   } finally {
     await file?.close();
@@ -376,10 +475,23 @@ export class StoreAssociation extends EventEmitter<StoreAssociationEvents> {
    * network error, or AssociationClosedError). Only while idle.
    */
   send(inst: ReceivedInstance): Promise<StoreAnswer> {
+    return this.request(new SpooledDataset(inst, inst));
+  }
+
+  /**
+   * Begins the C-STORE of a data set that is still arriving: the request goes now, `data`'s fragments as they are
+   * pushed, its last at data.finish(); resolves with the PACS's answer as send() does. A data set never finished
+   * is ended by abort(), so the PACS stores nothing.
+   */
+  sendArriving(ctx: StorageContext & { sopInstanceUid: string }, data: ArrivingData): Promise<StoreAnswer> {
+    return this.request(new SpooledDataset(ctx, data));
+  }
+
+  private request(dataset: SpooledDataset): Promise<StoreAnswer> {
     if (!this.idle) return Promise.reject(new Error(this.state === 'open' ? 'a C-STORE is under way on this association' : 'association not open'));
     // the library would pick another context of the SOP class and transcode into it: refused here, never sent
-    if (this.acceptedContextFor(inst) === undefined) return Promise.resolve('not-accepted');
-    const request = new CStoreRequest(new SpooledDataset(inst));
+    if (this.acceptedContextFor(dataset.context) === undefined) return Promise.resolve('not-accepted');
+    const request = new CStoreRequest(dataset);
     return new Promise<StoreAnswer>((resolve, reject) => {
       this.current = { resolve, reject };
       request.on('response', (rsp: CStoreResponseT) => {
@@ -566,10 +678,11 @@ export abstract class ServerScp extends Scp {
     this.lastPduTime = Date.now();
   }
 
-  /** Where the next C-STORE's data set goes. */
-  protected abstract openStoreSink(): StoreSink;
+  /** Where the next C-STORE's data set goes: `ctx`, what its request and presentation context say it is. */
+  protected abstract openStoreSink(ctx: StorageContext & { sopInstanceUid: string }): StoreSink;
 
-  override createStoreWritableStream(): Writable {
-    return this.openStoreSink() as unknown as Writable; // the library uses only the StoreSink methods of it
+  override createStoreWritableStream(pc: PresentationContextT, request: CStoreRequestT): Writable {
+    const ctx = { sopClassUid: request.getAffectedSopClassUid() ?? '', sopInstanceUid: request.getAffectedSopInstanceUid() ?? '', transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() ?? '' };
+    return this.openStoreSink(ctx) as unknown as Writable; // the library uses only the StoreSink methods of it
   }
 }

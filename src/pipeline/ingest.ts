@@ -1,6 +1,8 @@
 // Ingest: what happens to one received instance before its sender gets an answer.
 // backpressure (refuse at once while a dependency of the worker fails or the backlog is over its bound) →
 // check the data set → RECEIVED (journal) → forward to PACS → IN_PACS (journal, durable) → success to the sender,
+// (with cut-through, begin() starts the forward at the data set's first fragment, and the PACS gets its last only
+// after the check and RECEIVED: src/scu/store.ts, cutThrough)
 // and the job goes to the de-identification worker (with the bytes, when they fit the hand-off);
 // any failure → REJECTED with a reason and a failure status, and the middleman keeps nothing.
 // The job records the raw copy's Orthanc ID (computed from the data set, or looked up for one too large to parse): from then on the pipeline fetches and
@@ -12,7 +14,8 @@ import { DicomParseError, parseDataset } from '../dicom/walker.js';
 import { topLevelString } from '../dicom/values.js';
 import type { Logger } from '../log.js';
 import { orthancInstanceId, type OrthancClient } from '../pacs/orthanc.js';
-import type { PacsTarget, StoreOutcome } from '../scu/store.js';
+import type { CutThrough, PacsTarget, StoreOutcome } from '../scu/store.js';
+import type { StorageContext } from '../dicom/dimse.js';
 import { storeInstance } from '../scu/store.js';
 import type { Journal } from './journal.js';
 import { Metrics } from '../metrics.js';
@@ -31,6 +34,8 @@ export interface IngestOptions {
   /** Called once a job is IN_PACS, with the data set bytes when they were read. */
   inPacs?: (jobId: number, bytes: Buffer | undefined) => void;
   forward?: Forward;
+  /** Begins a forward at a data set's first fragment (cut-through); absent: each is forwarded whole. */
+  cutThrough?: (ctx: StorageContext & { sopInstanceUid: string }) => CutThrough;
   metrics?: Metrics;
   /** The PACS's REST API, to confirm the raw copy's Orthanc ID once the PACS accepted the C-STORE. */
   pacsRest?: Pick<OrthancClient, 'instance' | 'lookup'>;
@@ -73,8 +78,20 @@ export class Ingest {
     this.metrics = opts.metrics ?? new Metrics();
   }
 
-  /** Forwards one instance and answers for its sender. Never throws. */
-  async store(inst: ReceivedInstance): Promise<StoreReply> {
+  /**
+   * A forward to begin while the data set arrives, unless cut-through is off or the instance will be refused for
+   * backpressure anyway (store() then says so).
+   */
+  begin(ctx: StorageContext & { sopInstanceUid: string }): CutThrough | undefined {
+    if (!this.opts.cutThrough || this.opts.backpressure?.refusal()) return undefined;
+    return this.opts.cutThrough(ctx);
+  }
+
+  /**
+   * Forwards one instance and answers for its sender; `early`, the forward begin() started, is committed once the
+   * instance is checked and journalled, and aborted (the PACS keeps nothing) when it is refused. Never throws.
+   */
+  async store(inst: ReceivedInstance, early?: CutThrough): Promise<StoreReply> {
     const uid = this.journal.fingerprint(inst.sopInstanceUid);
     this.metrics.inc('dphiant_instances_received_total');
     try {
@@ -98,7 +115,7 @@ export class Ingest {
         return this.ownFailure(JOURNAL_UNAVAILABLE);
       }
       const started = Date.now();
-      const outcome = await this.metrics.time('forward', () => this.forward(this.pacs, inst));
+      const outcome = await this.metrics.time('forward', () => (early ? early.commit(inst) : this.forward(this.pacs, inst)));
       const reply = replyFor(outcome);
       if (outcome.retried) {
         this.metrics.inc('dphiant_forward_retries_total');
@@ -129,6 +146,7 @@ export class Ingest {
       this.log.error({ uid, err: (e as Error).message }, 'ingest failed');
       return this.ownFailure(refusal('internal', 'DPHIANT internal error'));
     } finally {
+      early?.abort(); // refused before it was committed: the PACS keeps nothing of it (after commit(), nothing)
       if (!inst.data) await rm(inst.spoolPath, { force: true }).catch(() => undefined);
     }
   }

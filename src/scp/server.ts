@@ -2,7 +2,7 @@
 // host and leaves Nagle on). Accepts C-ECHO and C-STORE, spools each data set to a file, and answers a C-STORE
 // only when the pipeline says what became of the instance. Before a connection has associated it is held to
 // little: a cap on such connections, a time limit, and small PDUs of three types (pdu-guard.ts).
-import dimse, { ServerScp } from '../dicom/dimse.js';
+import dimse, { ServerScp, type StorageContext } from '../dicom/dimse.js';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -25,10 +25,22 @@ type CEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
 type CStoreResponseT = InstanceType<typeof dimse.responses.CStoreResponse>;
 type CEchoResponseT = InstanceType<typeof dimse.responses.CEchoResponse>;
 
-export interface ScpOptions {
+/**
+ * A forward begun while a data set arrives (cut-through): given each fragment the spool keeps, and aborted when the
+ * instance is refused or its sender goes before it is whole.
+ */
+export interface EarlyForward {
+  push(chunk: Buffer): void;
+  abort(): void;
+}
+
+export interface ScpOptions<F extends EarlyForward = EarlyForward> {
   scp: Config['scp'];
   spoolDir: string;
-  ingest: (inst: ReceivedInstance) => Promise<StoreReply>;
+  /** At a C-STORE's first data set fragment: a forward to begin at once, or undefined (the data set is forwarded whole). */
+  begin?: (ctx: StorageContext & { sopInstanceUid: string; callingAet: string }) => F | undefined;
+  /** The data set is whole: its answer, `early` the forward begun for it. */
+  ingest: (inst: ReceivedInstance, early?: F) => Promise<StoreReply>;
   /** An instance refused while it arrived (over the size limit, spool full): journalled, its answer returned. */
   refused?: (inst: ReceivedInstance, reply: StoreReply) => StoreReply;
   metrics?: Metrics;
@@ -39,24 +51,26 @@ export interface ScpOptions {
 
 Implementation.setImplementationVersion('DPHIANT_0_1');
 
-/** The data set handed to cStoreRequest: a reference to its spool file, never parsed. */
-class SpoolReference extends Dataset {
+/** The data set handed to cStoreRequest: a reference to its spool file, never parsed, and its forward begun, if any. */
+class SpoolReference<F extends EarlyForward> extends Dataset {
   constructor(
     readonly spool: SpoolFile,
     readonly transferSyntaxUid: string,
+    readonly early: F | undefined,
   ) {
     super({}, transferSyntaxUid);
   }
 }
 
 /** One association. */
-class StoreScp extends ServerScp {
-  opts!: ScpOptions;
-  server!: DicomServer;
+class StoreScp<F extends EarlyForward> extends ServerScp {
+  opts!: ScpOptions<F>;
+  server!: DicomServer<F>;
   id = 0;
   accepted = false;
   guard!: PduGuard;
   private spool: SpoolFile | undefined;
+  private early: F | undefined;
 
   override associationRequested(association: Association): void {
     // the guard dropped it (the library still reads the chunk it was in), or a second request (a protocol error)
@@ -116,8 +130,10 @@ class StoreScp extends ServerScp {
     callback(response);
   }
 
-  protected override openStoreSink(): SpoolFile {
-    this.spool = new SpoolFile(this.opts.spoolDir, this.opts.scp.maxInstanceBytes, this.server.spoolBudget);
+  protected override openStoreSink(ctx: StorageContext & { sopInstanceUid: string }): SpoolFile {
+    const early = ctx.sopInstanceUid ? this.opts.begin?.({ ...ctx, callingAet: this.association?.getCallingAeTitle() ?? '' }) : undefined;
+    this.early = early;
+    this.spool = new SpoolFile(this.opts.spoolDir, this.opts.scp.maxInstanceBytes, this.server.spoolBudget, early && ((chunk) => early.push(chunk)));
     return this.spool;
   }
 
@@ -127,8 +143,10 @@ class StoreScp extends ServerScp {
     callback: (dataset: InstanceType<typeof Dataset>) => void,
   ): void {
     const spool = this.spool!;
+    const early = this.early;
     this.spool = undefined;
-    callback(new SpoolReference(spool, pc.getAcceptedTransferSyntaxUid() ?? ''));
+    this.early = undefined;
+    callback(new SpoolReference(spool, pc.getAcceptedTransferSyntaxUid() ?? '', early));
   }
 
   override cStoreRequest(request: CStoreRequest, callback: (response: CStoreResponseT) => void): void {
@@ -155,7 +173,7 @@ class StoreScp extends ServerScp {
 
   private async store(request: CStoreRequest): Promise<StoreReply> {
     const { log, scp } = this.opts;
-    const ref = request.getDataset() as SpoolReference;
+    const ref = request.getDataset() as SpoolReference<F>;
     const spool = ref.spool;
     const sopInstanceUid = request.getAffectedSopInstanceUid() ?? '';
     const uid = this.opts.fingerprint(sopInstanceUid);
@@ -168,7 +186,9 @@ class StoreScp extends ServerScp {
       data: spool.data,
       bytes: spool.bytes,
     };
+    const early = ref.early;
     const refuse = (reply: StoreReply) => {
+      early?.abort();
       spool.drop();
       return sopInstanceUid && this.opts.refused ? this.opts.refused(inst, reply) : reply;
     };
@@ -186,12 +206,14 @@ class StoreScp extends ServerScp {
       return refuse(refusal('disk', `DPHIANT spool: ${spool.writeError}`));
     }
     if (spool.bytes === 0 || !sopInstanceUid) {
+      early?.abort();
       spool.drop();
       return refusal('malformed', 'empty data set or no SOP Instance UID');
     }
     try {
-      return await this.opts.ingest(inst);
+      return await this.opts.ingest(inst, early);
     } finally {
+      early?.abort(); // no-op once ingest committed it
       spool.drop(); // ingest removed the file; this gives its bytes back to the budget (memory: the hand-off may keep them)
     }
   }
@@ -202,6 +224,8 @@ class StoreScp extends ServerScp {
 
   /** Connection gone: a half-received data set is discarded. */
   closed(): void {
+    this.early?.abort();
+    this.early = undefined;
     this.spool?.drop();
     this.spool = undefined;
     if (this.accepted) {
@@ -223,7 +247,7 @@ const MAX_PDU_LENGTH = 2 * 1024 * 1024;
 /** Closing lines about connections refused for the pending cap: at most one per this many ms (a flood). */
 const PENDING_LOG_MS = 5000;
 
-export class DicomServer {
+export class DicomServer<F extends EarlyForward = EarlyForward> {
   private readonly server: net.Server;
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
@@ -235,7 +259,7 @@ export class DicomServer {
   readonly spoolBudget: SpoolBudget;
   private pendingRefusals = { loggedAt: 0, unlogged: 0 };
 
-  constructor(private readonly opts: ScpOptions) {
+  constructor(private readonly opts: ScpOptions<F>) {
     // spool files left by a previous run belong to instances nobody was told were stored; the folder stays (it
     // may be a file system of its own)
     mkdirSync(opts.spoolDir, { recursive: true });
@@ -278,7 +302,7 @@ export class DicomServer {
       this.dropped('association-timeout');
       socket.destroy();
     }, scp.associationTimeoutMs);
-    const assoc = new StoreScp(socket, {
+    const assoc = new StoreScp<F>(socket, {
       associationTimeout: scp.associationTimeoutMs,
       pduTimeout: scp.pduTimeoutMs,
       connectTimeout: scp.pduTimeoutMs,

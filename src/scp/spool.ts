@@ -112,6 +112,8 @@ export class SpoolFile extends EventEmitter {
     private readonly dir: string,
     private readonly maxBytes: number,
     private readonly budget?: SpoolBudget,
+    /** Given each chunk the spool keeps, as it is kept (a forward under way while the data set arrives). */
+    private readonly tap?: (chunk: Buffer) => void,
   ) {
     super();
     this.path = path.join(dir, `${randomUUID()}.dcm`);
@@ -172,12 +174,14 @@ export class SpoolFile extends EventEmitter {
       if (this.heldInMemory + chunk.length <= MEMORY_MAX_INSTANCE_BYTES && this.budget!.takeMemory(chunk.length)) {
         this.chunks.push(chunk);
         this.heldInMemory += chunk.length;
+        this.tap?.(chunk);
         return true;
       }
       if (!this.toFile()) return true;
     }
     try {
       this.writeFile(chunk);
+      this.tap?.(chunk);
     } catch (e) {
       this.failed(e, 'write failed');
     }

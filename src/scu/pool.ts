@@ -3,8 +3,8 @@
 // association). The forward's semantics are store.ts's (timeouts, the one retry on a fresh association); the pool
 // only decides which association an attempt gets.
 import type { ReceivedInstance } from '../dicom/c-store.js';
-import { forward, openAssociation, type AssociationSource, type Lease, type PacsTarget, type StoreOutcome } from './store.js';
-import type { StoreAssociation } from '../dicom/dimse.js';
+import { cutThrough, forward, openAssociation, type AssociationSource, type CutThrough, type Lease, type PacsTarget, type StoreOutcome } from './store.js';
+import type { StorageContext, StoreAssociation } from '../dicom/dimse.js';
 import { networkFailure } from '../reasons.js';
 
 export interface PoolSettings {
@@ -37,7 +37,7 @@ interface Member {
 }
 
 interface Waiter {
-  inst: ReceivedInstance;
+  ctx: StorageContext;
   fresh: boolean;
   resolve: (r: Lease | StoreOutcome) => void;
   timer: NodeJS.Timeout;
@@ -65,16 +65,21 @@ export class AssociationPool implements AssociationSource {
     return forward(this.target, this, inst);
   }
 
+  /** Begins the forward of an instance whose data set is still arriving (store.ts's cutThrough over this pool). */
+  begin(ctx: StorageContext & { sopInstanceUid: string }): CutThrough {
+    return cutThrough(this.target, this, ctx);
+  }
+
   /** Open associations now (connecting, busy, idle, or being released). */
   get size(): number {
     return this.members.size;
   }
 
-  acquire(inst: ReceivedInstance, fresh: boolean, deadline: number): Promise<Lease | StoreOutcome> {
+  acquire(ctx: StorageContext, fresh: boolean, deadline: number): Promise<Lease | StoreOutcome> {
     if (this.closed) return Promise.resolve(POOL_CLOSED);
     let lease: Lease | undefined;
     try {
-      lease = this.tryAcquire(inst, fresh);
+      lease = this.tryAcquire(ctx, fresh);
     } catch (e) {
       const f = networkFailure(e); // the connection could not even be started
       return Promise.resolve({ kind: 'unavailable', code: f.code, reason: f.message });
@@ -82,7 +87,7 @@ export class AssociationPool implements AssociationSource {
     if (lease) return Promise.resolve(lease);
     return new Promise((resolve) => {
       const waiter: Waiter = {
-        inst,
+        ctx,
         fresh,
         resolve,
         timer: setTimeout(() => {
@@ -94,22 +99,22 @@ export class AssociationPool implements AssociationSource {
     });
   }
 
-  private tryAcquire(inst: ReceivedInstance, fresh: boolean): Lease | undefined {
+  private tryAcquire(ctx: StorageContext, fresh: boolean): Lease | undefined {
     // the most recently used first: under a lighter load the others stay idle and are released
     const idle = [...this.members].filter((m) => !m.busy && !m.closing && m.association.idle).sort((a, b) => b.lastUsed - a.lastUsed);
     if (!fresh) {
-      const fit = idle.find((m) => m.association.carries(inst) === true) ?? idle.find((m) => m.association.carries(inst) === false);
+      const fit = idle.find((m) => m.association.carries(ctx) === true) ?? idle.find((m) => m.association.carries(ctx) === false);
       if (fit) return this.lend(fit, true);
     }
-    if (this.members.size < this.settings.maxAssociations) return this.lend(this.open(inst), false);
+    if (this.members.size < this.settings.maxAssociations) return this.lend(this.open(ctx), false);
     // at the cap, an idle association that cannot serve this one makes room: the least recently used, one at a time
     const victim = idle.at(-1);
     if (victim && ![...this.members].some((m) => m.closing)) this.retire(victim);
     return undefined;
   }
 
-  private open(inst: ReceivedInstance): Member {
-    const member: Member = { association: openAssociation(this.target, inst, this.settings.idleTimeoutMs), busy: true, closing: false, stores: 0, lastUsed: Date.now() };
+  private open(ctx: StorageContext): Member {
+    const member: Member = { association: openAssociation(this.target, ctx, this.settings.idleTimeoutMs), busy: true, closing: false, stores: 0, lastUsed: Date.now() };
     this.members.add(member);
     member.association.on('closed', () => {
       clearTimeout(member.idleTimer);
@@ -159,7 +164,7 @@ export class AssociationPool implements AssociationSource {
   /** Gives waiting forwards what has become free, in the order they came. */
   private pump(): void {
     for (const waiter of [...this.waiters]) {
-      const lease = this.closed ? POOL_CLOSED : this.tryAcquire(waiter.inst, waiter.fresh);
+      const lease = this.closed ? POOL_CLOSED : this.tryAcquire(waiter.ctx, waiter.fresh);
       if (!lease) continue;
       clearTimeout(waiter.timer);
       this.waiters.splice(this.waiters.indexOf(waiter), 1);

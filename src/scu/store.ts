@@ -3,7 +3,7 @@
 // own send path would re-encode the data set and could store a placeholder), within a bound, with one retry on a
 // fresh association. Where the association comes from is an AssociationSource: a new one per attempt here
 // (storeInstance), or the pool of open associations the middleman forwards over (src/scu/pool.ts).
-import { AssociationClosedError, AssociationRejectedError, StoreAssociation, type StorageContext } from '../dicom/dimse.js';
+import { ArrivingData, AssociationClosedError, AssociationRejectedError, StoreAssociation, type StoreAnswer, type StorageContext } from '../dicom/dimse.js';
 import type { ReceivedInstance } from '../dicom/c-store.js';
 import { networkFailure, type Failure } from '../reasons.js';
 
@@ -56,7 +56,7 @@ export interface AssociationSource {
    * An association for this instance, connecting or open; `fresh`: a new one, never one that carried an instance.
    * It may wait for one until `deadline`; it resolves with an outcome instead when it cannot give one.
    */
-  acquire(inst: ReceivedInstance, fresh: boolean, deadline: number): Promise<Lease | StoreOutcome>;
+  acquire(ctx: StorageContext, fresh: boolean, deadline: number): Promise<Lease | StoreOutcome>;
 }
 
 /**
@@ -111,14 +111,19 @@ export function storeInstance(target: PacsTarget, inst: ReceivedInstance, opts: 
  * A-ASSOCIATE) is not repeated: the PACS is down or refuses us, the sender is answered at once and retries later.
  * Never throws; the outcome says what happened.
  */
-export async function forward(target: PacsTarget, source: AssociationSource, inst: ReceivedInstance, opts: { retry?: boolean } = {}): Promise<StoreOutcome> {
+export async function forward(
+  target: PacsTarget,
+  source: AssociationSource,
+  inst: ReceivedInstance,
+  opts: { retry?: boolean; first?: (deadline: number) => Promise<AttemptResult> } = {},
+): Promise<StoreOutcome> {
   const deadline = Date.now() + target.storeTimeoutMs;
   const again = () => opts.retry !== false && deadline - Date.now() >= RETRY_MIN_MS;
   const run = async (fresh: boolean): Promise<AttemptResult> => {
     const lease = await source.acquire(inst, fresh, deadline);
-    return 'association' in lease ? attempt(target, lease, inst, deadline) : lease;
+    return 'association' in lease ? attempt(target, lease, () => lease.association.send(inst), deadline) : lease;
   };
-  const first = await run(false);
+  const first = await (opts.first?.(deadline) ?? run(false));
   let last = first;
   let attempts = 1;
   if (last.retryable === 'reused association lost' && again()) {
@@ -144,8 +149,8 @@ function outcomeOf(r: AttemptResult): StoreOutcome {
   return outcome;
 }
 
-/** One attempt on a lent association: wait for it to be accepted (when new), send, wait for the answer. */
-function attempt(target: PacsTarget, lease: Lease, inst: ReceivedInstance, deadline: number): Promise<AttemptResult> {
+/** One attempt on a lent association: wait for it to be accepted (when new), `send`, wait for the answer. */
+function attempt(target: PacsTarget, lease: Lease, send: () => Promise<StoreAnswer>, deadline: number): Promise<AttemptResult> {
   const association = lease.association;
   return new Promise((resolve) => {
     let settled = false;
@@ -178,7 +183,7 @@ function attempt(target: PacsTarget, lease: Lease, inst: ReceivedInstance, deadl
     };
     association.on('progress', progress);
     association.accepted
-      .then(() => (settled ? ('not-accepted' as const) : association.send(inst)))
+      .then(() => (settled ? ('not-accepted' as const) : send()))
       .then(
         (answer) => finish(answer === 'not-accepted' ? { kind: 'not-accepted' } : { kind: 'answered', ...answer }),
         (e: unknown) => {
@@ -190,4 +195,68 @@ function attempt(target: PacsTarget, lease: Lease, inst: ReceivedInstance, deadl
         },
       );
   });
+}
+
+/** A forward begun while its data set arrives (cutThrough()). */
+export interface CutThrough {
+  /** One more fragment of the data set, in order. */
+  push(chunk: Buffer): void;
+  /**
+   * The data set is whole, checked and journalled (`inst`, as the spool holds it): its last fragment goes, and the
+   * PACS's answer comes back as forward() gives it. Never throws.
+   */
+  commit(inst: ReceivedInstance): Promise<StoreOutcome>;
+  /** The instance is refused or gone: the C-STORE under way is aborted before its last fragment, the PACS keeps nothing. */
+  abort(): void;
+}
+
+/**
+ * Cut-through forwarding: at the data set's first fragment an association is taken from `source` and the C-STORE
+ * begun, each fragment passed on as it arrives (src/dicom/dimse.ts, ArrivingData), the last held back until
+ * commit(). The PACS therefore stores nothing before the instance is checked and journalled (invariant 1 holds as
+ * with a store-and-forward), and an abort() leaves it nothing (an A-ABORT before the last fragment). The spool keeps
+ * every byte meanwhile: whatever went wrong before the answer (no association, the PACS closed it, the context was
+ * not accepted on it), commit() is forward()'s first attempt, and its retry, on a fresh association, is sent from
+ * the spool as before.
+ */
+export function cutThrough(target: PacsTarget, source: AssociationSource, ctx: StorageContext & { sopInstanceUid: string }): CutThrough {
+  const data = new ArrivingData();
+  let over = false;
+  /** The association the C-STORE was begun on, with the answer to come; undefined: none could be begun. */
+  const begun: Promise<{ lease: Lease; answer: Promise<StoreAnswer> } | undefined> = source
+    .acquire(ctx, false, Date.now() + target.storeTimeoutMs)
+    .then(async (lease) => {
+      if (!('association' in lease)) return undefined;
+      try {
+        await lease.association.accepted;
+      } catch {
+        lease.done(false);
+        return undefined;
+      }
+      if (over || lease.association.carries(ctx) !== true) {
+        lease.done(true); // nothing was sent on it
+        return undefined;
+      }
+      const answer = lease.association.sendArriving(ctx, data);
+      answer.catch(() => undefined); // awaited at commit(), if it comes to that
+      return { lease, answer };
+    });
+  return {
+    push: (chunk) => data.push(chunk),
+    abort: () => {
+      if (over) return;
+      over = true;
+      void begun.then((b) => b?.lease.done(false)); // not answered: aborted and dropped
+    },
+    commit: async (inst) => {
+      over = true;
+      const b = await begun;
+      if (!b) return forward(target, source, inst);
+      const send = async (): Promise<StoreAnswer> => {
+        await data.finish(inst);
+        return b.answer;
+      };
+      return forward(target, source, inst, { first: (deadline) => attempt(target, b.lease, send, deadline) });
+    },
+  };
 }

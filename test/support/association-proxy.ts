@@ -17,6 +17,8 @@ export interface AssociationProxy {
   associateRequests: number;
   releaseRequests: number;
   aborts: number;
+  /** Bytes the callers sent, in all. */
+  bytesFromCallers: number;
   /** Connections reset by cutOnNextSend. */
   cut: number;
   /** Arms every open connection: the next bytes its caller sends reset it (caller and server side). Returns how many. */
@@ -42,6 +44,7 @@ export async function startAssociationProxy(target: { host?: string; port: numbe
     associateRequests: 0,
     releaseRequests: 0,
     aborts: 0,
+    bytesFromCallers: 0,
     cut: 0,
     cutOnNextSend() {
       for (const s of sockets) armed.add(s);
@@ -93,6 +96,7 @@ export async function startAssociationProxy(target: { host?: string; port: numbe
         return;
       }
       count(chunk);
+      proxy.bytesFromCallers += chunk.length;
       if (!upstream.write(chunk)) {
         client.pause();
         upstream.once('drain', () => client.resume());

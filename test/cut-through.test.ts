@@ -1,0 +1,151 @@
+// Cut-through forwarding (src/scu/store.ts cutThrough, src/dicom/dimse.ts ArrivingData, issue 13): the C-STORE to
+// the PACS starts at the data set's first fragment and carries each as it is pushed, the last held back until
+// commit(); an abort() before it leaves the PACS nothing; fragments the socket cannot take go from the spool at
+// commit(); an association lost while the data set arrives costs the sender nothing. Against DCMTK's bit-preserving
+// storescp, through a TCP proxy that counts what goes to it.
+import { expect } from 'chai';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ReceivedInstance } from '../src/dicom/c-store.js';
+import { splitPart10 } from '../src/dicom/part10.js';
+import { AssociationPool } from '../src/scu/pool.js';
+import type { PacsTarget } from '../src/scu/store.js';
+import { generateOne } from '../tools/synth/generate.js';
+import { startAssociationProxy, type AssociationProxy } from './support/association-proxy.js';
+import { startCapture, type Capture } from './support/capture.js';
+
+/**
+ * A generated instance's data set in a spool file, and the same bytes cut into `fragment`-byte pieces as the SCP
+ * receives them, the first the short one (so the last, the one held back, is a whole `fragment`).
+ */
+function arriving(dir: string, part10: Buffer, fragment: number): { inst: ReceivedInstance; fragments: Buffer[] } {
+  const p = splitPart10(part10);
+  const spoolPath = path.join(dir, `${p.sopInstanceUid}.ds`);
+  writeFileSync(spoolPath, p.dataset);
+  const fragments: Buffer[] = [];
+  for (let end = p.dataset.length; end > 0; end -= fragment) fragments.unshift(p.dataset.subarray(Math.max(0, end - fragment), end));
+  return {
+    inst: { sopClassUid: p.sopClassUid, sopInstanceUid: p.sopInstanceUid, transferSyntaxUid: p.transferSyntaxUid, callingAet: 'MODALITY', spoolPath, bytes: p.dataset.length },
+    fragments,
+  };
+}
+
+async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('cut-through forwarding, against DCMTK storescp', function () {
+  this.timeout(120_000);
+  let dir: string;
+  let capture: Capture;
+  let proxy: AssociationProxy;
+  let pool: AssociationPool;
+  const target = (port: number, aet: string): PacsTarget => ({ host: '127.0.0.1', port, aet, callingAet: 'DPHIANT', connectTimeoutMs: 5000, noProgressTimeoutMs: 10_000, storeTimeoutMs: 30_000 });
+  // storescp -B writes a data set to its file as it arrives, and removes the file when the association is aborted
+  const stored = () => readdirSync(path.join(dir, 'capture')).length;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'dphiant-cut-'));
+    capture = await startCapture(path.join(dir, 'capture'), 'CAPTURE', { maxPdu: 65536 });
+    proxy = await startAssociationProxy({ port: capture.port });
+    pool = new AssociationPool(target(proxy.port, capture.aet), { maxAssociations: 2, idleTimeoutMs: 60_000 });
+  });
+  afterEach(async () => {
+    await pool.close();
+    await proxy.close();
+    await capture.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends the fragments while they arrive, the last only at commit(); the PACS stores it byte for byte', async () => {
+    const { inst, fragments } = arriving(dir, generateOne({ rows: 512, cols: 512, modalities: ['CT'] }), 16_384);
+    const ct = pool.begin(inst);
+    const half = Math.floor(fragments.length / 2);
+    for (const f of fragments.slice(0, half)) ct.push(f);
+    const halfBytes = fragments.slice(0, half - 1).reduce((n, f) => n + f.length, 0); // all pushed but the one held
+    await until('the first half on its way to the PACS', () => proxy.bytesFromCallers >= halfBytes);
+    const beforeRest = proxy.bytesFromCallers;
+    for (const f of fragments.slice(half)) ct.push(f);
+    await until('all but the held fragment', () => proxy.bytesFromCallers >= inst.bytes - 16_384);
+    await new Promise((r) => setTimeout(r, 300));
+    const beforeCommit = proxy.bytesFromCallers;
+    const outcome = await ct.commit(inst);
+    console.log(`      ${inst.bytes} bytes in ${fragments.length} fragments: ${beforeRest} bytes at the PACS with half pushed, ${beforeCommit} before commit(), ${proxy.bytesFromCallers} after; outcome ${JSON.stringify(outcome)}`);
+    expect(outcome).to.deep.equal({ kind: 'answered', status: 0 });
+    expect(beforeRest, 'the first half went on before the rest arrived').to.be.at.least(halfBytes);
+    // with the association, the command and the PDU headers, all but a 16 KiB fragment is under the data set's size
+    expect(beforeCommit, 'the last fragment held back').to.be.lessThan(inst.bytes);
+    expect(beforeCommit, 'everything else sent').to.be.greaterThan(inst.bytes - 16_384);
+    expect(capture.received(inst.sopInstanceUid).bytes.equals(readFileSync(inst.spoolPath)), 'byte for byte').to.equal(true);
+    expect(proxy.associateRequests).to.equal(1);
+    expect(proxy.aborts).to.equal(0);
+  });
+
+  it('abort() before the last fragment: an A-ABORT, the PACS stores nothing, the next instance goes on a fresh association', async () => {
+    const first = arriving(dir, generateOne({ rows: 256, cols: 256, modalities: ['CT'], instanceIndex: 1 }), 16_384);
+    const ct = pool.begin(first.inst);
+    for (const f of first.fragments) ct.push(f);
+    await until('the fragments on their way', () => proxy.bytesFromCallers >= first.inst.bytes - 16_384);
+    ct.abort();
+    await until('the A-ABORT', () => proxy.aborts === 1);
+    const second = arriving(dir, generateOne({ rows: 256, cols: 256, modalities: ['CT'], instanceIndex: 2 }), 16_384);
+    const next = pool.begin(second.inst);
+    for (const f of second.fragments) next.push(f);
+    const outcome = await next.commit(second.inst);
+    await new Promise((r) => setTimeout(r, 300));
+    console.log(`      aborted after ${first.inst.bytes} bytes of ${first.inst.bytes}: A-ABORT ${proxy.aborts}, A-ASSOCIATE-RQ ${proxy.associateRequests}; the PACS holds ${stored()} file(s); next outcome ${JSON.stringify(outcome)}`);
+    expect(outcome).to.deep.equal({ kind: 'answered', status: 0 });
+    expect(stored(), 'only the second').to.equal(1);
+    expect(() => capture.received(first.inst.sopInstanceUid)).to.throw(/no instance/);
+    expect(capture.received(second.inst.sopInstanceUid).bytes.equals(readFileSync(second.inst.spoolPath))).to.equal(true);
+    expect(proxy.associateRequests).to.equal(2);
+  });
+
+  it('more than the socket takes at once (8 MiB pushed in one go): the rest goes from the spool at commit(), byte for byte', async () => {
+    const { inst, fragments } = arriving(dir, generateOne({ rows: 2048, cols: 2048, modalities: ['CT'], instanceIndex: 3 }), 65_536);
+    const ct = pool.begin(inst);
+    ct.push(fragments[0]!);
+    ct.push(fragments[1]!);
+    await until('the first fragment sent', () => proxy.bytesFromCallers > fragments[0]!.length);
+    await new Promise((r) => setTimeout(r, 200));
+    const first = proxy.bytesFromCallers;
+    for (const f of fragments.slice(2)) ct.push(f);
+    const beforeCommit = proxy.bytesFromCallers;
+    const outcome = await ct.commit(inst);
+    console.log(`      ${inst.bytes} bytes: ${first} at the PACS with the first fragment pushed, ${beforeCommit} once the rest was pushed at once, before commit(); outcome ${JSON.stringify(outcome)}`);
+    expect(outcome).to.deep.equal({ kind: 'answered', status: 0 });
+    expect(capture.received(inst.sopInstanceUid).bytes.equals(readFileSync(inst.spoolPath)), 'byte for byte').to.equal(true);
+    expect(proxy.aborts).to.equal(0);
+  });
+
+  it('every fragment pushed before any association is open (12 MiB): sent from the spool at commit(), byte for byte', async () => {
+    const { inst, fragments } = arriving(dir, generateOne({ rows: 2048, cols: 3072, modalities: ['CT'], instanceIndex: 4 }), 65_536);
+    const ct = pool.begin(inst);
+    for (const f of fragments) ct.push(f); // synchronously: the association cannot be open yet
+    const outcome = await ct.commit(inst);
+    expect(outcome).to.deep.equal({ kind: 'answered', status: 0 });
+    expect(capture.received(inst.sopInstanceUid).bytes.equals(readFileSync(inst.spoolPath)), 'byte for byte').to.equal(true);
+  });
+
+  it('the association is cut while the data set arrives: commit() sends it again from the spool on a fresh one, success', async () => {
+    const { inst, fragments } = arriving(dir, generateOne({ rows: 512, cols: 512, modalities: ['CT'], instanceIndex: 5 }), 16_384);
+    const ct = pool.begin(inst);
+    const half = Math.floor(fragments.length / 2);
+    for (const f of fragments.slice(0, half)) ct.push(f);
+    await until('the first half on its way', () => proxy.bytesFromCallers >= fragments.slice(0, half - 1).reduce((n, f) => n + f.length, 0));
+    expect(proxy.cutOnNextSend()).to.equal(1);
+    for (const f of fragments.slice(half)) ct.push(f);
+    await until('the cut', () => proxy.cut === 1);
+    const outcome = await ct.commit(inst);
+    console.log(`      cut after half of ${inst.bytes} bytes: outcome ${JSON.stringify(outcome)}, A-ASSOCIATE-RQ ${proxy.associateRequests}`);
+    expect(outcome.kind).to.equal('answered');
+    expect(outcome.kind === 'answered' && outcome.status).to.equal(0);
+    expect(capture.received(inst.sopInstanceUid).bytes.equals(readFileSync(inst.spoolPath)), 'byte for byte').to.equal(true);
+    expect(proxy.associateRequests).to.equal(2);
+  });
+});
