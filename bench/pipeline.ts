@@ -12,9 +12,10 @@ import { pacsInventory, waitUntilSettled } from '../test/support/pipeline.js';
 import { startStack } from '../test/support/stack.js';
 import { echoLatencies, latencies } from './echo-probe.js';
 
-export async function benchPipeline(opts: { instances: number; senders?: number }): Promise<string[]> {
+export async function benchPipeline(opts: { instances: number; senders?: number; cutThrough?: boolean }): Promise<string[]> {
   const senders = opts.senders ?? 1;
-  const stack = await startStack();
+  const cutThrough = opts.cutThrough ?? true;
+  const stack = await startStack({ env: { DPHIANT_PACS_CUT_THROUGH: String(cutThrough) } });
   let middlemanOpen = true;
   try {
     const manifest = await generateStudies({ outDir: path.join(stack.work, 'bench'), patients: 5, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: Math.ceil(opts.instances / 20), rows: 512, cols: 512, seed: 3000, modalities: ['CT'] });
@@ -68,7 +69,7 @@ export async function benchPipeline(opts: { instances: number; senders?: number 
 
     const rate = (sec: number) => `${(files.length / sec).toFixed(1).padStart(7)} inst/s  (${sec.toFixed(1)} s)`;
     return [
-      `pipeline, ${files.length} CT instances (${mb.toFixed(0)} MB, ${studies} studies), ${senders} storescu process(es):`,
+      `pipeline, ${files.length} CT instances (${mb.toFixed(0)} MB, ${studies} studies), ${senders} storescu process(es), ${cutThrough ? 'cut-through' : 'store and forward'}:`,
       `  storescu → PACS directly                      ${rate(directSec)}`,
       `  storescu → DPHIANT → PACS, all jobs DONE      ${rate(pipelineSec)}, storescu done after ${forwardedSec.toFixed(1)} s`,
       `  Orthanc /studies/{id}/anonymize, sequential   ${rate(anonymizeSec)}`,

@@ -24,11 +24,18 @@ if (!only || only === 'journal-scale') {
 }
 if (!only || only === 'pipeline') {
   const instances = Number(process.env.BENCH_PIPELINE_INSTANCES ?? 500);
-  for (const senders of [1, 4]) for (const line of await benchPipeline({ instances, senders })) console.log(line);
+  // BENCH_FORWARD=store-and-forward: the middleman with pacs.cutThrough false
+  const cutThrough = process.env.BENCH_FORWARD !== 'store-and-forward';
+  for (const senders of [1, 4]) for (const line of await benchPipeline({ instances, senders, cutThrough })) console.log(line);
 }
 if (!only || only === 'forwarding') {
   const instances = Number(process.env.BENCH_INSTANCES ?? 1000);
   for (const senders of [1, 4]) for (const line of await benchForwarding({ instances, senders })) console.log(line);
+  // large instances (32 MiB), one sender, on loopback and over a 50 MB/s link: where forwarding while the data set
+  // arrives saves the most
+  const large = { instances: Number(process.env.BENCH_LARGE_INSTANCES ?? 10), senders: 1, rows: 4096, cols: 4096 };
+  for (const line of await benchForwarding(large)) console.log(line);
+  for (const line of await benchForwarding({ ...large, linkBytesPerSecond: 50e6 })) console.log(line);
 }
 if (!only || only === 'burned-in') {
   for (const line of await benchBurnedIn({ images: Number(process.env.BENCH_OCR_IMAGES ?? 20), instances: Number(process.env.BENCH_MIX_INSTANCES ?? 200) })) console.log(line);

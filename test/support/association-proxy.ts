@@ -1,7 +1,8 @@
 // A TCP proxy in front of a DICOM SCP that counts the associations a caller opens through it: connections, the PDUs
 // the caller sends by type (A-ASSOCIATE-RQ, A-RELEASE-RQ, A-ABORT), the most connections open at once. It can also
 // cut every open connection the moment its caller next sends on it (a TCP reset): what a caller sees of a PACS that
-// closed an idle association when that close has not reached it yet.
+// closed an idle association when that close has not reached it yet. `bytesPerSecond` makes it a slow link: what
+// the caller sends is passed on at that rate at most.
 import { pduHeaders } from './pdu-scan.js';
 import net, { type Socket } from 'node:net';
 import { freePort } from './ports.js';
@@ -32,7 +33,7 @@ const A_ASSOCIATE_RQ = 0x01;
 const A_RELEASE_RQ = 0x05;
 const A_ABORT = 0x07;
 
-export async function startAssociationProxy(target: { host?: string; port: number }): Promise<AssociationProxy> {
+export async function startAssociationProxy(target: { host?: string; port: number; bytesPerSecond?: number }): Promise<AssociationProxy> {
   const port = await freePort();
   const sockets = new Set<Socket>();
   const armed = new Set<Socket>();
@@ -97,6 +98,14 @@ export async function startAssociationProxy(target: { host?: string; port: numbe
       }
       count(chunk);
       proxy.bytesFromCallers += chunk.length;
+      if (target.bytesPerSecond) {
+        // a slow link: the next chunk is read only once this one has had its time on the wire
+        client.pause();
+        const resume = () => (upstream.writableNeedDrain ? upstream.once('drain', () => client.resume()) : client.resume());
+        upstream.write(chunk);
+        setTimeout(resume, (chunk.length / target.bytesPerSecond) * 1000);
+        return;
+      }
       if (!upstream.write(chunk)) {
         client.pause();
         upstream.once('drain', () => client.resume());
