@@ -166,7 +166,7 @@ interface DataOut {
 }
 
 /** Fragments of an arriving data set are written once this many wait (the latest, held back, not counted). */
-const ARRIVING_WRITE_BLOCK = 256 * 1024;
+export const ARRIVING_WRITE_BLOCK = 256 * 1024;
 
 /** Socket bytes not yet sent beyond which an arriving data set stops being passed on (its rest goes at finish()). */
 const ARRIVING_MAX_BUFFERED = 4 * 1024 * 1024;
