@@ -152,13 +152,17 @@ describe('failure codes: produced where the failure happens, answered and counte
 
   it('refuses a data set that is not the instance its C-STORE names: sop-class-mismatch 0xA900, sop-instance-mismatch 0xC000, malformed 0xC000', async () => {
     const cases: [ReasonCode, number, Awaited<ReturnType<typeof sendRawDataset>>][] = [];
+    const inPacs = async () => (await stack.pacsRest.statistics()).CountInstances;
+    const before = await inPacs();
     const a = dataset(501);
     cases.push(['sop-class-mismatch', 0xa900, await sendRawDataset(a.bytes, { port: stack.mm.port, sopInstanceUid: a.sopInstanceUid, sopClassUid: '1.2.840.10008.5.1.4.1.1.4' })]);
     const b = dataset(502);
     cases.push(['sop-instance-mismatch', 0xc000, await sendRawDataset(b.bytes, { port: stack.mm.port, sopInstanceUid: `${b.sopInstanceUid}.9`, sopClassUid: b.sopClassUid })]);
     const c = dataset(503);
     cases.push(['malformed', 0xc000, await sendRawDataset(c.bytes.subarray(0, c.bytes.length - 100), { port: stack.mm.port, sopInstanceUid: c.sopInstanceUid, sopClassUid: c.sopClassUid })]);
-    console.log(`      ${cases.map(([code, , o]) => `${code}: ${o.kind === 'answered' ? hex(o.status) : o.kind}, journalled ${rejected(code)}, counted ${counted(code)}`).join('; ')}`);
+    console.log(`      ${cases.map(([code, , o]) => `${code}: ${o.kind === 'answered' ? hex(o.status) : o.kind}, journalled ${rejected(code)}, counted ${counted(code)}`).join('; ')}; PACS instances before ${before}, after ${await inPacs()}`);
+    // with cut-through each was on its way to the PACS while it arrived: aborted before its last fragment
+    expect(await inPacs(), 'the PACS keeps nothing of them').to.equal(before);
     for (const [code, status, outcome] of cases) {
       expect(outcome, code).to.include({ kind: 'answered', status });
       expect(rejected(code), `${code} journalled`).to.equal(1);
