@@ -169,7 +169,7 @@ interface DataOut {
 export const ARRIVING_WRITE_BLOCK = 256 * 1024;
 
 /** Socket bytes not yet sent beyond which an arriving data set stops being passed on (its rest goes at finish()). */
-const ARRIVING_MAX_BUFFERED = 4 * 1024 * 1024;
+const ARRIVING_MAX_BUFFERED = 2 * 1024 * 1024;
 
 /**
  * The data set of a C-STORE sent to the PACS while it still arrives (cut-through): each fragment pushed is written
