@@ -5,8 +5,9 @@
 #           stack preloads into Orthanc), tesseract-ocr with its English data (finds burned-in text in the demo's
 #           ultrasound pixels); then `npm ci`
 #   --test: also dcmtk (storescu, echoscu, dcmdump…), docker-compose (validates docker-compose.yml offline),
-#           chromium (the web UI's browser tests, driven by playwright-core), and FerretDB (a MongoDB wire-protocol
-#           server for the crosswalk's MongoDB tests), built with Go from tools/ferretdb
+#           chromium (the web UI's browser tests, driven by playwright-core), FerretDB (a MongoDB wire-protocol
+#           server for the crosswalk's MongoDB tests), built with Go from tools/ferretdb, and for the several-node
+#           tests PostgreSQL 15 (FerretDB's backend and the PACS's index), orthanc-postgresql and haproxy
 # `npm ci` runs when node_modules is missing, older than the lock file, or built by a Node.js of another ABI
 # (better-sqlite3 is a native module): .stack/node_modules.abi records the ABI it was built for.
 set -euo pipefail
@@ -27,13 +28,16 @@ if $test_deps; then
   command -v storescu >/dev/null || need+=(dcmtk)
   command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v chromium >/dev/null || need+=(chromium)
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15)
+  [ -e /usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so ] || need+=(orthanc-postgresql)
+  command -v haproxy >/dev/null || need+=(haproxy)
 fi
 
 if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "==> installing Debian packages: ${need[*]}"
-  # the orthanc package starts a system Orthanc on 8042/4242 where it can; the dev stack runs its own
+  # the orthanc, postgresql and haproxy packages start system services where they can; the dev stack runs its own
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
