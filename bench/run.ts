@@ -1,8 +1,10 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=journal-scale, BENCH=pipeline, BENCH=forwarding or BENCH=burned-in
+// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=journal-scale, BENCH=pipeline, BENCH=forwarding, BENCH=burned-in or
+// BENCH=cluster
 // runs one of them.
 import { benchAnonymize } from './anonymize.js';
 import { benchBurnedIn } from './burned-in.js';
+import { benchCluster } from './cluster.js';
 import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
 import { benchJournalScale } from './journal-scale.js';
@@ -39,4 +41,7 @@ if (!only || only === 'forwarding') {
 }
 if (!only || only === 'burned-in') {
   for (const line of await benchBurnedIn({ images: Number(process.env.BENCH_OCR_IMAGES ?? 20), instances: Number(process.env.BENCH_MIX_INSTANCES ?? 200) })) console.log(line);
+}
+if (!only || only === 'cluster') {
+  for (const line of await benchCluster({ instances: Number(process.env.BENCH_CLUSTER_INSTANCES ?? 500), senders: 4 })) console.log(line);
 }
