@@ -5,14 +5,14 @@
 // RemoteAET that tells the reconciler which raw instances are its own. The nodes share the site and crosswalk keys.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { MongoClient } from 'mongodb';
 import { writeKeyFile } from '../../src/keys.js';
 import { startOrthanc, type ModalityEntry, type OrthancProcess } from '../../tools/devstack/orthanc.js';
 import { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
 import { postgresBinDir, POSTGRES_USER, startPostgres, type PostgresServer } from '../../tools/devstack/postgres.js';
-import { FERRETDB_BIN } from './ferretdb.js';
+import { FERRETDB_BIN, startMongoServer } from './ferretdb.js';
 import { startTestMiddleman, type TestMiddleman } from './middleman.js';
 import { freePorts } from './ports.js';
 
@@ -50,13 +50,14 @@ export async function startCluster(opts: { nodes: number; env?: Record<string, s
     rmSync(work, { recursive: true, force: true });
   };
   try {
-    const [pgPort, ferretPort, pacsHttp, pacsDicom, balancerPort, ...nodePorts] = await freePorts(5 + opts.nodes);
+    const [pgPort, pacsHttp, pacsDicom, balancerPort, ...nodePorts] = await freePorts(4 + opts.nodes);
     const pg: PostgresServer = await startPostgres(pgPort!);
     stops.push(() => pg.stop());
     pg.createDatabase('orthanc');
     pg.createDatabase('ferretdb');
 
-    const ferret = await startFerretOnPostgres(ferretPort!, pg.url('ferretdb'));
+    const ferret = await startMongoServer({ postgresqlUrl: pg.url('ferretdb') });
+    if ('skip' in ferret) throw new Error(ferret.skip);
     stops.push(ferret.stop);
 
     const nodes = nodePorts.map((port, i) => ({ aet: nodeAet(i + 1), port: port! }));
@@ -109,33 +110,6 @@ export async function startCluster(opts: { nodes: number; env?: Record<string, s
   }
 }
 
-/** FerretDB (tools/ferretdb) on a PostgreSQL database, once it answers a ping. */
-async function startFerretOnPostgres(port: number, postgresqlUrl: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const url = `mongodb://127.0.0.1:${port}`;
-  let output = '';
-  const child = spawn(FERRETDB_BIN, ['--listen-addr', `127.0.0.1:${port}`, '--postgresql-url', postgresqlUrl, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  const stop = () => exitOf(child, 'SIGTERM');
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`FerretDB exited: ${output.slice(-500)}`);
-    const client = new MongoClient(url, { serverSelectionTimeoutMS: 300 });
-    try {
-      await client.connect();
-      await client.db('admin').command({ ping: 1 });
-      return { url, stop };
-    } catch {
-      if (i > 100) {
-        await stop();
-        throw new Error(`FerretDB did not answer on ${url}: ${output.slice(-500)}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    } finally {
-      await client.close();
-    }
-  }
-}
-
 /**
  * HAProxy in TCP mode on `port`, round robin over the nodes' SCP ports, each checked by a TCP connect every second
  * (a node that does not accept is taken out of the rotation).
@@ -164,7 +138,6 @@ async function startBalancer(cfgPath: string, port: number, nodePorts: number[])
   const child = spawn('/usr/sbin/haproxy', ['-f', cfgPath, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
-  const net = await import('node:net');
   for (let i = 0; ; i++) {
     if (child.exitCode !== null) throw new Error(`HAProxy exited: ${output.slice(-500)}`);
     const up = await new Promise<boolean>((resolve) => {

@@ -1,4 +1,5 @@
-// FerretDB v1.24.2 on its SQLite backend, on a free loopback port, as the tests' real MongoDB-wire server.
+// FerretDB v1.24.2 on its SQLite backend (or a PostgreSQL database), on a free loopback port, as the tests' real
+// MongoDB-wire server.
 // DPHIANT_TEST_MONGODB_URL points the same tests at any other MongoDB-wire server instead.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -22,18 +23,22 @@ export interface MongoServer {
   stop(): Promise<void>;
 }
 
-/** The server to test against, or null (with the reason) when neither FerretDB nor a URL is available. */
-export async function startMongoServer(): Promise<MongoServer | { skip: string }> {
-  const external = process.env.DPHIANT_TEST_MONGODB_URL;
+/**
+ * The server to test against, or null (with the reason) when neither FerretDB nor a URL is available.
+ * `postgresqlUrl`: FerretDB on that PostgreSQL database instead of SQLite (DPHIANT_TEST_MONGODB_URL does not apply).
+ */
+export async function startMongoServer(opts: { postgresqlUrl?: string } = {}): Promise<MongoServer | { skip: string }> {
+  const external = opts.postgresqlUrl ? undefined : process.env.DPHIANT_TEST_MONGODB_URL;
   if (external) return { name: `MongoDB at ${new URL(external).host}`, url: external.replace(/\/[^/]*$/, ''), log: () => '', stop: async () => {} };
   if (!existsSync(FERRETDB_BIN)) return { skip: `FerretDB is not built (${FERRETDB_BIN}; make test builds it when Go is installed)` };
   const port = await freePort();
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'dphiant-ferretdb-'));
+  const dataDir = opts.postgresqlUrl ? undefined : mkdtempSync(path.join(tmpdir(), 'dphiant-ferretdb-'));
+  const backend = opts.postgresqlUrl ? ['--postgresql-url', opts.postgresqlUrl] : ['--sqlite-url', `file:${dataDir}/`];
   let output = '';
   let child: ChildProcess;
   const url = `mongodb://127.0.0.1:${port}`;
   const launch = async () => {
-    child = spawn(FERRETDB_BIN, ['--listen-addr', `127.0.0.1:${port}`, '--sqlite-url', `file:${dataDir}/`, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(FERRETDB_BIN, ['--listen-addr', `127.0.0.1:${port}`, ...backend, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d) => (output += d));
     child.stderr!.on('data', (d) => (output += d));
     for (let i = 0; ; i++) {
@@ -62,7 +67,7 @@ export async function startMongoServer(): Promise<MongoServer | { skip: string }
       child.kill('SIGKILL');
     });
   return {
-    name: 'MongoDB wire protocol on FerretDB v1.24.2 (SQLite backend)',
+    name: `MongoDB wire protocol on FerretDB v1.24.2 (${opts.postgresqlUrl ? 'PostgreSQL' : 'SQLite'} backend)`,
     url,
     dataDir,
     log: () => output,
