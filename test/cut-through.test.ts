@@ -13,8 +13,14 @@ import { ARRIVING_WRITE_BLOCK } from '../src/dicom/dimse.js';
 import { AssociationPool } from '../src/scu/pool.js';
 import type { PacsTarget } from '../src/scu/store.js';
 import { generateOne } from '../tools/synth/generate.js';
+import { startOrthanc, type OrthancProcess } from '../tools/devstack/orthanc.js';
+import { DevOrthanc } from '../tools/devstack/orthanc-rest.js';
 import { startAssociationProxy, type AssociationProxy } from './support/association-proxy.js';
 import { startCapture, type Capture } from './support/capture.js';
+import { storescu } from './support/dcmtk.js';
+import { startTestMiddleman, type TestMiddleman } from './support/middleman.js';
+import { waitUntilSettled } from './support/pipeline.js';
+import { freePorts } from './support/ports.js';
 
 /**
  * A generated instance's data set in a spool file, and the same bytes cut into `fragment`-byte pieces as the SCP
@@ -153,5 +159,54 @@ describe('cut-through forwarding, against DCMTK storescp', function () {
     expect(outcome.kind === 'answered' && outcome.status).to.equal(0);
     expect(capture.received(inst.sopInstanceUid).bytes.equals(readFileSync(inst.spoolPath)), 'byte for byte').to.equal(true);
     expect(proxy.associateRequests).to.equal(2);
+  });
+});
+
+describe('cut-through forwarding: a sender that goes while its data set arrives, through the middleman to Orthanc', function () {
+  this.timeout(120_000);
+  let work: string;
+  let pacs: OrthancProcess;
+  let proxy: AssociationProxy;
+  let mm: TestMiddleman;
+  let modality: AssociationPool;
+  before(async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'dphiant-cut-mm-'));
+    const [http, dicom] = (await freePorts(2)) as [number, number];
+    pacs = await startOrthanc({ role: 'pacs', workDir: path.join(work, 'pacs'), httpPort: http, dicomPort: dicom, middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: 1 } });
+    proxy = await startAssociationProxy({ port: pacs.dicomPort });
+    mm = await startTestMiddleman({ DPHIANT_PACS_PORT: String(proxy.port), DPHIANT_PACS_URL: pacs.httpUrl });
+    // the modality: DPHIANT's own SCU, which can stop in the middle of a data set
+    modality = new AssociationPool({ host: '127.0.0.1', port: mm.port, aet: 'DPHIANT', callingAet: 'MODALITY', connectTimeoutMs: 5000, noProgressTimeoutMs: 30_000, storeTimeoutMs: 60_000 }, { maxAssociations: 1, idleTimeoutMs: 0 });
+  });
+  after(async () => {
+    await modality?.close();
+    await mm?.close();
+    await proxy?.close();
+    await pacs?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('the middleman aborts its C-STORE to the PACS: the PACS keeps nothing, the journal records nothing, the next instance is de-identified', async () => {
+    const { inst, fragments } = arriving(work, generateOne({ rows: 1024, cols: 1024, modalities: ['CT'], instanceIndex: 7 }), 16_384);
+    const sending = modality.begin(inst);
+    for (const f of fragments.slice(0, Math.floor(fragments.length / 2))) sending.push(f);
+    // the middleman passes it on while it arrives: half of a 2 MB data set is more than one write block
+    await until('the middleman forwarding the first half', () => proxy.bytesFromCallers > ARRIVING_WRITE_BLOCK);
+    const forwarded = proxy.bytesFromCallers;
+    sending.abort(); // the modality's A-ABORT, mid data set
+    await until("the middleman's A-ABORT to the PACS", () => proxy.aborts === 1);
+    const held = await new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' }).statistics();
+    const jobsAfterAbort = Object.values(mm.journal.counts()).reduce((a, b) => a + b, 0);
+    const next = path.join(work, 'next.dcm');
+    writeFileSync(next, generateOne({ rows: 64, cols: 64, modalities: ['CT'], instanceIndex: 8 }));
+    const r = await storescu([next], { port: mm.port, callingAet: 'MODALITY', calledAet: 'DPHIANT' });
+    await waitUntilSettled(mm.journal, 60_000);
+    const counts = mm.journal.counts();
+    console.log(`      ${forwarded} bytes forwarded of a ${inst.bytes}-byte data set when its sender aborted; A-ABORT to the PACS ${proxy.aborts}; PACS instances then ${held.CountInstances}, jobs ${jobsAfterAbort}; next instance: storescu exit ${r.code}, journal ${JSON.stringify(counts)}`);
+    expect(held.CountInstances, 'the PACS keeps nothing of the aborted one').to.equal(0);
+    expect(jobsAfterAbort, 'nothing journalled for a data set that never arrived whole').to.equal(0);
+    expect(r.code).to.equal(0);
+    expect(counts.DONE).to.equal(1);
+    expect((await new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' }).statistics()).CountInstances).to.equal(1);
   });
 });
