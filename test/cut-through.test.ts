@@ -1,8 +1,9 @@
 // Cut-through forwarding (src/scu/store.ts cutThrough, src/dicom/dimse.ts ArrivingData, issue 13): the C-STORE to
 // the PACS starts at the data set's first fragment and carries the fragments as they are pushed (in blocks of
-// ARRIVING_WRITE_BLOCK), the last held back until commit(); an abort() before it leaves the PACS nothing; fragments the socket cannot take go from the spool at
-// commit(); an association lost while the data set arrives costs the sender nothing. Against DCMTK's bit-preserving
-// storescp, through a TCP proxy that counts what goes to it.
+// ARRIVING_WRITE_BLOCK), the last held back until commit(); an abort() before it leaves the PACS nothing; fragments
+// the socket cannot take go from the spool at commit(); an association lost while the data set arrives costs the
+// sender nothing. Against DCMTK's bit-preserving storescp, through a TCP proxy that counts what goes to it; and
+// through the middleman to Orthanc, with a sender that goes in the middle of its data set.
 import { expect } from 'chai';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
