@@ -1,12 +1,15 @@
 // Two middleman nodes behind one DICOM address (issue 14): HAProxy → 2 nodes, the crosswalk on FerretDB/PostgreSQL,
 // the PACS Orthanc on the PostgreSQL index (test/support/cluster.ts). The same new patients reach both nodes at the
-// same moment: each gets one alias, every instance is de-identified once, no raw instance is left.
+// same moment: each gets one alias, every instance is de-identified once, no raw instance is left. A node's raw
+// instances are its own: while it is down the other node's reconciler leaves them alone, and restarted with the same
+// journal it de-identifies them itself.
 import { expect } from 'chai';
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
 import { storescu } from './support/dcmtk.js';
 import { clusterUnavailable, startCluster, type TestCluster } from './support/cluster.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
+import { FOREIGN_COUNT_KEY } from '../src/pipeline/reconciler.js';
 
 describe('cluster: two nodes behind HAProxy, crosswalk on FerretDB/PostgreSQL, PACS on Orthanc/PostgreSQL', function () {
   this.timeout(900_000);
@@ -55,5 +58,61 @@ describe('cluster: two nodes behind HAProxy, crosswalk on FerretDB/PostgreSQL, P
     expect(aliases.size, 'one alias per patient, whichever node saw it first').to.equal(100);
     const originals = new Set(manifest.patients.map((p) => p.patientId));
     for (const a of aliases) expect(originals.has(a), 'no original Patient ID in the PACS').to.equal(false);
+  });
+});
+
+describe("cluster: a node's unfinished instances wait for it, and it resumes them from its journal", function () {
+  this.timeout(900_000);
+  let cluster: TestCluster | undefined;
+  before(async function () {
+    const why = clusterUnavailable();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      this.skip();
+    }
+    // node 2 forwards but does not de-identify (its pipeline is off): what a node that stopped mid-way leaves;
+    // node 1's reconciler follows the PACS's change log every second
+    cluster = await startCluster({ nodes: 2, env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000' }, nodeEnv: [{}, { DPHIANT_PIPELINE_ENABLED: 'false' }] });
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("node 1 never adopts node 2's raw instances; node 2 restarted with the same journal de-identifies them, each once", async () => {
+    const c = cluster!;
+    const manifest = await generateStudies({ outDir: path.join(c.work, 'in'), patients: 20, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 10, rows: 64, cols: 64, seed: 14_200, modalities: ['CT'] });
+    const files = manifest.instances.map((i) => i.path);
+    const senders = 4;
+    const runs = await Promise.all(
+      Array.from({ length: senders }, (_, k) => storescu(files.filter((_, i) => i % senders === k), { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs: 600_000 })),
+    );
+    for (const r of runs) expect(r.code, r.stderr.slice(-300)).to.equal(0);
+    await waitUntilSettled(c.nodes[0]!.journal, 600_000);
+    const waiting = c.nodes[1]!.journal.counts().IN_PACS;
+    // several passes of node 1's reconciler over the change log that holds node 2's raw instances
+    await new Promise((r) => setTimeout(r, 4000));
+    const one = c.nodes[0]!.journal.counts();
+    const foreign = Number(c.nodes[0]!.journal.getMeta(FOREIGN_COUNT_KEY) ?? 0);
+    const before = await pacsInventory(c.pacsRest);
+    const rawBefore = before.instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
+    const node2 = await c.restartNode(1, { DPHIANT_PIPELINE_ENABLED: 'true' });
+    await waitUntilSettled(node2.journal, 600_000);
+    const two = node2.journal.counts();
+    const inv = await pacsInventory(c.pacsRest);
+    const raw = inv.instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
+    console.log(
+      `      node 1: DONE ${one.DONE} (jobs ${Object.values(one).reduce((a, b) => a + b, 0)}), reported ${foreign} raw instances of another node and left them; node 2 left ${waiting} IN_PACS, the PACS then held ${rawBefore} raw; ` +
+        `node 2 restarted: DONE ${two.DONE}, QUARANTINED ${two.QUARANTINED}; PACS ${inv.instances.length} instances, ${raw} raw, ${inv.patients.length} patients`,
+    );
+    expect(waiting, 'node 2 received instances and left them').to.be.greaterThan(0);
+    expect(one.DONE + waiting, 'every instance journalled by one node').to.equal(200);
+    expect(Object.values(one).reduce((a, b) => a + b, 0), "node 1 adopted none of node 2's").to.equal(one.DONE);
+    expect(foreign, "node 1's reconciler saw node 2's raw instances").to.be.at.least(waiting);
+    expect(rawBefore, "node 2's raw instances still in the PACS, untouched").to.equal(waiting);
+    expect(two.DONE).to.equal(waiting);
+    expect(two.QUARANTINED).to.equal(0);
+    expect(inv.instances.length, 'each instance once').to.equal(200);
+    expect(raw).to.equal(0);
+    expect(inv.patients.length, 'one alias per patient across both nodes').to.equal(20);
   });
 });

@@ -27,6 +27,8 @@ export interface TestCluster {
   /** The shared crosswalk's database URL (FerretDB). */
   crosswalkUrl: string;
   work: string;
+  /** Closes node `i` (from 0) and starts it again on the same port with the same data directory, `env` added. */
+  restartNode(i: number, env?: Record<string, string>): Promise<TestMiddleman>;
   stop(): Promise<void>;
 }
 
@@ -42,7 +44,8 @@ export function clusterUnavailable(): string | undefined {
 /** The calling AE title of node `k` (from 1) to the PACS. */
 export const nodeAet = (k: number) => `DPHIANT${k}`;
 
-export async function startCluster(opts: { nodes: number; env?: Record<string, string> }): Promise<TestCluster> {
+/** `env`: settings of every node; `nodeEnv[i]`: of node i (from 0) only. */
+export async function startCluster(opts: { nodes: number; env?: Record<string, string>; nodeEnv?: Record<string, string>[] }): Promise<TestCluster> {
   const work = mkdtempSync(path.join(tmpdir(), 'dphiant-cluster-'));
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -83,27 +86,29 @@ export async function startCluster(opts: { nodes: number; env?: Record<string, s
     writeKeyFile(siteKey);
     writeKeyFile(crosswalkKey);
     const crosswalkUrl = `${ferret.url}/cluster`;
+    const nodeEnv = nodes.map((n, i) => ({
+      DPHIANT_DATA_DIR: path.join(work, `node${i + 1}`),
+      DPHIANT_PACS_PORT: String(pacsDicom),
+      DPHIANT_PACS_URL: pacs.httpUrl,
+      DPHIANT_PACS_CALLING_AET: n.aet,
+      DPHIANT_CROSSWALK_URL: crosswalkUrl,
+      DPHIANT_KEY_FILE: siteKey,
+      DPHIANT_CROSSWALK_KEY_FILE: crosswalkKey,
+      ...opts.env,
+      ...opts.nodeEnv?.[i],
+    }));
     const started: TestMiddleman[] = [];
-    for (const n of nodes) {
-      const mm = await startTestMiddleman(
-        {
-          DPHIANT_PACS_PORT: String(pacsDicom),
-          DPHIANT_PACS_URL: pacs.httpUrl,
-          DPHIANT_PACS_CALLING_AET: n.aet,
-          DPHIANT_CROSSWALK_URL: crosswalkUrl,
-          DPHIANT_KEY_FILE: siteKey,
-          DPHIANT_CROSSWALK_KEY_FILE: crosswalkKey,
-          ...opts.env,
-        },
-        n.port,
-      );
-      started.push(mm);
-      stops.push(() => mm.close());
-    }
+    for (const [i, n] of nodes.entries()) started.push(await startTestMiddleman(nodeEnv[i]!, n.port));
+    stops.push(() => Promise.all(started.map((mm) => mm.close())).then(() => undefined));
 
     const balancer = await startBalancer(path.join(work, 'haproxy.cfg'), balancerPort!, nodes.map((n) => n.port));
     stops.push(balancer.stop);
-    return { port: balancerPort!, nodes: started, pacs, pacsRest: new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' }), crosswalkUrl, work, stop: stopAll };
+    const restartNode = async (i: number, env: Record<string, string> = {}) => {
+      await started[i]!.close();
+      started[i] = await startTestMiddleman({ ...nodeEnv[i]!, ...env }, nodes[i]!.port);
+      return started[i]!;
+    };
+    return { port: balancerPort!, nodes: started, pacs, pacsRest: new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' }), crosswalkUrl, work, restartNode, stop: stopAll };
   } catch (e) {
     await stopAll();
     throw e;
