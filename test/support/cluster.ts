@@ -98,8 +98,8 @@ export async function startCluster(opts: { nodes: number; env?: Record<string, s
       ...opts.nodeEnv?.[i],
     }));
     const started: TestMiddleman[] = [];
-    for (const [i, n] of nodes.entries()) started.push(await startTestMiddleman(nodeEnv[i]!, n.port));
     stops.push(() => Promise.all(started.map((mm) => mm.close())).then(() => undefined));
+    for (const [i, n] of nodes.entries()) started.push(await startTestMiddleman(nodeEnv[i]!, n.port));
 
     const balancer = await startBalancer(path.join(work, 'haproxy.cfg'), balancerPort!, nodes.map((n) => n.port));
     stops.push(balancer.stop);
