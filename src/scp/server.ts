@@ -186,35 +186,28 @@ class StoreScp<F extends EarlyForward> extends ServerScp {
       data: spool.data,
       bytes: spool.bytes,
     };
-    const early = ref.early;
-    const refuse = (reply: StoreReply) => {
-      early?.abort();
-      spool.drop();
-      return sopInstanceUid && this.opts.refused ? this.opts.refused(inst, reply) : reply;
-    };
-    if (spool.oversized) {
-      log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');
-      return refuse(refusal('too-large', `instance over the size limit (${scp.maxInstanceBytes} bytes)`));
-    }
-    if (spool.noSpace) {
-      const budget = this.server.spoolBudget;
-      log.warn({ assoc: this.id, uid, bytes: spool.bytes, inFlight: budget.inFlight, limit: budget.maxBytes, err: spool.writeError }, 'instance refused: spool full');
-      return refuse(refusal('spool-full', SPOOL_FULL));
-    }
-    if (spool.writeError) {
-      log.error({ assoc: this.id, uid, err: spool.writeError }, 'instance refused: spool write failed');
-      return refuse(refusal('disk', `DPHIANT spool: ${spool.writeError}`));
-    }
-    if (spool.bytes === 0 || !sopInstanceUid) {
-      early?.abort();
-      spool.drop();
-      return refusal('malformed', 'empty data set or no SOP Instance UID');
-    }
+    const refuse = (reply: StoreReply) => (sopInstanceUid && this.opts.refused ? this.opts.refused(inst, reply) : reply);
     try {
-      return await this.opts.ingest(inst, early);
+      if (spool.oversized) {
+        log.warn({ assoc: this.id, uid, bytes: spool.bytes, limit: scp.maxInstanceBytes }, 'instance refused: over the size limit');
+        return refuse(refusal('too-large', `instance over the size limit (${scp.maxInstanceBytes} bytes)`));
+      }
+      if (spool.noSpace) {
+        const budget = this.server.spoolBudget;
+        log.warn({ assoc: this.id, uid, bytes: spool.bytes, inFlight: budget.inFlight, limit: budget.maxBytes, err: spool.writeError }, 'instance refused: spool full');
+        return refuse(refusal('spool-full', SPOOL_FULL));
+      }
+      if (spool.writeError) {
+        log.error({ assoc: this.id, uid, err: spool.writeError }, 'instance refused: spool write failed');
+        return refuse(refusal('disk', `DPHIANT spool: ${spool.writeError}`));
+      }
+      if (spool.bytes === 0 || !sopInstanceUid) return refusal('malformed', 'empty data set or no SOP Instance UID');
+      return await this.opts.ingest(inst, ref.early);
     } finally {
-      early?.abort(); // no-op once ingest committed it
-      spool.drop(); // ingest removed the file; this gives its bytes back to the budget (memory: the hand-off may keep them)
+      // whatever became of it: a forward begun and not committed is aborted (the PACS keeps nothing; after commit()
+      // a no-op), and the spool's bytes go back to the budget (ingest removed the file; the hand-off may keep memory)
+      ref.early?.abort();
+      spool.drop();
     }
   }
 
