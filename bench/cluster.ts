@@ -3,8 +3,7 @@
 // of test/support/cluster.ts (crosswalk on FerretDB/PostgreSQL, PACS on Orthanc/PostgreSQL).
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
-import { storescu } from '../test/support/dcmtk.js';
-import { clusterUnavailable, startCluster } from '../test/support/cluster.js';
+import { clusterUnavailable, sendThrough, startCluster } from '../test/support/cluster.js';
 import { waitUntilSettled } from '../test/support/pipeline.js';
 
 export async function benchCluster(opts: { instances: number; senders: number }): Promise<string[]> {
@@ -17,9 +16,7 @@ export async function benchCluster(opts: { instances: number; senders: number })
       const manifest = await generateStudies({ outDir: path.join(c.work, 'bench'), patients: 10, studiesPerPatient: 1, seriesPerStudy: 2, instancesPerSeries: Math.ceil(opts.instances / 20), rows: 512, cols: 512, seed: 14_100, modalities: ['CT'] });
       const files = manifest.instances.slice(0, opts.instances).map((i) => i.path);
       const t = process.hrtime.bigint();
-      const runs = await Promise.all(
-        Array.from({ length: opts.senders }, (_, k) => storescu(files.filter((_, i) => i % opts.senders === k), { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs: 1_800_000 })),
-      );
+      const runs = await sendThrough(c, files, opts.senders, 1_800_000);
       for (const r of runs) if (r.code !== 0) throw new Error(`storescu failed: ${r.stderr.slice(-300)}`);
       await Promise.all(c.nodes.map((n) => waitUntilSettled(n.journal, 1_800_000)));
       const sec = Number(process.hrtime.bigint() - t) / 1e9;

@@ -6,37 +6,22 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
-import { storescu } from './support/dcmtk.js';
-import { clusterUnavailable, startCluster, type TestCluster } from './support/cluster.js';
+import { sendThrough, useCluster } from './support/cluster.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
 import { FOREIGN_COUNT_KEY } from '../src/pipeline/reconciler.js';
 
 describe('cluster: two nodes behind HAProxy, crosswalk on FerretDB/PostgreSQL, PACS on Orthanc/PostgreSQL', function () {
   this.timeout(900_000);
-  let cluster: TestCluster | undefined;
-  before(async function () {
-    const why = clusterUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
-    cluster = await startCluster({ nodes: 2 });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
+  const cluster = useCluster({ nodes: 2 });
 
   it('1,000 instances of 100 new patients from 4 senders at once: 100 aliases, each instance de-identified once, 0 raw', async () => {
-    const c = cluster!;
+    const c = cluster();
     // 100 patients × 10 instances; the senders take every 4th file, so each patient's instances reach both nodes
     const manifest = await generateStudies({ outDir: path.join(c.work, 'in'), patients: 100, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 10, rows: 64, cols: 64, seed: 14_000, modalities: ['CT'] });
     const files = manifest.instances.map((i) => i.path);
     expect(files).to.have.length(1000);
-    const senders = 4;
     const t = Date.now();
-    const runs = await Promise.all(
-      Array.from({ length: senders }, (_, k) => storescu(files.filter((_, i) => i % senders === k), { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs: 600_000 })),
-    );
+    const runs = await sendThrough(c, files, 4);
     const sentSec = (Date.now() - t) / 1000;
     for (const r of runs) expect(r.code, r.stderr.slice(-300)).to.equal(0);
     await Promise.all(c.nodes.map((n) => waitUntilSettled(n.journal, 600_000)));
@@ -63,29 +48,15 @@ describe('cluster: two nodes behind HAProxy, crosswalk on FerretDB/PostgreSQL, P
 
 describe("cluster: a node's unfinished instances wait for it, and it resumes them from its journal", function () {
   this.timeout(900_000);
-  let cluster: TestCluster | undefined;
-  before(async function () {
-    const why = clusterUnavailable();
-    if (why) {
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
-    // node 2 forwards but does not de-identify (its pipeline is off): what a node that stopped mid-way leaves;
-    // node 1's reconciler follows the PACS's change log every second
-    cluster = await startCluster({ nodes: 2, env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000' }, nodeEnv: [{}, { DPHIANT_PIPELINE_ENABLED: 'false' }] });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
+  // node 2 forwards but does not de-identify (its pipeline is off): what a node that stopped mid-way leaves;
+  // node 1's reconciler follows the PACS's change log every second
+  const cluster = useCluster({ nodes: 2, env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000' }, nodeEnv: [{}, { DPHIANT_PIPELINE_ENABLED: 'false' }] });
 
   it("node 1 never adopts node 2's raw instances; node 2 restarted with the same journal de-identifies them, each once", async () => {
-    const c = cluster!;
+    const c = cluster();
     const manifest = await generateStudies({ outDir: path.join(c.work, 'in'), patients: 20, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 10, rows: 64, cols: 64, seed: 14_200, modalities: ['CT'] });
     const files = manifest.instances.map((i) => i.path);
-    const senders = 4;
-    const runs = await Promise.all(
-      Array.from({ length: senders }, (_, k) => storescu(files.filter((_, i) => i % senders === k), { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs: 600_000 })),
-    );
+    const runs = await sendThrough(c, files, 4);
     for (const r of runs) expect(r.code, r.stderr.slice(-300)).to.equal(0);
     await waitUntilSettled(c.nodes[0]!.journal, 600_000);
     const waiting = c.nodes[1]!.journal.counts().IN_PACS;

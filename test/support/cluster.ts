@@ -12,6 +12,7 @@ import { writeKeyFile } from '../../src/keys.js';
 import { startOrthanc, type ModalityEntry, type OrthancProcess } from '../../tools/devstack/orthanc.js';
 import { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
 import { postgresBinDir, POSTGRES_USER, startPostgres, type PostgresServer } from '../../tools/devstack/postgres.js';
+import { storescu, type RunResult } from './dcmtk.js';
 import { FERRETDB_BIN, startMongoServer } from './ferretdb.js';
 import { startTestMiddleman, type TestMiddleman } from './middleman.js';
 import { freePorts } from './ports.js';
@@ -39,6 +40,31 @@ export function clusterUnavailable(): string | undefined {
   if (!existsSync('/usr/sbin/haproxy')) return 'HAProxy not installed (Debian haproxy)';
   if (!existsSync(FERRETDB_BIN)) return `FerretDB not built (${FERRETDB_BIN}; make test builds it when Go is installed)`;
   return undefined;
+}
+
+/**
+ * For a describe block: starts the cluster before its tests (skipped, saying why, where it cannot run here) and
+ * stops it after them; returns the running cluster.
+ */
+export function useCluster(opts: Parameters<typeof startCluster>[0]): () => TestCluster {
+  let cluster: TestCluster | undefined;
+  before(async function () {
+    const why = clusterUnavailable();
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      this.skip();
+    }
+    cluster = await startCluster(opts);
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+  return () => cluster!;
+}
+
+/** `files` through the balancer from `senders` storescu processes at once, sender k taking every k-th file (as the modality MODALITY). */
+export function sendThrough(c: TestCluster, files: string[], senders: number, timeoutMs = 600_000): Promise<RunResult[]> {
+  return Promise.all(Array.from({ length: senders }, (_, k) => storescu(files.filter((_, i) => i % senders === k), { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs })));
 }
 
 /** The calling AE title of node `k` (from 1) to the PACS. */
