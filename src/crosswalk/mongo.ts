@@ -1,7 +1,7 @@
 // The crosswalk on MongoDB (or any MongoDB-wire server, FerretDB in the tests): the shared store of several
 // middleman nodes. New patients are created by insert-or-get on the unique blind index: a duplicate-key error
 // means another node won, and its document is read back.
-import { MongoClient, MongoServerError, type Collection, type Db } from 'mongodb';
+import { MongoClient, MongoServerError, type Collection, type Db, type Document } from 'mongodb';
 import type { Sealer } from './crypto.js';
 import type { PatientAlias, PatientIdentity } from '../dicom/identity.js';
 import {
@@ -81,6 +81,14 @@ export class MongoCrosswalk implements CrosswalkStore {
       throw e;
     }
     return store;
+  }
+
+  /**
+   * A collection of the shared database other than the crosswalk's own (node leases, web sessions), always on the
+   * current client: fetch it per call, since reconnect() replaces the client.
+   */
+  collection<T extends Document>(name: string): Collection<T> {
+    return this.client.db().collection<T>(name);
   }
 
   private async nextCounter(): Promise<number> {
