@@ -8,7 +8,9 @@ import { DeidentifyThreads } from './anonymize/pool.js';
 import { profileFromSettings } from './anonymize/profile.js';
 import type { PixelPolicy } from './anonymize/pixels/clean.js';
 import { DEFAULT_OCR, ocrAvailable } from './anonymize/pixels/ocr.js';
-import { loadKeys, openCrosswalk } from './crosswalk/open.js';
+import { loadKeys, openCrosswalk, sharedDatabase } from './crosswalk/open.js';
+import { NodeLeases } from './crosswalk/leases.js';
+import { ClusterMember } from './pipeline/cluster.js';
 import type { CrosswalkStore } from './crosswalk/store.js';
 import type { Logger } from './log.js';
 import { OrthancClient, OrthancHttpError } from './pacs/orthanc.js';
@@ -39,6 +41,8 @@ export interface Middleman {
   backpressure: Backpressure;
   pacsRest: OrthancClient;
   dicom: AddressInfo;
+  /** Under node leases (pipeline.takeoverAfterMs > 0). */
+  cluster?: ClusterMember;
   close(): Promise<void>;
 }
 
@@ -132,6 +136,10 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   );
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
   quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
+  const me = config.pacs.callingAet;
+  const shared = sharedDatabase(crosswalk);
+  // loadConfig allows takeover only with a shared crosswalk
+  const leases = p.takeoverAfterMs > 0 && shared ? new NodeLeases(shared, p.takeoverAfterMs) : undefined;
   const worker = new DeidentificationWorker({
     metrics,
     journal,
@@ -143,8 +151,33 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     settings: p,
     log,
     health,
+    ...(leases ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)) } : {}),
   });
-  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: config.pacs.callingAet, adopt: p.reconcileAdopt, metrics });
+  const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: me, adopt: p.reconcileAdopt, metrics });
+  const cluster = leases
+    ? new ClusterMember({
+        leases,
+        me,
+        graceMs: p.takeoverAfterMs,
+        journal,
+        pacs: pacsRest,
+        reconciler,
+        log,
+        takeOver: p.enabled,
+        fence: (held) => {
+          backpressure.setLeaseHeld(held);
+          if (!p.enabled) return;
+          if (held) {
+            worker.resume();
+            void reconciler.start(p.reconcileIntervalMs);
+          } else {
+            worker.pause();
+            reconciler.stop();
+          }
+        },
+      })
+    : undefined;
+  backpressure.setLeaseHeld(!cluster); // a node under leases stores nothing before it holds its own
   // associations to the PACS stay open between forwards (src/scu/pool.ts); released when the middleman stops
   const pool = new AssociationPool(pacsTarget(config), { maxAssociations: config.pacs.maxAssociations, idleTimeoutMs: config.pacs.idleTimeoutMs });
   const ingest = new Ingest(journal, pacsTarget(config), log, {
@@ -191,9 +224,11 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     }
   };
   const retention = p.retainFinishedDays > 0 ? (prune(), setInterval(prune, 3_600_000).unref()) : undefined;
+  // under leases the worker runs and the reconciler starts only while this node holds its own
+  await cluster?.start();
   if (p.enabled) {
     worker.start(); // jobs a previous run left unfinished resume here
-    void reconciler.start(p.reconcileIntervalMs);
+    if (!cluster) void reconciler.start(p.reconcileIntervalMs);
   } else log.warn('pipeline disabled: instances are forwarded and left raw in the PACS');
   log.info({ host: dicom.address, port: dicom.port, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}`, crosswalk: crosswalk.backend }, 'DICOM server listening');
   return {
@@ -205,8 +240,10 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     backpressure,
     pacsRest,
     dicom,
+    ...(cluster ? { cluster } : {}),
     async close() {
       clearInterval(retention);
+      await cluster?.stop(); // its lease is left to expire: after the grace time another node takes over what is left
       await server.close();
       await pool.close(); // no sender is left to forward for: A-RELEASE for every association to the PACS
       await web.close();

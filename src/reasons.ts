@@ -10,7 +10,7 @@ export const REASONS = {
   malformed: 'the data set cannot be read (structure, lengths, encoding), or is empty or names no SOP Instance UID',
   'sop-instance-mismatch': "the data set's SOP Instance UID differs from the C-STORE request's",
   'sop-class-mismatch': "the data set's SOP Class UID differs from the C-STORE request's",
-  backpressure: 'new instances are refused while the PACS REST API or the crosswalk fails, or the backlog is at its bound',
+  backpressure: 'new instances are refused while the PACS REST API or the crosswalk fails, the backlog is at its bound, or the node does not hold its lease',
   'journal-unavailable': 'the journal could not be written, so the sender cannot be told the instance is safe',
   interrupted: 'DPHIANT stopped while forwarding the instance and the PACS does not hold it (found at restart)',
   // the PACS, over DICOM or REST
@@ -31,6 +31,7 @@ export const REASONS = {
   pixels: 'burned-in text cannot be cleaned (no mask and OCR off, OCR failing, no lossless codec, a document no rule allows)',
   'id-mismatch': 'the PACS stored the de-identified instance under another Orthanc ID than computed',
   'raw-absent': 'the raw copy is absent from the PACS and nothing was sealed: nothing to keep',
+  'taken-over': "another node quarantined the instance while it held this node's lease: that node's quarantine holds it",
   // the rest
   internal: "DPHIANT's own unexpected failure (a bug): see the log",
   other: 'a reason journalled by an older version that maps to none of these codes',

@@ -6,7 +6,9 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
-import { sendThrough, useCluster } from './support/cluster.js';
+import { nodeAet, sendThrough, useCluster } from './support/cluster.js';
+import { NodeLeases } from '../src/crosswalk/leases.js';
+import { sharedDatabase } from '../src/crosswalk/open.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
 import { FOREIGN_COUNT_KEY } from '../src/pipeline/reconciler.js';
 
@@ -85,5 +87,65 @@ describe("cluster: a node's unfinished instances wait for it, and it resumes the
     expect(inv.instances.length, 'each instance once').to.equal(200);
     expect(raw).to.equal(0);
     expect(inv.patients.length, 'one alias per patient across both nodes').to.equal(20);
+  });
+});
+
+describe('cluster: a node that stops is taken over after the grace time (pipeline.takeoverAfterMs)', function () {
+  this.timeout(900_000);
+  const GRACE_MS = 3000;
+  // node 2 forwards but does not de-identify, then stops: its raw instances are what a dead node leaves
+  const cluster = useCluster({
+    nodes: 2,
+    env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000', DPHIANT_PIPELINE_TAKEOVER_AFTER_MS: String(GRACE_MS) },
+    nodeEnv: [{}, { DPHIANT_PIPELINE_ENABLED: 'false' }],
+  });
+
+  it("node 1 takes in node 2's raw instances once its lease expires; node 2, back, claims its lease and ends its jobs DONE from the takeover records", async () => {
+    const c = cluster();
+    const manifest = await generateStudies({ outDir: path.join(c.work, 'in'), patients: 20, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 10, rows: 64, cols: 64, seed: 14_300, modalities: ['CT'] });
+    const runs = await sendThrough(c, manifest.instances.map((i) => i.path), 4);
+    for (const r of runs) expect(r.code, r.stderr.slice(-300)).to.equal(0);
+    await waitUntilSettled(c.nodes[0]!.journal, 600_000);
+    const left = c.nodes[1]!.journal.counts().IN_PACS;
+    expect(left, 'node 2 received instances and left them raw').to.be.greaterThan(0);
+    const leases = new NodeLeases(sharedDatabase(c.nodes[0]!.crosswalk)!, GRACE_MS);
+
+    const stopped = Date.now();
+    await c.nodes[1]!.close(); // its lease is left to expire, as a dead node's
+    let raw = left;
+    while (raw > 0 && Date.now() - stopped < 60_000) {
+      await new Promise((r) => setTimeout(r, 250));
+      raw = (await pacsInventory(c.pacsRest)).instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
+    }
+    const takenSec = (Date.now() - stopped) / 1000;
+    let lease = (await leases.list()).find((l) => l._id === nodeAet(2));
+    for (let i = 0; i < 40 && !lease?.settled; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      lease = (await leases.list()).find((l) => l._id === nodeAet(2));
+    }
+    const one = c.nodes[0]!.journal.counts();
+
+    const node2 = await c.restartNode(1, { DPHIANT_PIPELINE_ENABLED: 'true' });
+    await waitUntilSettled(node2.journal, 600_000);
+    const two = node2.journal.counts();
+    const mine = (await leases.list()).find((l) => l._id === nodeAet(2));
+    const inv = await pacsInventory(c.pacsRest);
+    const rawAfter = inv.instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
+    console.log(
+      `      node 2 stopped with ${left} raw instances; ${raw} raw ${takenSec.toFixed(1)} s later (grace ${GRACE_MS / 1000} s); its lease held by ${lease?.holder}, settled ${lease?.settled}; ` +
+        `node 1: DONE ${one.DONE}, QUARANTINED ${one.QUARANTINED}; node 2 back: holder ${mine?.holder}, DONE ${two.DONE}, QUARANTINED ${two.QUARANTINED}; PACS ${inv.instances.length} instances, ${rawAfter} raw, ${inv.patients.length} patients`,
+    );
+    expect(raw, "node 2's raw instances de-identified by node 1").to.equal(0);
+    expect(takenSec, 'within the grace time and a few heartbeats').to.be.below(GRACE_MS / 1000 + 20);
+    expect(lease?.holder).to.equal(nodeAet(1));
+    expect(lease?.settled, 'the takeover settled').to.equal(true);
+    expect(one.DONE, 'node 1 did its own and node 2s').to.equal(200);
+    expect(one.QUARANTINED).to.equal(0);
+    expect(mine?.holder, 'node 2 holds its lease again').to.equal(nodeAet(2));
+    expect(two.DONE, "node 2's jobs end DONE, none quarantined as raw-absent").to.equal(left);
+    expect(two.QUARANTINED).to.equal(0);
+    expect(inv.instances.length, 'each instance once').to.equal(200);
+    expect(rawAfter).to.equal(0);
+    expect(inv.patients.length).to.equal(20);
   });
 });

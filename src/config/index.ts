@@ -203,6 +203,13 @@ export interface Config {
      * hourly. QUARANTINED and unfinished jobs are always kept. 0 = keep forever.
      */
     retainFinishedDays: number;
+    /**
+     * Several nodes (src/pipeline/cluster.ts): the grace time after which a node that stopped renewing its lease in
+     * the shared crosswalk database (crosswalk.url) is presumed dead, and one other node takes over its unfinished
+     * instances. The same on every node; far above the nodes' clock skew and the longest step of one instance.
+     * 0 = off: a node's unfinished instances wait for it to come back.
+     */
+    takeoverAfterMs: number;
   };
   crosswalk: {
     /** '' = embedded SQLite file <dataDir>/crosswalk.sqlite; a mongodb:// or mongodb+srv:// URL selects MongoDB. */
@@ -285,7 +292,7 @@ export const DEFAULT_CONFIG: Config = {
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   keyFile: '',
-  pipeline: { enabled: true, concurrency: 4, threads: 0, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30 },
+  pipeline: { enabled: true, concurrency: 4, threads: 0, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30, takeoverAfterMs: 0 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
   anonymize: { profile: '', pixels: { gate: 'on', ocr: 'tesseract', ocrCommand: 'tesseract', ocrTimeoutMs: 60_000, ocrFrames: 16, siteFile: '' }, ...(Object.fromEntries(OPTION_KEYS.map((k) => [k, false])) as Record<OptionKey, boolean>) },
 };
@@ -434,6 +441,10 @@ const SCHEMA: Record<string, Check> = {
   'pipeline.reconcileIntervalMs': intIn(0, 86_400_000),
   'pipeline.reconcileAdopt': oneOf(['own', 'all']),
   'pipeline.retainFinishedDays': intIn(0, 36_500),
+  'pipeline.takeoverAfterMs': (v, k) => {
+    intIn(0, 86_400_000)(v, k);
+    if ((v as number) > 0 && (v as number) < 1000) throw new ConfigError(k, 'must be 0 (off) or at least 1000');
+  },
   'crosswalk.url': (v, k) => {
     isOptionalString(v, k);
     if (v && !/^mongodb(\+srv)?:\/\//.test(v as string)) throw new ConfigError(k, 'must be empty (embedded SQLite) or a mongodb:// URL');
@@ -592,6 +603,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
   if (!config.devStack && !opts.offline && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
     throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
+  if (config.pipeline.takeoverAfterMs > 0 && !config.crosswalk.url)
+    throw new ConfigError('pipeline.takeoverAfterMs', 'needs a crosswalk shared by the nodes (crosswalk.url): the leases live there');
   checkTimeouts(config);
   checkTls(config.web.tls);
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)

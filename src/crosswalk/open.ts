@@ -5,6 +5,15 @@ import { keyOrDevKey, parseHexKey } from '../keys.js';
 import { Sealer } from './crypto.js';
 import { SqliteCrosswalk } from './sqlite.js';
 import type { CrosswalkSettings, CrosswalkStore } from './store.js';
+import type { MongoCrosswalk } from './mongo.js';
+
+/** The database shared by several nodes, where their leases (and web sessions) live too. */
+export type SharedDatabase = Pick<MongoCrosswalk, 'collection'>;
+
+/** The crosswalk's shared database, or null for the embedded one (one node only). */
+export function sharedDatabase(crosswalk: CrosswalkStore): SharedDatabase | null {
+  return 'collection' in crosswalk ? (crosswalk as SharedDatabase) : null;
+}
 
 export interface Keys {
   site: Buffer;

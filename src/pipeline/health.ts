@@ -105,6 +105,7 @@ export const REFUSAL = {
   backlog: 'DPHIANT backlog over its bound',
   pacs: 'DPHIANT cannot reach the PACS REST API',
   crosswalk: 'DPHIANT cannot reach the crosswalk',
+  lease: 'DPHIANT node does not hold its lease (starting, or another node is taking over its instances)',
 } as const;
 
 export type RefusalCause = keyof typeof REFUSAL;
@@ -117,6 +118,9 @@ export interface BackpressureSettings {
 }
 
 export class Backpressure {
+  /** Under node leases (src/pipeline/cluster.ts): false while this node does not hold its own. */
+  private leaseHeld = true;
+
   /** `backlog`: unfinished jobs (IN_PACS + DEIDENTIFIED), read for every C-STORE (the journal keeps per-state counts). */
   constructor(
     readonly health: DependencyHealth,
@@ -128,8 +132,14 @@ export class Backpressure {
     return this.readBacklog();
   }
 
+  setLeaseHeld(held: boolean): void {
+    this.leaseHeld = held;
+  }
+
   /** Why new instances are refused now, or null. Off with the pipeline (forward only: nothing drains the backlog). */
   cause(now = Date.now()): RefusalCause | null {
+    // before the pipeline check: a node without its lease must not store raw instances another node may be adopting
+    if (!this.leaseHeld) return 'lease';
     if (!this.settings.enabled) return null;
     for (const dep of DEPENDENCIES) if (this.health.failingMs(dep, now) > this.settings.backpressureAfterMs) return dep;
     if (this.settings.maxBacklog > 0 && this.backlog() >= this.settings.maxBacklog) return 'backlog';

@@ -112,7 +112,7 @@ END;
 `;
 
 const sqlList = (states: readonly JobState[]) => `(${states.map((s) => `'${s}'`).join(', ')})`;
-const UNFINISHED_SQL = sqlList(UNFINISHED);
+export const UNFINISHED_SQL = sqlList(UNFINISHED);
 /** States in which the raw copy's Orthanc ID is no longer needed, only recognised (see raw_key). */
 const RAW_GONE_SQL = sqlList([...FINISHED, 'QUARANTINED']);
 
@@ -146,7 +146,7 @@ export class Journal {
     // what is deleted or rewritten (the migration below) is overwritten, not left in free pages
     this.db.pragma('secure_delete = ON');
     this.db.exec(SCHEMA);
-    this.db.function('dphiant_key', { deterministic: true }, (v: unknown) => (v == null ? null : keyedHash(this.siteKey, String(v))));
+    this.db.function('dphiant_key', { deterministic: true }, (v: unknown) => (v == null ? null : this.rawKey(String(v))));
     if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
     if (this.migrateFinishedRawIds()) warn(`${file}: raw Orthanc IDs of finished jobs replaced by keyed hashes`);
     const coded = this.migrateReasonCodes();
@@ -327,8 +327,13 @@ export class Journal {
   /** The jobs, oldest first, whose raw copy was the PACS instance `orthancId`, by its ID or, once finished, its keyed hash. */
   jobsOfRaw(orthancId: string, andWhere = '', ...params: unknown[]): Job[] {
     return (
-      this.sql(`SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) ${andWhere} ORDER BY id`).all(orthancId, keyedHash(this.siteKey, orthancId), ...params) as Record<string, unknown>[]
+      this.sql(`SELECT * FROM jobs WHERE (raw_id = ? OR raw_key = ?) ${andWhere} ORDER BY id`).all(orthancId, this.rawKey(orthancId), ...params) as Record<string, unknown>[]
     ).map(toJob);
+  }
+
+  /** The keyed hash a finished job keeps of its raw copy's Orthanc ID (raw_key); what other nodes may be told. */
+  rawKey(orthancId: string): string {
+    return keyedHash(this.siteKey, orthancId);
   }
 
   /** When the oldest job with work left arrived, or null. */

@@ -19,7 +19,7 @@ import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
-import type { Job, Journal } from './journal.js';
+import { UNFINISHED_SQL, type Job, type Journal } from './journal.js';
 
 /** Journal meta: the change-log Seq the follower has read up to. */
 export const POSITION_KEY = 'reconciler.changes.position';
@@ -228,8 +228,33 @@ export class Reconciler {
     return r;
   }
 
-  /** Looks at one PACS instance: identifies a job's raw copy, adopts it, or reports it as another system's. */
-  private async consider(id: string): Promise<Verdict> {
+  /**
+   * A takeover (src/pipeline/cluster.ts): the change log from `since` to its end, adopting every raw instance another
+   * node, `owner`, stored (RemoteAET) and this journal does not cover yet; `before` runs before each adoption (the
+   * takeover record its owner will find). Returns the jobs of this journal that work the owner's raw instances (those
+   * adopted now and those adopted before, or received here again) and the position read up to.
+   */
+  async takeOver(owner: string, since: number, before: (rawId: string) => Promise<void>): Promise<{ jobs: { id: number; rawId: string }[]; position: number }> {
+    const jobs: { id: number; rawId: string }[] = [];
+    for (;;) {
+      const page = await this.pacs.changes(since, PAGE);
+      for (const c of page.Changes) {
+        since = c.Seq;
+        if (c.ChangeType !== 'NewInstance') continue;
+        const unfinished = () => this.journal.jobsOfRaw(c.ID, `AND state IN ${UNFINISHED_SQL}`);
+        let known = unfinished();
+        if (!known.length && (await this.consider(c.ID, owner, before)) === 'adopted') known = unfinished();
+        jobs.push(...known.map((j) => ({ id: j.id, rawId: c.ID })));
+      }
+      if (page.Done) return { jobs, position: since };
+    }
+  }
+
+  /**
+   * Looks at one PACS instance: identifies a job's raw copy, adopts it, or reports it as another system's. `owner`:
+   * whose raw instances are adopted (this node's, or under a takeover another node's), `before` the adoption.
+   */
+  private async consider(id: string, owner = this.opts.callingAet, before?: (rawId: string) => Promise<void>): Promise<Verdict> {
     this.count('considered');
     if (this.journal.knows(id)) return 'covered';
     const instance = await this.pacs.instance(id);
@@ -238,10 +263,12 @@ export class Reconciler {
     if ((await this.pacs.tagValue(id, '0012-0062'))?.toUpperCase() === 'YES') return 'covered';
     // a job of this UID that has not identified its raw copy: this is it
     if (this.journal.identifyRaw(this.journal.uidHash(sop), id) > 0) return 'covered';
-    if (this.opts.adopt === 'own') {
+    const takeover = owner !== this.opts.callingAet;
+    if (this.opts.adopt === 'own' || takeover) {
       const meta = await this.pacs.instanceMetadata(id);
       if (!meta) return 'covered';
-      if (meta.Origin !== 'DicomProtocol' || meta.RemoteAET !== this.opts.callingAet) {
+      if (takeover && meta.RemoteAET !== owner) return 'covered'; // not the dead node's: its own node's business
+      if (meta.Origin !== 'DicomProtocol' || meta.RemoteAET !== owner) {
         this.count('foreign');
         this.journal.setMeta(FOREIGN_COUNT_KEY, String(Number(this.journal.getMeta(FOREIGN_COUNT_KEY) ?? 0) + 1));
         this.journal.setMeta(FOREIGN_LAST_KEY, id);
@@ -250,9 +277,10 @@ export class Reconciler {
       }
     }
     if (this.journal.knows(id)) return 'covered'; // ingested meanwhile
+    await before?.(id);
     const jobId = this.journal.adopted({ sopInstanceUid: sop, rawId: id, sopClassUid: '', transferSyntaxUid: '', callingAet: 'RECONCILER', bytes: 0 });
     this.count('adopted');
-    this.log.warn({ job: jobId, uid: this.journal.fingerprint(sop) }, 'raw instance adopted by the reconciler');
+    this.log.warn({ job: jobId, uid: this.journal.fingerprint(sop), ...(takeover ? { owner } : {}) }, takeover ? "raw instance of a node taken over adopted" : 'raw instance adopted by the reconciler');
     this.adopt(jobId);
     return 'adopted';
   }

@@ -148,6 +148,11 @@ export interface WorkerDeps {
   metrics?: Metrics;
   /** Where the worker reports each dependency call; shared with backpressure and the web side. */
   health?: DependencyHealth;
+  /**
+   * Under node leases (src/pipeline/cluster.ts): whether another node took in this job's raw copy while it held this
+   * node's lease, and how it ended there.
+   */
+  takenOver?: (job: Job) => Promise<{ by: string; outcome?: 'DONE' | 'QUARANTINED' } | null>;
 }
 
 /** Waiting jobs per instance de-identified at once (DeidentificationWorker.pace). */
@@ -278,6 +283,15 @@ export class DeidentificationWorker {
     this.rawDeletions.flush();
     await Promise.all(this.finishing);
     await this.engine.close();
+  }
+
+  /** No new job starts until resume() (this node lost its lease); those under way finish. */
+  pause(): void {
+    this.queue.pause();
+  }
+
+  resume(): void {
+    this.queue.start();
   }
 
   /** Jobs waiting or running. */
@@ -498,6 +512,19 @@ export class DeidentificationWorker {
     // a twin that de-identified the same raw copy since this job looked (it deletes the copy once DEIDENTIFIED)
     if (await this.doneByTwin(job)) {
       this.settled(job.id);
+      return;
+    }
+    // another node finished it while it held this node's lease: the PACS holds that node's copy, or its quarantine the raw one
+    const takenOver = this.d.takenOver;
+    const taken = takenOver && (await this.crosswalkCall(() => takenOver(job)));
+    if (taken) {
+      const why = `de-identified by node ${taken.by} while it held this node's lease`;
+      if (taken.outcome === 'QUARANTINED') this.quarantined(job, { code: 'taken-over', message: `quarantined by node ${taken.by} while it held this node's lease (its quarantine holds the instance)` }, 'raw copy taken over by another node: quarantined there');
+      else {
+        this.d.journal.transition(job.id, 'IN_PACS', 'DONE', why);
+        this.settled(job.id);
+        this.d.log.info({ job: job.id, by: taken.by }, 'raw copy taken over by another node: done there');
+      }
       return;
     }
     const sealed = this.d.quarantine.has(job.id);

@@ -1,0 +1,113 @@
+// Node leases in the shared database (docs/design.md, "Growing past one machine"): one document per node, keyed
+// by the node's calling AE title to the PACS (the RemoteAET of the raw instances it owns). Its holder is the node
+// itself while it runs; a node whose lease has expired (no heartbeat for the grace time) is taken over by one
+// other node, which becomes the holder, adopts the dead node's raw instances and marks the lease settled once each
+// of them is finished; the owner, back, claims its lease again only once it has expired or is settled. Every change
+// is one conditional update on the document, so two nodes never hold one lease at once.
+// Takeover records say which of an owner's raw instances another node took in, by keyed hash of the Orthanc ID
+// (no identifier of the instance in the shared database), and how they ended there.
+import type { Collection } from 'mongodb';
+import type { SharedDatabase } from './open.js';
+
+export interface NodeLease {
+  /** The owner: its pacs.callingAet. */
+  _id: string;
+  /** Who works the owner's instances now: the owner itself, or the node that took over. */
+  holder: string;
+  /** ms since the epoch; past it, the holder is presumed dead. */
+  expiresAt: number;
+  /** The holder's last renewal (ms). */
+  heartbeatAt: number;
+  /** The PACS change-log Seq after which every unfinished raw instance of the owner has its NewInstance entry. */
+  mark: number;
+  /** A takeover is over: every raw instance the holder took in is finished; the owner may claim the lease back. */
+  settled: boolean;
+  /** The owner's journal counts per job state at its last heartbeat (dashboard). */
+  counts: Record<string, number>;
+}
+
+export type TakeoverOutcome = 'DONE' | 'QUARANTINED';
+
+interface TakeoverRecord {
+  /** `${owner}:${keyed hash of the raw instance's Orthanc ID}` */
+  _id: string;
+  owner: string;
+  by: string;
+  at: string;
+  outcome?: TakeoverOutcome;
+}
+
+export class NodeLeases {
+  constructor(
+    private readonly db: SharedDatabase,
+    private readonly graceMs: number,
+  ) {}
+
+  private get leases(): Collection<NodeLease> {
+    return this.db.collection<NodeLease>('node_leases');
+  }
+
+  private get records(): Collection<TakeoverRecord> {
+    return this.db.collection<TakeoverRecord>('node_takeovers');
+  }
+
+  /**
+   * The owner takes its own lease: when it holds it already (a restart within the grace time), when it has expired,
+   * or when a takeover of it is settled. Null while another node holds it (a takeover under way): wait and ask again.
+   */
+  async claimOwn(me: string, counts: Record<string, number>, now = Date.now()): Promise<NodeLease | null> {
+    const fresh = { holder: me, expiresAt: now + this.graceMs, heartbeatAt: now, settled: false, counts };
+    const current = await this.leases.findOne({ _id: me });
+    if (!current) {
+      try {
+        await this.leases.insertOne({ _id: me, mark: 0, ...fresh });
+        return { _id: me, mark: 0, ...fresh };
+      } catch {
+        return null; // another start of the same node won, or the database failed: asked again
+      }
+    }
+    if (current.holder !== me && current.expiresAt >= now && !current.settled) return null;
+    const r = await this.leases.findOneAndUpdate({ _id: me, holder: current.holder, expiresAt: current.expiresAt }, { $set: fresh }, { returnDocument: 'after' });
+    return r ?? null;
+  }
+
+  /** The holder's heartbeat; false: the lease is no longer `me`'s (taken over, or claimed back by its owner). */
+  async renew(owner: string, me: string, fields: { mark?: number; counts?: Record<string, number>; settled?: boolean } = {}, now = Date.now()): Promise<boolean> {
+    const r = await this.leases.updateOne({ _id: owner, holder: me }, { $set: { expiresAt: now + this.graceMs, heartbeatAt: now, ...fields } });
+    return r.matchedCount === 1;
+  }
+
+  /** Takes over every other node's expired lease it can (one conditional update each); returns those taken. */
+  async takeExpired(me: string, now = Date.now()): Promise<NodeLease[]> {
+    const taken: NodeLease[] = [];
+    for (const l of await this.leases.find({ _id: { $ne: me }, expiresAt: { $lt: now } }).toArray()) {
+      const r = await this.leases.findOneAndUpdate(
+        { _id: l._id, holder: l.holder, expiresAt: l.expiresAt },
+        { $set: { holder: me, expiresAt: now + this.graceMs, heartbeatAt: now, settled: false } },
+        { returnDocument: 'after' },
+      );
+      if (r) taken.push(r);
+    }
+    return taken;
+  }
+
+  /** Every node's lease (the dashboard). */
+  list(): Promise<NodeLease[]> {
+    return this.leases.find({}).sort({ _id: 1 }).toArray();
+  }
+
+  /** Before adopting one of `owner`'s raw instances: the record its owner will find. */
+  async recordTakeover(owner: string, rawKey: string, by: string): Promise<void> {
+    await this.records.updateOne({ _id: `${owner}:${rawKey}` }, { $set: { owner, by, at: new Date().toISOString() } }, { upsert: true });
+  }
+
+  async recordOutcome(owner: string, rawKey: string, outcome: TakeoverOutcome): Promise<void> {
+    await this.records.updateOne({ _id: `${owner}:${rawKey}` }, { $set: { outcome } });
+  }
+
+  /** Whether (and by whom, how) another node took in this raw instance of `owner`. */
+  async takenOver(owner: string, rawKey: string): Promise<{ by: string; outcome?: TakeoverOutcome } | null> {
+    const r = await this.records.findOne({ _id: `${owner}:${rawKey}` });
+    return r ? { by: r.by, ...(r.outcome ? { outcome: r.outcome } : {}) } : null;
+  }
+}

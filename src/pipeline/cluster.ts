@@ -1,0 +1,183 @@
+// A node among several (pipeline.takeoverAfterMs > 0; docs/design.md, "Growing past one machine"): it works its
+// own raw instances only while it holds its lease in the shared database (src/crosswalk/leases.ts), renewed every
+// quarter of the grace time; and it takes over any other node whose lease has expired.
+//   Held: new C-STOREs accepted, the worker and the reconciler running. Not held (at start until claimed, after a
+//   takeover of this node, or no renewal for half the grace time): new C-STOREs refused with 0xA700, the worker
+//   paused, the reconciler stopped. The half leaves the other half for the steps already started to end before any
+//   other node may take over.
+//   Taking over node X: the change log from X's mark to its end, adopting X's raw instances (RemoteAET X) after a
+//   takeover record each; walked again at every heartbeat until nothing new appears and each adopted job is finished;
+//   then the outcomes go into the records and the lease is marked settled, for X to claim back. X, back, ends the
+//   jobs whose raw copy is gone by those records (src/pipeline/worker.ts rawAbsent).
+// The mark: a change-log Seq read before the oldest unfinished job of this node was received, so each of its raw
+// instances has its NewInstance entry after it (sampled at every heartbeat; a restart keeps the stored one until
+// the jobs of before it are finished).
+import type { NodeLease, NodeLeases, TakeoverOutcome } from '../crosswalk/leases.js';
+import type { Logger } from '../log.js';
+import type { OrthancClient } from '../pacs/orthanc.js';
+import type { Journal } from './journal.js';
+import type { Reconciler } from './reconciler.js';
+
+export interface ClusterMemberDeps {
+  leases: NodeLeases;
+  /** This node: its pacs.callingAet. */
+  me: string;
+  graceMs: number;
+  journal: Journal;
+  pacs: OrthancClient;
+  reconciler: Reconciler;
+  log: Logger;
+  /** Whether this node may work its instances now (accept, de-identify, reconcile). */
+  fence(held: boolean): void;
+  /** Whether it takes over nodes whose lease expired (false with the pipeline off: nothing would finish their jobs). */
+  takeOver: boolean;
+}
+
+interface Takeover {
+  /** The change-log Seq read up to. */
+  position: number;
+  /** Jobs of this journal that work the owner's raw instances, with their raw copies' keyed hashes. */
+  jobs: Map<number, string>;
+  settled: boolean;
+}
+
+const TERMINAL: Record<string, TakeoverOutcome | undefined> = { DONE: 'DONE', QUARANTINED: 'QUARANTINED', PURGED: 'QUARANTINED' };
+
+export class ClusterMember {
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private held = false;
+  /** When the own lease expires as last renewed (ms). */
+  private expiresAt = 0;
+  private mark = 0;
+  private samples: { at: number; seq: number }[] = [];
+  private readonly taken = new Map<string, Takeover>();
+
+  constructor(private readonly d: ClusterMemberDeps) {}
+
+  get heartbeatMs(): number {
+    return Math.max(100, Math.floor(this.d.graceMs / 4));
+  }
+
+  /** Fenced until the first heartbeat claims the lease; then a heartbeat every quarter of the grace time. */
+  start(): Promise<void> {
+    this.d.fence(false);
+    this.timer = setInterval(() => void this.tick(), this.heartbeatMs);
+    this.timer.unref();
+    return this.tick();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.ticking;
+  }
+
+  /** Whether this node holds its own lease now. */
+  get holdsLease(): boolean {
+    return this.held;
+  }
+
+  /** The owners this node holds the lease of now, besides its own. */
+  get takenOver(): string[] {
+    return [...this.taken.keys()];
+  }
+
+  /** One heartbeat at a time; a failed one (database or PACS down) is logged and the next one tries again. */
+  tick(): Promise<void> {
+    this.ticking ??= this.beat()
+      .catch((e: Error) => this.d.log.warn({ err: e.message }, 'node lease heartbeat failed'))
+      .finally(() => {
+        this.ticking = undefined;
+        // no renewal for half the grace time: stop before any other node may take over
+        if (this.held && Date.now() > this.expiresAt - this.d.graceMs / 2) this.lose('its lease could not be renewed for half the grace time');
+      });
+    return this.ticking;
+  }
+
+  private async beat(): Promise<void> {
+    const { leases, me, journal } = this.d;
+    const counts = journal.counts();
+    const now = Date.now();
+    // a PACS down only skips a sample
+    await this.d.pacs.lastChange().then((c) => this.sample(Date.now(), c.Last), () => undefined);
+    if (this.held) {
+      if (await leases.renew(me, me, { mark: this.currentMark(), counts }, now)) this.expiresAt = now + this.d.graceMs;
+      else this.lose('another node took over its instances');
+    } else {
+      const lease = await leases.claimOwn(me, counts, now);
+      if (lease) this.gain(lease, now);
+      else this.d.log.warn({ node: me }, 'node lease held by another node (a takeover of this node): waiting until it is settled');
+    }
+    for (const [owner, t] of this.taken) await this.advance(owner, t);
+    if (this.d.takeOver) for (const lease of await leases.takeExpired(me)) await this.begin(lease);
+  }
+
+  private gain(lease: NodeLease, now: number): void {
+    this.held = true;
+    this.expiresAt = now + this.d.graceMs;
+    this.mark = lease.mark;
+    this.d.log.info({ node: this.d.me }, 'node lease held: working this node’s instances');
+    this.d.fence(true);
+  }
+
+  private lose(why: string): void {
+    this.held = false;
+    this.d.log.error({ node: this.d.me, why }, 'node lease lost: new instances refused and the worker paused until it is claimed again');
+    this.d.fence(false);
+  }
+
+  private async begin(lease: NodeLease): Promise<void> {
+    this.d.log.warn({ node: lease._id, holder: lease.holder, mark: lease.mark }, 'taking over a node whose lease expired');
+    const t: Takeover = { position: lease.mark, jobs: new Map(), settled: false };
+    this.taken.set(lease._id, t);
+    await this.advance(lease._id, t);
+  }
+
+  /** Renews a taken lease, walks the owner's new raw instances, and settles once nothing is left. */
+  private async advance(owner: string, t: Takeover): Promise<void> {
+    const { leases, me, journal, reconciler } = this.d;
+    if (!(await leases.renew(owner, me, {}))) {
+      this.taken.delete(owner);
+      return this.d.log.info({ node: owner }, t.settled ? 'taken-over node claimed its lease back' : 'lease of a taken-over node lost');
+    }
+    if (t.settled) return;
+    const walk = await reconciler.takeOver(owner, t.position, (rawId) => leases.recordTakeover(owner, journal.rawKey(rawId), me));
+    const fresh = walk.jobs.filter((j) => !t.jobs.has(j.id));
+    for (const j of walk.jobs) t.jobs.set(j.id, journal.rawKey(j.rawId));
+    t.position = walk.position;
+    await leases.renew(owner, me, { mark: t.position });
+    if (fresh.length) return this.d.log.warn({ node: owner, adopted: fresh.length, total: t.jobs.size }, 'raw instances of a taken-over node taken in');
+    const outcomes: [string, TakeoverOutcome][] = [];
+    for (const [id, rawKey] of t.jobs) {
+      const job = journal.get(id);
+      const outcome = job && TERMINAL[job.state];
+      if (!outcome) return; // unfinished yet: asked again at the next heartbeat
+      outcomes.push([rawKey, outcome]);
+    }
+    for (const [rawKey, outcome] of outcomes) await leases.recordOutcome(owner, rawKey, outcome);
+    await leases.renew(owner, me, { settled: true });
+    t.settled = true;
+    this.d.log.warn({ node: owner, instances: t.jobs.size }, 'takeover settled: every raw instance of the node is finished; it may claim its lease back');
+  }
+
+  /** `at`: a time after the Seq was read: a job received after it has its instance's entry after the Seq. */
+  private sample(at: number, seq: number): void {
+    this.samples.push({ at, seq });
+  }
+
+  /**
+   * The newest sample read a heartbeat before the oldest unfinished job arrived (the stored mark while none is that
+   * old). The heartbeat's margin covers entries an index on PostgreSQL commits out of Seq order.
+   */
+  private currentMark(): number {
+    const oldest = this.d.journal.oldestUnfinished();
+    const before = oldest ? Date.parse(oldest) - this.heartbeatMs : Infinity;
+    let i = -1;
+    for (let k = 0; k < this.samples.length && this.samples[k]!.at <= before; k++) i = k;
+    if (i >= 0) {
+      this.mark = Math.max(this.mark, this.samples[i]!.seq);
+      this.samples = this.samples.slice(i);
+    }
+    return this.mark;
+  }
+}
