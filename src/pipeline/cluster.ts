@@ -4,7 +4,7 @@
 //   Held: new C-STOREs accepted, the worker and the reconciler running. Not held (at start until claimed, after a
 //   takeover of this node, or no renewal for half the grace time): new C-STOREs refused with 0xA700, the worker
 //   paused, the reconciler stopped. The half leaves the other half for the steps already started to end before any
-//   other node may take over.
+//   other node may take over (a timer, not the heartbeat: the database may hold a heartbeat for seconds).
 //   Taking over node X: the change log from X's mark to its end, adopting X's raw instances (RemoteAET X) after a
 //   takeover record each; walked again at every heartbeat until nothing new appears and each adopted job is finished;
 //   then the outcomes go into the records and the lease is marked settled, for X to claim back. X, back, ends the
@@ -47,8 +47,8 @@ export class ClusterMember {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private held = false;
-  /** When the own lease expires as last renewed (ms). */
-  private expiresAt = 0;
+  /** Fences this node half the grace time after its last renewal, whatever a heartbeat waiting on the database does. */
+  private fenceTimer: NodeJS.Timeout | undefined;
   private mark = 0;
   private samples: { at: number; seq: number }[] = [];
   private readonly taken = new Map<string, Takeover>();
@@ -69,6 +69,7 @@ export class ClusterMember {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.fenceTimer);
     await this.ticking;
   }
 
@@ -86,11 +87,7 @@ export class ClusterMember {
   tick(): Promise<void> {
     this.ticking ??= this.beat()
       .catch((e: Error) => this.d.log.warn({ err: e.message }, 'node lease heartbeat failed'))
-      .finally(() => {
-        this.ticking = undefined;
-        // no renewal for half the grace time: stop before any other node may take over
-        if (this.held && Date.now() > this.expiresAt - this.d.graceMs / 2) this.lose('its lease could not be renewed for half the grace time');
-      });
+      .finally(() => (this.ticking = undefined));
     return this.ticking;
   }
 
@@ -101,7 +98,7 @@ export class ClusterMember {
     // a PACS down only skips a sample
     await this.d.pacs.lastChange().then((c) => this.sample(Date.now(), c.Last), () => undefined);
     if (this.held) {
-      if (await leases.renew(me, me, { mark: this.currentMark(), counts }, now)) this.expiresAt = now + this.d.graceMs;
+      if (await leases.renew(me, me, { mark: this.currentMark(), counts }, now)) this.renewed(now);
       else this.lose('another node took over its instances');
     } else {
       const lease = await leases.claimOwn(me, counts, now);
@@ -112,15 +109,23 @@ export class ClusterMember {
     if (this.d.takeOver) for (const lease of await leases.takeExpired(me)) await this.begin(lease);
   }
 
+  /** Renewed at `now` (before the database was asked): no renewal for half the grace time from then fences this node. */
+  private renewed(now: number): void {
+    clearTimeout(this.fenceTimer);
+    this.fenceTimer = setTimeout(() => this.held && this.lose('its lease could not be renewed for half the grace time'), now + this.d.graceMs / 2 - Date.now());
+    this.fenceTimer.unref();
+  }
+
   private gain(lease: NodeLease, now: number): void {
     this.held = true;
-    this.expiresAt = now + this.d.graceMs;
+    this.renewed(now);
     this.mark = lease.mark;
     this.d.log.info({ node: this.d.me }, 'node lease held: working this node’s instances');
     this.d.fence(true);
   }
 
   private lose(why: string): void {
+    clearTimeout(this.fenceTimer);
     this.held = false;
     this.d.log.error({ node: this.d.me, why }, 'node lease lost: new instances refused and the worker paused until it is claimed again');
     this.d.fence(false);
