@@ -27,6 +27,7 @@ import type { ReasonCode } from './reasons.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
+import { MongoSessionStore } from './web/sessions.js';
 import { DataDirBusyError, ServeLock } from './serve-lock.js';
 import type { PacsTarget } from './scu/store.js';
 import { AssociationPool } from './scu/pool.js';
@@ -203,7 +204,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
   });
-  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log });
+  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log, sessions: shared ? new MongoSessionStore(shared) : undefined });
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();

@@ -1,21 +1,14 @@
-// Who is logged in: scrypt password hashes from the configuration, in-memory sessions behind an HttpOnly,
-// SameSite=Strict cookie with an idle and an absolute lifetime, a CSRF token per session for every state-changing
-// request, two roles, and a limit on failed logins. Passwords are never logged; failed logins are, with the user
-// name and the address.
+// Who is logged in: scrypt password hashes from the configuration, sessions behind an HttpOnly, SameSite=Strict
+// cookie with an idle and an absolute lifetime, a CSRF token per session for every state-changing request, two
+// roles, and a limit on failed logins. Sessions and failures live in a SessionStore (src/web/sessions.ts): memory
+// on one node, the shared database for several. Passwords are never logged or stored; failed logins are logged,
+// with the user name and the address.
 import { randomBytes, scrypt, scryptSync, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { WebUser } from '../config/index.js';
+import { FAILURE_WINDOW_MS, MemorySessionStore, type Session, type SessionStore } from './sessions.js';
 
 export type Role = WebUser['role'];
-
-export interface Session {
-  token: string;
-  username: string;
-  role: Role;
-  csrf: string;
-  createdAt: number;
-  /** The last request of the user; the dashboard's polls leave it alone. */
-  lastSeen: number;
-}
+export type { Session };
 
 export const SESSION_COOKIE = 'dphiant_session';
 
@@ -39,63 +32,47 @@ export async function verifyPassword(password: string, stored: string): Promise<
   return timingSafeEqual(actual, expected);
 }
 
-const FAILURE_WINDOW_MS = 5 * 60_000;
 /** Per user name: protects one account without locking out everyone else at the same address. */
 const MAX_FAILURES_PER_USER = 5;
 /** Per address: slows a password spray over many user names. */
 const MAX_FAILURES_PER_ADDRESS = 50;
-/** Bound on the failure records kept (unknown user names included). */
-const MAX_TRACKED = 10_000;
 
 export class Auth {
-  private readonly sessions = new Map<string, Session>();
-  /** Failed logins per user name and per address in the current window. */
-  private readonly failures = new Map<string, number[]>();
-
   constructor(
     private readonly users: WebUser[],
     private readonly idleMs: number,
     private readonly maxAgeMs: number,
+    // a check counts the attempt itself on top of the limit's failures
+    private readonly store: SessionStore = new MemorySessionStore(MAX_FAILURES_PER_ADDRESS + 1),
   ) {}
 
-  /** Whether this user name or address has failed too often lately. */
-  throttled(username: string, address: string): boolean {
-    const now = Date.now();
-    const recent = (k: string) => (this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS).length;
-    return recent(`user:${username}`) >= MAX_FAILURES_PER_USER || recent(`addr:${address}`) >= MAX_FAILURES_PER_ADDRESS;
-  }
-
-  /** Counts a failure now and returns its timestamp, so that a successful login can take it back. */
-  private recordFailure(username: string, address: string): number {
-    const now = Date.now();
-    if (this.failures.size > MAX_TRACKED) {
-      for (const [k, times] of this.failures) if (times.every((t) => now - t >= FAILURE_WINDOW_MS)) this.failures.delete(k);
+  /**
+   * A new session; null for a wrong user name or password (the failure is counted); 'throttled', unchecked, when
+   * the user name or the address has failed too often lately.
+   */
+  async login(username: string, password: string, address: string): Promise<Session | 'throttled' | null> {
+    const keys = [`user:${username}`, `addr:${address}`];
+    // counted as a failure before the check and taken back on success, and counted before the limit is looked at:
+    // logins sent in parallel, to this node or another, all see the ones still being checked, so the limit holds
+    // although scrypt runs while other requests are served
+    const pending = Date.now();
+    await Promise.all(keys.map((k) => this.store.recordFailure(k, pending)));
+    const forget = () => Promise.all(keys.map((k) => this.store.forgetFailure(k, pending)));
+    const since = pending - FAILURE_WINDOW_MS;
+    const [byUser, byAddress] = await Promise.all(keys.map((k) => this.store.failuresSince(k, since)));
+    if (byUser! > MAX_FAILURES_PER_USER || byAddress! > MAX_FAILURES_PER_ADDRESS) {
+      await forget();
+      return 'throttled';
     }
-    for (const k of [`user:${username}`, `addr:${address}`]) this.failures.set(k, [...(this.failures.get(k) ?? []).filter((t) => now - t < FAILURE_WINDOW_MS), now].slice(-MAX_FAILURES_PER_ADDRESS));
-    return now;
-  }
-
-  private forgetFailure(username: string, address: string, at: number): void {
-    for (const k of [`user:${username}`, `addr:${address}`]) {
-      const times = this.failures.get(k);
-      const i = times?.lastIndexOf(at) ?? -1;
-      if (i >= 0) times!.splice(i, 1);
-    }
-  }
-
-  /** A new session, or null for a wrong user name or password (the failure is counted). */
-  async login(username: string, password: string, address: string): Promise<Session | null> {
     const user = this.users.find((u) => u.username === username);
-    // counted as a failure before the check and taken back on success: logins sent in parallel all see the ones
-    // still being checked, so the limit holds although scrypt now runs while other requests are served
-    const pending = this.recordFailure(username, address);
     // verify against some hash even for an unknown user, so timing does not tell which names exist
     const ok = (await verifyPassword(password, user?.passwordHash ?? this.users[0]!.passwordHash)) && !!user;
     if (!ok) return null;
-    this.forgetFailure(username, address, pending);
+    await forget();
     const now = Date.now();
     const session: Session = { token: randomBytes(32).toString('base64url'), username, role: user!.role, csrf: randomBytes(24).toString('base64url'), createdAt: now, lastSeen: now };
-    this.sessions.set(session.token, session);
+    await this.store.removeExpired(now - this.idleMs, now - this.maxAgeMs);
+    await this.store.put(session);
     return session;
   }
 
@@ -104,21 +81,24 @@ export class Auth {
    * request is the user's and keeps the session alive; false for the page's own polls, which would otherwise keep
    * an unattended dashboard logged in for ever.
    */
-  session(token: string | undefined, touch = true): Session | null {
+  async session(token: string | undefined, touch = true): Promise<Session | null> {
     if (!token) return null;
-    const s = this.sessions.get(token);
+    const s = await this.store.get(token);
     if (!s) return null;
     const now = Date.now();
     if (now - s.lastSeen > this.idleMs || now - s.createdAt > this.maxAgeMs) {
-      this.sessions.delete(token);
+      await this.store.delete(token);
       return null;
     }
-    if (touch) s.lastSeen = now;
+    if (touch) {
+      await this.store.touch(token, now);
+      s.lastSeen = Math.max(s.lastSeen, now);
+    }
     return s;
   }
 
-  logout(token: string | undefined): void {
-    if (token) this.sessions.delete(token);
+  async logout(token: string | undefined): Promise<void> {
+    if (token) await this.store.delete(token);
   }
 }
 

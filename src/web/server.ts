@@ -15,6 +15,7 @@ import type { DeidentificationWorker } from '../pipeline/worker.js';
 import { DEPENDENCIES, type Backpressure } from '../pipeline/health.js';
 import { REASONS } from '../reasons.js';
 import { Auth, cookie, SESSION_COOKIE, type Role, type Session } from './auth.js';
+import { SessionStoreUnavailable, type SessionStore } from './sessions.js';
 
 export interface WebDeps {
   config: Config;
@@ -27,6 +28,8 @@ export interface WebDeps {
   quarantine: Quarantine;
   metrics: Metrics;
   log: Logger;
+  /** Where sessions and failed logins live: this process's memory when absent (one node). */
+  sessions?: SessionStore;
 }
 
 const PAGES = ['dashboard', 'crosswalk', 'audit', 'login'] as const;
@@ -54,7 +57,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
   const trustProxy = typeof hops === 'number' ? (_address: string, hop: number) => hop < hops : hops;
   // an https fastify has another server type; the routes below use nothing that differs
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024, trustProxy, ...(https ? { https } : {}) }) as unknown as FastifyInstance;
-  const auth = new Auth(w.users, w.sessionIdleMs, w.sessionMaxAgeMs);
+  const auth = new Auth(w.users, w.sessionIdleMs, w.sessionMaxAgeMs, d.sessions);
   // the browser keeps the cookie for the absolute lifetime; the server ends idle sessions earlier
   const cookieAttributes = `HttpOnly; SameSite=Strict; Path=/${https ? '; Secure' : ''}`;
   const page = (name: (typeof PAGES)[number]) => readFileSync(findUp(`src/web/static/${name}.html`), 'utf8');
@@ -66,7 +69,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
   const api =
     (role: Role | 'any', handler: (req: FastifyRequest, reply: FastifyReply, s: Session) => unknown) =>
     async (req: FastifyRequest, reply: FastifyReply) => {
-      const s = sessionOf(req);
+      const s = await sessionOf(req);
       if (!s) return reply.code(401).send({ error: 'login required' });
       if (role === 'reidentifier' && s.role !== 'reidentifier') {
         d.log.warn({ user: s.username, path: req.routeOptions.url }, 'forbidden: needs the reidentifier role');
@@ -75,6 +78,13 @@ export function createWebServer(d: WebDeps): FastifyInstance {
       if (req.method !== 'GET' && req.headers['x-csrf-token'] !== s.csrf) return reply.code(403).send({ error: 'missing or wrong CSRF token' });
       return handler(req, reply, s);
     };
+
+  // the shared database of the sessions down: no request can be authenticated, none is answered as if logged out
+  app.setErrorHandler((e, req, reply) => {
+    if (!(e instanceof SessionStoreUnavailable)) throw e;
+    d.log.warn({ path: req.routeOptions.url, err: (e.cause as Error | undefined)?.name }, 'web sessions: the shared database is unavailable');
+    return reply.code(503).send({ error: 'sessions are unavailable: the shared database does not answer; try again shortly' });
+  });
 
   app.addHook('onSend', async (_req, reply, payload) => {
     reply.header('x-content-type-options', 'nosniff');
@@ -88,7 +98,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
   // ---- pages ----
   for (const name of ['dashboard', 'crosswalk', 'audit'] as const) {
     app.get(name === 'dashboard' ? '/' : `/${name}`, async (req, reply) => {
-      if (!sessionOf(req)) return reply.redirect(`/login?next=${encodeURIComponent(req.url)}`);
+      if (!(await sessionOf(req))) return reply.redirect(`/login?next=${encodeURIComponent(req.url)}`);
       return reply.type('text/html; charset=utf-8').send(page(name));
     });
   }
@@ -104,11 +114,11 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     const { username, password } = (req.body ?? {}) as { username?: unknown; password?: unknown };
     if (typeof username !== 'string' || typeof password !== 'string') return reply.code(400).send({ error: 'username and password required' });
     const address = req.ip;
-    if (auth.throttled(username, address)) {
+    const s = await auth.login(username, password, address);
+    if (s === 'throttled') {
       d.log.warn({ user: username, from: address }, 'login refused: too many failures');
       return reply.code(429).send({ error: 'too many failed logins; wait a few minutes' });
     }
-    const s = await auth.login(username, password, address);
     if (!s) {
       d.log.warn({ user: username, from: address }, 'login failed'); // never the password
       return reply.code(401).send({ error: 'wrong user name or password' });
@@ -118,7 +128,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     return { username: s.username, role: s.role, csrf: s.csrf };
   });
   app.post('/api/logout', api('any', async (req, reply) => {
-    auth.logout(cookie(req.headers.cookie, SESSION_COOKIE));
+    await auth.logout(cookie(req.headers.cookie, SESSION_COOKIE));
     reply.header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes}; Max-Age=0`);
     return { ok: true };
   }));
