@@ -42,7 +42,7 @@ export interface Middleman {
   backpressure: Backpressure;
   pacsRest: OrthancClient;
   dicom: AddressInfo;
-  /** Under node leases (pipeline.takeoverAfterMs > 0). */
+  /** On a shared crosswalk: this node's record there (and its lease, under pipeline.takeoverAfterMs > 0). */
   cluster?: ClusterMember;
   close(): Promise<void>;
 }
@@ -139,8 +139,9 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
   const me = config.pacs.callingAet;
   const shared = sharedDatabase(crosswalk);
-  // loadConfig allows takeover only with a shared crosswalk
-  const leases = p.takeoverAfterMs > 0 && shared ? new NodeLeases(shared, p.takeoverAfterMs) : undefined;
+  // every node of a shared crosswalk reports there; loadConfig allows takeover only with one
+  const leases = shared ? new NodeLeases(shared, p.takeoverAfterMs) : undefined;
+  const takeover = !!leases && p.takeoverAfterMs > 0;
   const worker = new DeidentificationWorker({
     metrics,
     journal,
@@ -152,7 +153,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     settings: p,
     log,
     health,
-    ...(leases ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)) } : {}),
+    ...(leases && takeover ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)) } : {}),
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: me, adopt: p.reconcileAdopt, metrics });
   const cluster = leases
@@ -178,7 +179,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
         },
       })
     : undefined;
-  backpressure.setLeaseHeld(!cluster); // a node under leases stores nothing before it holds its own
+  backpressure.setLeaseHeld(!takeover); // a node under leases stores nothing before it holds its own
   // associations to the PACS stay open between forwards (src/scu/pool.ts); released when the middleman stops
   const pool = new AssociationPool(pacsTarget(config), { maxAssociations: config.pacs.maxAssociations, idleTimeoutMs: config.pacs.idleTimeoutMs });
   const ingest = new Ingest(journal, pacsTarget(config), log, {
@@ -204,7 +205,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
   });
-  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log, sessions: shared ? new MongoSessionStore(shared) : undefined });
+  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log, sessions: shared ? new MongoSessionStore(shared) : undefined, nodes: leases && (() => leases.list()) });
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
@@ -229,7 +230,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   await cluster?.start();
   if (p.enabled) {
     worker.start(); // jobs a previous run left unfinished resume here
-    if (!cluster) void reconciler.start(p.reconcileIntervalMs);
+    if (!takeover) void reconciler.start(p.reconcileIntervalMs);
   } else log.warn('pipeline disabled: instances are forwarded and left raw in the PACS');
   log.info({ host: dicom.address, port: dicom.port, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}`, crosswalk: crosswalk.backend }, 'DICOM server listening');
   return {

@@ -1,5 +1,6 @@
-// Node leases in the shared database (docs/design.md, "Growing past one machine"): one document per node, keyed
-// by the node's calling AE title to the PACS (the RemoteAET of the raw instances it owns). Its holder is the node
+// Nodes in the shared database (docs/design.md, "Growing past one machine"): one document per node, keyed by the
+// node's calling AE title to the PACS (the RemoteAET of the raw instances it owns), with its journal's counts at its
+// last heartbeat (the dashboard shows every node) and, under pipeline.takeoverAfterMs, its lease. Its holder is the node
 // itself while it runs; a node whose lease has expired (no heartbeat for the grace time) is taken over by one
 // other node, which becomes the holder, adopts the dead node's raw instances and marks the lease settled once each
 // of them is finished; the owner, back, claims its lease again only once it has expired or is settled. Every change
@@ -14,8 +15,8 @@ export interface NodeLease {
   _id: string;
   /** Who works the owner's instances now: the owner itself, or the node that took over. */
   holder: string;
-  /** ms since the epoch; past it, the holder is presumed dead. */
-  expiresAt: number;
+  /** ms since the epoch; past it, the holder is presumed dead. Null for a node without takeover: never taken over. */
+  expiresAt: number | null;
   /** The holder's last renewal (ms). */
   heartbeatAt: number;
   /** The PACS change-log Seq after which every unfinished raw instance of the owner has its NewInstance entry. */
@@ -44,7 +45,7 @@ export class NodeLeases {
   ) {}
 
   private get leases(): Collection<NodeLease> {
-    return this.db.collection<NodeLease>('node_leases');
+    return this.db.collection<NodeLease>('nodes');
   }
 
   private get records(): Collection<TakeoverRecord> {
@@ -66,7 +67,7 @@ export class NodeLeases {
         return null; // another start of the same node won, or the database failed: asked again
       }
     }
-    if (current.holder !== me && current.expiresAt >= now && !current.settled) return null;
+    if (current.holder !== me && (current.expiresAt ?? 0) >= now && !current.settled) return null;
     const r = await this.leases.findOneAndUpdate({ _id: me, holder: current.holder, expiresAt: current.expiresAt }, { $set: fresh }, { returnDocument: 'after' });
     return r ?? null;
   }
@@ -91,7 +92,16 @@ export class NodeLeases {
     return taken;
   }
 
-  /** Every node's lease (the dashboard). */
+  /** A node without takeover (pipeline.takeoverAfterMs 0) reports its counts only: it holds no lease to expire. */
+  async report(me: string, counts: Record<string, number>, now = Date.now()): Promise<void> {
+    await this.leases.updateOne(
+      { _id: me },
+      { $set: { holder: me, expiresAt: null, heartbeatAt: now, counts }, $setOnInsert: { mark: 0, settled: false } },
+      { upsert: true },
+    );
+  }
+
+  /** Every node's document (the dashboard). */
   list(): Promise<NodeLease[]> {
     return this.leases.find({}).sort({ _id: 1 }).toArray();
   }

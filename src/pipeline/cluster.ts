@@ -1,4 +1,5 @@
-// A node among several (pipeline.takeoverAfterMs > 0; docs/design.md, "Growing past one machine"): it works its
+// A node on a shared crosswalk database: every heartbeat writes its journal's counts there (the dashboard shows
+// every node). Under pipeline.takeoverAfterMs > 0 (docs/design.md, "Growing past one machine") it also works its
 // own raw instances only while it holds its lease in the shared database (src/crosswalk/leases.ts), renewed every
 // quarter of the grace time; and it takes over any other node whose lease has expired.
 //   Held: new C-STOREs accepted, the worker and the reconciler running. Not held (at start until claimed, after a
@@ -22,6 +23,7 @@ export interface ClusterMemberDeps {
   leases: NodeLeases;
   /** This node: its pacs.callingAet. */
   me: string;
+  /** pipeline.takeoverAfterMs; 0: no lease, counts only. */
   graceMs: number;
   journal: Journal;
   pacs: OrthancClient;
@@ -43,6 +45,9 @@ interface Takeover {
 
 const TERMINAL: Record<string, TakeoverOutcome | undefined> = { DONE: 'DONE', QUARANTINED: 'QUARANTINED', PURGED: 'QUARANTINED' };
 
+/** How often a node without takeover writes its counts. */
+const REPORT_MS = 5000;
+
 export class ClusterMember {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
@@ -56,12 +61,12 @@ export class ClusterMember {
   constructor(private readonly d: ClusterMemberDeps) {}
 
   get heartbeatMs(): number {
-    return Math.max(100, Math.floor(this.d.graceMs / 4));
+    return this.d.graceMs ? Math.max(100, Math.floor(this.d.graceMs / 4)) : REPORT_MS;
   }
 
-  /** Fenced until the first heartbeat claims the lease; then a heartbeat every quarter of the grace time. */
+  /** Under takeover fenced until the first heartbeat claims the lease; then a heartbeat every quarter of the grace time. */
   start(): Promise<void> {
-    this.d.fence(false);
+    if (this.d.graceMs) this.d.fence(false);
     this.timer = setInterval(() => void this.tick(), this.heartbeatMs);
     this.timer.unref();
     return this.tick();
@@ -95,6 +100,7 @@ export class ClusterMember {
     const { leases, me, journal } = this.d;
     const counts = journal.counts();
     const now = Date.now();
+    if (!this.d.graceMs) return leases.report(me, counts, now);
     // a PACS down only skips a sample
     await this.d.pacs.lastChange().then((c) => this.sample(Date.now(), c.Last), () => undefined);
     if (this.held) {

@@ -16,6 +16,7 @@ import { DEPENDENCIES, type Backpressure } from '../pipeline/health.js';
 import { REASONS } from '../reasons.js';
 import { Auth, cookie, SESSION_COOKIE, type Role, type Session } from './auth.js';
 import { SessionStoreUnavailable, type SessionStore } from './sessions.js';
+import type { NodeLease } from '../crosswalk/leases.js';
 
 export interface WebDeps {
   config: Config;
@@ -30,6 +31,8 @@ export interface WebDeps {
   log: Logger;
   /** Where sessions and failed logins live: this process's memory when absent (one node). */
   sessions?: SessionStore;
+  /** Every node's record in the shared database (src/crosswalk/leases.ts); absent on one node. */
+  nodes?: () => Promise<NodeLease[]>;
 }
 
 const PAGES = ['dashboard', 'crosswalk', 'audit', 'login'] as const;
@@ -139,6 +142,22 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     const [pacs, crosswalk] = await Promise.all(reachability(d));
     const counts = d.journal.counts();
     return { counts, states: JOB_STATES, oldestUnfinished: d.journal.oldestUnfinished(), perMinute: d.journal.donePerMinute(10), queueDepth: d.worker.depth, pacs, crosswalk, quarantine: counts.QUARANTINED, ...pipelineHealth(d) };
+  }));
+  // every node's journal counts at its last heartbeat, and who works its instances: this node alone when not shared
+  app.get('/api/nodes', api('any', async () => {
+    const me = d.config.pacs.callingAet;
+    if (!d.nodes) return { me, nodes: [{ node: me, holder: me, live: true, heartbeatSecondsAgo: 0, settled: false, counts: d.journal.counts() }] };
+    const now = Date.now();
+    const nodes = (await d.nodes()).map((n) => ({
+      node: n._id,
+      holder: n.holder,
+      // a node without takeover has no expiry: live while it reports (within three report periods)
+      live: n.holder === n._id && (n.expiresAt === null ? now - n.heartbeatAt < 15_000 : n.expiresAt > now),
+      heartbeatSecondsAgo: Math.round((now - n.heartbeatAt) / 1000),
+      settled: n.settled,
+      counts: n.counts,
+    }));
+    return { me, nodes };
   }));
   app.get('/api/jobs', api('any', async (req) => {
     const q = req.query as { search?: string; limit?: string };

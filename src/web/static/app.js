@@ -99,7 +99,7 @@ async function refreshDashboard(poll = false) {
     $(id).textContent = [up ? 'reachable' : 'UNREACHABLE', streak].filter(Boolean).join(', ');
     $(id).className = up && !dep.failing ? 'ok' : 'bad';
   }
-  const cause = { pacs: 'the PACS REST API is failing', crosswalk: 'the crosswalk is failing', backlog: 'the backlog is at its bound' }[s.refusing];
+  const cause = { pacs: 'the PACS REST API is failing', crosswalk: 'the crosswalk is failing', backlog: 'the backlog is at its bound', lease: 'this node does not hold its lease' }[s.refusing];
   $('intake').textContent = s.refusing ? `REFUSED with 0xA700: ${cause}` : 'accepted';
   $('intake').className = s.refusing ? 'bad' : 'ok';
   $('backlog').textContent = String(s.backlog);
@@ -113,6 +113,12 @@ async function refreshDashboard(poll = false) {
       return d;
     }),
   );
+  // behind a balancer each request may reach another node: the counts above are the answering node's, this table every node's
+  const n = await call('/api/nodes', { poll });
+  $('node').textContent = n.me;
+  const unfinished = (c) => (c.RECEIVED ?? 0) + (c.IN_PACS ?? 0) + (c.DEIDENTIFIED ?? 0);
+  const status = (x) => (x.holder !== x.node ? `taken over by ${x.holder}${x.settled ? ' (settled)' : ''}` : x.live ? 'up' : 'DOWN');
+  $('nodes').replaceChildren(...n.nodes.map((x) => row([x.node + (x.node === n.me ? ' (this one)' : ''), status(x), `${x.heartbeatSecondsAgo} s ago`, x.counts.DONE ?? 0, unfinished(x.counts), x.counts.QUARANTINED ?? 0])));
   const jobs = await call(`/api/jobs?search=${encodeURIComponent($('job-search').value)}`, { poll });
   $('jobs').replaceChildren(...jobs.map((j) => row([j.id, j.state, j.aliasId, j.newSopInstanceUid, j.updatedAt, code(j), j.reason])));
   const q = await call('/api/quarantine', { poll });
