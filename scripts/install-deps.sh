@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what DPHIANT needs when it is missing, and says what it does. Without arguments, what `make demo` needs;
-# with --test, also what the tests and benchmarks need (`make test`, `make bench`).
+# with --cluster, also what `make cluster` needs; with --test, also what the tests and benchmarks need (`make test`,
+# `make bench`).
 #   demo:   Node.js 24 (scripts/install-node.sh), Debian packages orthanc, gcc (the loopback-bind shim the dev
 #           stack preloads into Orthanc), tesseract-ocr with its English data (finds burned-in text in the demo's
 #           ultrasound pixels); then `npm ci`
+#   --cluster: also the several-node stack's servers: PostgreSQL 15 (FerretDB's backend and the PACS's index),
+#           orthanc-postgresql, haproxy, and FerretDB built with Go from tools/ferretdb (an error without Go)
 #   --test: also dcmtk (storescu, echoscu, dcmdump…), docker-compose (validates docker-compose.yml offline),
 #           chromium (the web UI's browser tests, driven by playwright-core), FerretDB (a MongoDB wire-protocol
 #           server for the crosswalk's MongoDB tests), built with Go from tools/ferretdb, and for the several-node
@@ -14,10 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 test_deps=false
+cluster_deps=false
 case "${1:-}" in
-  --test) test_deps=true ;;
+  --test) test_deps=true; cluster_deps=true ;;
+  --cluster) cluster_deps=true ;;
   "") ;;
-  *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--cluster | --test]" >&2; exit 2 ;;
 esac
 
 need=()
@@ -28,9 +33,11 @@ if $test_deps; then
   command -v storescu >/dev/null || need+=(dcmtk)
   command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v chromium >/dev/null || need+=(chromium)
+fi
+if $cluster_deps; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15)
   [ -e /usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so ] || need+=(orthanc-postgresql)
-  command -v haproxy >/dev/null || need+=(haproxy)
+  [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 fi
 
 if ((${#need[@]})); then
@@ -52,16 +59,20 @@ scripts/install-node.sh
 PATH=$PWD/.stack/node/bin:$PATH
 echo "==> Node.js $(node --version) ($(command -v node)), npm $(npm --version)"
 
-if $test_deps; then
-  # FerretDB for the crosswalk's MongoDB tests: test-only, a few minutes to build, so the demo does without it
+if $cluster_deps; then
+  # FerretDB for the crosswalk's MongoDB tests and the several-node stack: a few minutes to build, so the demo
+  # does without it
   ferret=.stack/bin/ferretdb
   if [ ! -x "$ferret" ] || [ tools/ferretdb/go.sum -nt "$ferret" ] || [ tools/ferretdb/main.go -nt "$ferret" ]; then
     if command -v go >/dev/null; then
       echo "==> building FerretDB v1.24.2 (tools/ferretdb, a few minutes the first time)"
       mkdir -p .stack/bin
       (cd tools/ferretdb && go build -o ../../"$ferret" .)
-    else
+    elif $test_deps; then
       echo "==> Go is not installed: the crosswalk's MongoDB (FerretDB) tests will be skipped" >&2
+    else
+      echo "==> make cluster needs FerretDB, built from tools/ferretdb with Go $(sed -n 's/^go //p' tools/ferretdb/go.mod) or later, and Go is not installed (https://go.dev/dl)" >&2
+      exit 1
     fi
   fi
 fi

@@ -64,8 +64,9 @@ describe("runtime: V8's heap as the launchers size it (src/cli/heap.ts)", () => 
       ['the Docker image (Dockerfile CMD)', read('Dockerfile').split('\n').find((l) => l.startsWith('CMD '))!],
       ['npm run dphiant', scripts.dphiant!],
       ['make bench (Makefile)', read('Makefile').split('\n').find((l) => l.includes('dist/bench/run.js'))!],
-      ['make demo (scripts/demo.ts)', read('scripts/demo.ts').split('\n').find((l) => l.includes("'serve']"))!],
+      ['make demo and make cluster (tools/devstack/node-process.ts)', read('tools/devstack/node-process.ts').split('\n').find((l) => l.includes("'serve']"))!],
     ];
     for (const [what, line] of launchers) expect(line, what).to.include(what.startsWith('make demo') ? 'HEAP_FLAG' : HEAP_FLAG);
+    for (const script of ['scripts/demo.ts', 'scripts/cluster.ts']) expect(read(script), `${script} starts its nodes with tools/devstack/node-process.ts`).to.match(/startNodeProcess|processNodes/);
   });
 });

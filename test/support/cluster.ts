@@ -1,60 +1,75 @@
-// Several middleman nodes behind one DICOM address (issue 14), on real servers: HAProxy in TCP mode in front of the
-// nodes' SCPs; the crosswalk on FerretDB with its PostgreSQL backend, shared by every node; the PACS an Orthanc
-// with the PostgreSQL index (orthanc-postgresql); one private PostgreSQL server for both. Each node has its own data
-// directory (journal, spool, quarantine) and its own calling AE title to the PACS (DPHIANT1, DPHIANT2…): the
-// RemoteAET that tells the reconciler which raw instances are its own. The nodes share the site and crosswalk keys.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+// Several middleman nodes behind one DICOM address (issue 14), on real servers: the stack of tools/devstack/cluster.ts
+// (HAProxy, FerretDB on PostgreSQL as the shared crosswalk, the PACS an Orthanc with the PostgreSQL index) on free
+// ports, with in-process nodes (test/support/middleman.ts), or with `dphiant serve` child processes
+// (`processes: true`) for the tests that kill one.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { writeKeyFile } from '../../src/keys.js';
-import { startOrthanc, type ModalityEntry, type OrthancProcess } from '../../tools/devstack/orthanc.js';
+import { clusterMissing, nodeAet, POSTGRESQL_INDEX_PLUGIN, processNodes, startClusterStack, type ClusterPorts, type NodeLauncher } from '../../tools/devstack/cluster.js';
+import type { NodeProcess } from '../../tools/devstack/node-process.js';
+import type { OrthancProcess } from '../../tools/devstack/orthanc.js';
 import { DevOrthanc } from '../../tools/devstack/orthanc-rest.js';
-import { postgresBinDir, POSTGRES_USER, startPostgres, type PostgresServer } from '../../tools/devstack/postgres.js';
 import { storescu, type RunResult } from './dcmtk.js';
-import { FERRETDB_BIN, startMongoServer } from './ferretdb.js';
 import { startTestMiddleman, type TestMiddleman } from './middleman.js';
 import { freePorts } from './ports.js';
 
-export const POSTGRESQL_INDEX_PLUGIN = '/usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so';
+export { nodeAet, POSTGRESQL_INDEX_PLUGIN };
+export type { NodeProcess };
 
-export interface TestCluster {
+/** What both kinds of cluster have. */
+export interface ClusterBase {
   /** The balancer's DICOM port: the one address the modalities call (AE title DPHIANT). */
   port: number;
-  nodes: TestMiddleman[];
+  /** The balancer's web port (round robin over the nodes' web UIs). */
+  webPort: number;
+  ports: ClusterPorts;
   pacs: OrthancProcess;
   pacsRest: DevOrthanc;
   /** The shared crosswalk's database URL (FerretDB). */
   crosswalkUrl: string;
   work: string;
+  stop(): Promise<void>;
+}
+
+/** In-process nodes. */
+export interface TestCluster extends ClusterBase {
+  nodes: TestMiddleman[];
   /** Closes node `i` (from 0) and starts it again on the same port with the same data directory, `env` added. */
   restartNode(i: number, env?: Record<string, string>): Promise<TestMiddleman>;
-  stop(): Promise<void>;
+}
+
+/** `dphiant serve` child processes: each handle kills (`kill('SIGKILL')`) and restarts its node on the same data directory and ports. */
+export interface ProcessCluster extends ClusterBase {
+  processes: NodeProcess[];
+}
+
+export interface ClusterOptions {
+  nodes: number;
+  /** settings of every node; `nodeEnv[i]`: of node i (from 0) only */
+  env?: Record<string, string>;
+  nodeEnv?: Record<string, string>[];
 }
 
 /** Why the cluster cannot run here, or undefined: each of its servers must be installed (scripts/install-deps.sh --test). */
 export function clusterUnavailable(): string | undefined {
-  if (!postgresBinDir()) return 'PostgreSQL server not installed (Debian postgresql-15)';
-  if (!existsSync(POSTGRESQL_INDEX_PLUGIN)) return `Orthanc's PostgreSQL index plugin not installed (Debian orthanc-postgresql: ${POSTGRESQL_INDEX_PLUGIN})`;
-  if (!existsSync('/usr/sbin/haproxy')) return 'HAProxy not installed (Debian haproxy)';
-  if (!existsSync(FERRETDB_BIN)) return `FerretDB not built (${FERRETDB_BIN}; make test builds it when Go is installed)`;
-  return undefined;
+  return clusterMissing()[0];
 }
 
 /**
  * For a describe block: starts the cluster before its tests (skipped, saying why, where it cannot run here) and
  * stops it after them; returns the running cluster.
  */
-export function useCluster(opts: Parameters<typeof startCluster>[0]): () => TestCluster {
-  let cluster: TestCluster | undefined;
+export function useCluster(opts: ClusterOptions & { processes: true }): () => ProcessCluster;
+export function useCluster(opts: ClusterOptions & { processes?: false }): () => TestCluster;
+export function useCluster(opts: ClusterOptions & { processes?: boolean }): () => TestCluster | ProcessCluster {
+  let cluster: TestCluster | ProcessCluster | undefined;
   before(async function () {
     const why = clusterUnavailable();
     if (why) {
       console.log(`      skipped: ${why}`);
       this.skip();
     }
-    cluster = await startCluster(opts);
+    cluster = opts.processes ? await startCluster({ ...opts, processes: true }) : await startCluster({ ...opts, processes: false });
   });
   after(async () => {
     await cluster?.stop();
@@ -63,132 +78,44 @@ export function useCluster(opts: Parameters<typeof startCluster>[0]): () => Test
 }
 
 /** `files` through the balancer from `senders` storescu processes at once, sender k taking every k-th file (as the modality MODALITY). */
-export function sendThrough(c: TestCluster, files: string[], senders: number, timeoutMs = 600_000): Promise<RunResult[]> {
+export function sendThrough(c: ClusterBase, files: string[], senders: number, timeoutMs = 600_000): Promise<RunResult[]> {
   return Promise.all(Array.from({ length: senders }, (_, k) => storescu(files.filter((_, i) => i % senders === k), { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs })));
 }
 
-/** The calling AE title of node `k` (from 1) to the PACS. */
-export const nodeAet = (k: number) => `DPHIANT${k}`;
+const inProcessNodes: NodeLauncher<TestMiddleman> = {
+  start: (spec, env) => startTestMiddleman(env, spec.dicomPort),
+  stop: (mm) => mm.close(),
+};
 
-/** `env`: settings of every node; `nodeEnv[i]`: of node i (from 0) only. */
-export async function startCluster(opts: { nodes: number; env?: Record<string, string>; nodeEnv?: Record<string, string>[] }): Promise<TestCluster> {
+export function startCluster(opts: ClusterOptions & { processes: true }): Promise<ProcessCluster>;
+export function startCluster(opts: ClusterOptions & { processes?: false }): Promise<TestCluster>;
+export async function startCluster(opts: ClusterOptions & { processes?: boolean }): Promise<TestCluster | ProcessCluster> {
   const work = mkdtempSync(path.join(tmpdir(), 'dphiant-cluster-'));
-  const stops: (() => Promise<void>)[] = [];
-  const stopAll = async () => {
-    for (const s of stops.reverse()) await s().catch(() => undefined);
-    rmSync(work, { recursive: true, force: true });
-  };
+  const [postgres, ferretdb, pacsHttp, pacsDicom, balancerDicom, balancerWeb, ...nodePorts] = (await freePorts(6 + 2 * opts.nodes)) as [number, number, number, number, number, number, ...number[]];
+  const ports: ClusterPorts = { postgres, ferretdb, pacsHttp, pacsDicom, balancerDicom, balancerWeb, nodeDicom: nodePorts.slice(0, opts.nodes), nodeWeb: nodePorts.slice(opts.nodes) };
+  const common = { work, ports, nodes: opts.nodes, env: opts.env, nodeEnv: opts.nodeEnv, pacsModalities: { direct: { AET: 'STORESCU', Host: '127.0.0.1', Port: 1, AllowStore: true, AllowEcho: true } } };
+  const base = (stack: { pacs: OrthancProcess; crosswalkUrl: string; stop(): Promise<void> }): ClusterBase => ({
+    port: balancerDicom,
+    webPort: balancerWeb,
+    ports,
+    pacs: stack.pacs,
+    pacsRest: new DevOrthanc({ url: stack.pacs.httpUrl, username: 'demo', password: 'demo' }),
+    crosswalkUrl: stack.crosswalkUrl,
+    work,
+    stop: async () => {
+      await stack.stop();
+      rmSync(work, { recursive: true, force: true });
+    },
+  });
   try {
-    const [pgPort, pacsHttp, pacsDicom, balancerPort, ...nodePorts] = await freePorts(4 + opts.nodes);
-    const pg: PostgresServer = await startPostgres(pgPort!);
-    stops.push(() => pg.stop());
-    pg.createDatabase('orthanc');
-    pg.createDatabase('ferretdb');
-
-    const ferret = await startMongoServer({ postgresqlUrl: pg.url('ferretdb') });
-    if ('skip' in ferret) throw new Error(ferret.skip);
-    stops.push(ferret.stop);
-
-    const nodes = nodePorts.map((port, i) => ({ aet: nodeAet(i + 1), port: port! }));
-    const modalities: Record<string, ModalityEntry> = {};
-    for (const [i, n] of nodes.entries()) modalities[`node${i + 1}`] = { AET: n.aet, Host: '127.0.0.1', Port: n.port, AllowEcho: true, AllowStore: true };
-    modalities.direct = { AET: 'STORESCU', Host: '127.0.0.1', Port: 1, AllowStore: true, AllowEcho: true };
-    const pacs = await startOrthanc({
-      role: 'pacs',
-      workDir: path.join(work, 'pacs'),
-      httpPort: pacsHttp,
-      dicomPort: pacsDicom,
-      extraModalities: modalities,
-      configOverrides: {
-        Plugins: [POSTGRESQL_INDEX_PLUGIN],
-        PostgreSQL: { EnableIndex: true, EnableStorage: false, Host: '127.0.0.1', Port: pgPort, Database: 'orthanc', Username: POSTGRES_USER, Password: '', EnableSsl: false, Lock: false },
-      },
-    });
-    stops.push(() => pacs.stop());
-
-    // one site key and one crosswalk key for every node: the same patient gets the same alias and UIDs on any node
-    const siteKey = path.join(work, 'site.key');
-    const crosswalkKey = path.join(work, 'crosswalk.key');
-    writeKeyFile(siteKey);
-    writeKeyFile(crosswalkKey);
-    const crosswalkUrl = `${ferret.url}/cluster`;
-    const nodeEnv = nodes.map((n, i) => ({
-      DPHIANT_DATA_DIR: path.join(work, `node${i + 1}`),
-      DPHIANT_PACS_PORT: String(pacsDicom),
-      DPHIANT_PACS_URL: pacs.httpUrl,
-      DPHIANT_PACS_CALLING_AET: n.aet,
-      DPHIANT_CROSSWALK_URL: crosswalkUrl,
-      DPHIANT_KEY_FILE: siteKey,
-      DPHIANT_CROSSWALK_KEY_FILE: crosswalkKey,
-      ...opts.env,
-      ...opts.nodeEnv?.[i],
-    }));
-    const started: TestMiddleman[] = [];
-    stops.push(() => Promise.all(started.map((mm) => mm.close())).then(() => undefined));
-    for (const [i, n] of nodes.entries()) started.push(await startTestMiddleman(nodeEnv[i]!, n.port));
-
-    const balancer = await startBalancer(path.join(work, 'haproxy.cfg'), balancerPort!, nodes.map((n) => n.port));
-    stops.push(balancer.stop);
-    const restartNode = async (i: number, env: Record<string, string> = {}) => {
-      await started[i]!.close();
-      started[i] = await startTestMiddleman({ ...nodeEnv[i]!, ...env }, nodes[i]!.port);
-      return started[i]!;
-    };
-    return { port: balancerPort!, nodes: started, pacs, pacsRest: new DevOrthanc({ url: pacs.httpUrl, username: 'demo', password: 'demo' }), crosswalkUrl, work, restartNode, stop: stopAll };
+    if (opts.processes) {
+      const stack = await startClusterStack({ ...common, launcher: processNodes });
+      return { ...base(stack), processes: stack.nodes };
+    }
+    const stack = await startClusterStack({ ...common, launcher: inProcessNodes });
+    return { ...base(stack), nodes: stack.nodes, restartNode: stack.restartNode };
   } catch (e) {
-    await stopAll();
+    rmSync(work, { recursive: true, force: true });
     throw e;
   }
-}
-
-/**
- * HAProxy in TCP mode on `port`, round robin over the nodes' SCP ports, each checked by a TCP connect every second
- * (a node that does not accept is taken out of the rotation).
- */
-async function startBalancer(cfgPath: string, port: number, nodePorts: number[]): Promise<{ stop: () => Promise<void> }> {
-  writeFileSync(
-    cfgPath,
-    [
-      'global',
-      '  maxconn 512',
-      'defaults',
-      '  mode tcp',
-      '  timeout connect 5s',
-      '  timeout client 10m',
-      '  timeout server 10m',
-      'frontend dicom',
-      `  bind 127.0.0.1:${port}`,
-      '  default_backend nodes',
-      'backend nodes',
-      '  balance roundrobin',
-      ...nodePorts.map((p, i) => `  server node${i + 1} 127.0.0.1:${p} check inter 1s`),
-      '',
-    ].join('\n'),
-  );
-  let output = '';
-  const child = spawn('/usr/sbin/haproxy', ['-f', cfgPath, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`HAProxy exited: ${output.slice(-500)}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) break;
-    if (i > 100) throw new Error(`HAProxy not listening on ${port}: ${output.slice(-500)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { stop: () => exitOf(child, 'SIGTERM') };
-}
-
-function exitOf(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill(signal);
-  });
 }

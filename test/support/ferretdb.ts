@@ -1,15 +1,13 @@
-// FerretDB v1.24.2 on its SQLite backend (or a PostgreSQL database), on a free loopback port, as the tests' real
-// MongoDB-wire server.
+// The tests' real MongoDB-wire server: FerretDB v1.24.2 (tools/devstack/ferretdb.ts) on its SQLite backend (or a
+// PostgreSQL database), on a free loopback port.
 // DPHIANT_TEST_MONGODB_URL points the same tests at any other MongoDB-wire server instead.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { MongoClient } from 'mongodb';
-import { repoRoot } from '../../src/paths.js';
+import { FERRETDB_BIN, FERRETDB_VERSION, startFerretDB } from '../../tools/devstack/ferretdb.js';
 import { freePort } from './ports.js';
 
-export const FERRETDB_BIN = path.join(repoRoot, '.stack/bin/ferretdb');
+export { FERRETDB_BIN };
 
 export interface MongoServer {
   name: string;
@@ -31,47 +29,14 @@ export async function startMongoServer(opts: { postgresqlUrl?: string } = {}): P
   const external = opts.postgresqlUrl ? undefined : process.env.DPHIANT_TEST_MONGODB_URL;
   if (external) return { name: `MongoDB at ${new URL(external).host}`, url: external.replace(/\/[^/]*$/, ''), log: () => '', stop: async () => {} };
   if (!existsSync(FERRETDB_BIN)) return { skip: `FerretDB is not built (${FERRETDB_BIN}; make test builds it when Go is installed)` };
-  const port = await freePort();
   const dataDir = opts.postgresqlUrl ? undefined : mkdtempSync(path.join(tmpdir(), 'dphiant-ferretdb-'));
-  const backend = opts.postgresqlUrl ? ['--postgresql-url', opts.postgresqlUrl] : ['--sqlite-url', `file:${dataDir}/`];
-  let output = '';
-  let child: ChildProcess;
-  const url = `mongodb://127.0.0.1:${port}`;
-  const launch = async () => {
-    child = spawn(FERRETDB_BIN, ['--listen-addr', `127.0.0.1:${port}`, ...backend, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (d) => (output += d));
-    child.stderr!.on('data', (d) => (output += d));
-    for (let i = 0; ; i++) {
-      if (child.exitCode !== null) throw new Error(`FerretDB exited: ${output.slice(-500)}`);
-      const client = new MongoClient(url, { serverSelectionTimeoutMS: 300 });
-      try {
-        await client.connect();
-        await client.db('admin').command({ ping: 1 });
-        break;
-      } catch {
-        if (i > 100) throw new Error(`FerretDB did not answer on ${url}: ${output.slice(-500)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      } finally {
-        await client.close();
-      }
-    }
-  };
-  await launch();
-  // SIGKILL: the database is gone at the moment a test stops it. On SIGTERM FerretDB shuts down gracefully and kept
-  // answering queries for 3 s (measured here), long enough for a whole burst to finish "while it was down".
-  // Its SQLite backend recovers from the kill at the next start.
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    });
+  const ferret = await startFerretDB({ port: await freePort(), postgresqlUrl: opts.postgresqlUrl, sqliteDir: dataDir });
   return {
-    name: `MongoDB wire protocol on FerretDB v1.24.2 (${opts.postgresqlUrl ? 'PostgreSQL' : 'SQLite'} backend)`,
-    url,
+    name: `MongoDB wire protocol on FerretDB ${FERRETDB_VERSION} (${opts.postgresqlUrl ? 'PostgreSQL' : 'SQLite'} backend)`,
+    url: ferret.url,
     dataDir,
-    log: () => output,
-    stop,
-    restart: launch,
+    log: ferret.log,
+    stop: ferret.stop,
+    restart: ferret.restart,
   };
 }

@@ -5,6 +5,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, s
 import net from 'node:net';
 import path from 'node:path';
 import { repoRoot } from '../../src/paths.js';
+import { exited, stopChild, trackChild } from './children.js';
 
 export type OrthancRole = 'modality' | 'pacs';
 
@@ -220,46 +221,19 @@ export interface OrthancProcess {
 }
 
 const STOP_GRACE_MS = 10_000;
+/** The Orthanc servers this process started and that are still running (stopAll). */
 const children = new Set<ChildProcess>();
-let exitHookInstalled = false;
 
 function track(child: ChildProcess): void {
   children.add(child);
   child.once('exit', () => children.delete(child));
   child.once('error', () => children.delete(child));
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    // 'exit' handlers must be synchronous: signal the children and let them shut down on their own.
-    // Death by signal skips 'exit'; the shim's BINDLO_PARENT_PID (PR_SET_PDEATHSIG) covers that case.
-    process.once('exit', () => {
-      for (const c of children) c.kill('SIGTERM');
-    });
-  }
+  trackChild(child);
 }
 
 /** Stops every Orthanc this process started and that is still running. */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...children].map((c) => stopChild(c)));
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitExit(child: ChildProcess): Promise<void> {
-  if (exited(child)) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
-  try {
-    await waitExit(child);
-  } finally {
-    clearTimeout(timer);
-  }
+  await Promise.all([...children].map((c) => stopChild(c, STOP_GRACE_MS)));
 }
 
 export function buildRuntimeConfig(
@@ -288,7 +262,7 @@ export function buildRuntimeConfig(
   return cfg;
 }
 
-function assertPortFree(port: number, what: string): Promise<void> {
+export function assertPortFree(port: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', (e: NodeJS.ErrnoException) =>
@@ -298,7 +272,7 @@ function assertPortFree(port: number, what: string): Promise<void> {
   });
 }
 
-function tcpOpen(port: number): Promise<boolean> {
+export function tcpOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: LOOPBACK });
     s.once('connect', () => {
@@ -388,7 +362,7 @@ export async function startOrthanc(opts: StartOrthancOptions): Promise<OrthancPr
       }
       if ((await systemAnswers(httpUrl, auth)) && (await tcpOpen(cfg.DicomPort)) && !exited(c)) break;
       if (Date.now() > deadline) {
-        await stopChild(c);
+        await stopChild(c, STOP_GRACE_MS);
         throw new Error(`Orthanc (${opts.role}) not ready after ${readyTimeoutMs} ms; log tail:\n${logTail(logDir)}`);
       }
       await sleep(50);
@@ -401,7 +375,7 @@ export async function startOrthanc(opts: StartOrthancOptions): Promise<OrthancPr
     const t0 = Date.now();
     const pid = child.pid;
     const wasRunning = !exited(child);
-    await stopChild(child);
+    await stopChild(child, STOP_GRACE_MS);
     if (wasRunning) log(`orthanc ${opts.role} pid ${pid} stopped in ${Date.now() - t0} ms`);
   };
 

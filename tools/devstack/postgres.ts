@@ -6,6 +6,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { trackChild } from './children.js';
 
 const LOOPBACK = '127.0.0.1';
 /** The cluster's superuser (loopback and socket only, trust authentication: a throw-away dev and test server). */
@@ -62,6 +63,7 @@ export async function startPostgres(port: number): Promise<PostgresServer> {
   const [cmd, args] = asOwner(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', `listen_addresses=${LOOPBACK}`, '-c', 'max_connections=200']);
   let output = '';
   const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  trackChild(child);
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
   const ready = () => {
