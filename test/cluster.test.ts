@@ -6,8 +6,16 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
-import { nodeAet, sendThrough, useCluster } from './support/cluster.js';
-import { NodeLeases } from '../src/crosswalk/leases.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import Database from 'better-sqlite3';
+import { MongoClient } from 'mongodb';
+import { nodeAet, sendThrough, useCluster, type NodeProcess } from './support/cluster.js';
+import { NodeLeases, type NodeLease } from '../src/crosswalk/leases.js';
+import { journalPath } from '../src/pipeline/journal.js';
+import { MIDDLEMAN_ENTRY, startOrthanc } from '../tools/devstack/orthanc.js';
+import { DevOrthanc, orthancStudyId } from '../tools/devstack/orthanc-rest.js';
+import { freePorts } from './support/ports.js';
 import { sharedDatabase } from '../src/crosswalk/open.js';
 import { pacsInventory, waitUntilSettled } from './support/pipeline.js';
 import { FOREIGN_COUNT_KEY } from '../src/pipeline/reconciler.js';
@@ -92,7 +100,8 @@ describe("cluster: a node's unfinished instances wait for it, and it resumes the
 
 describe('cluster: a node that stops is taken over after the grace time (pipeline.takeoverAfterMs)', function () {
   this.timeout(900_000);
-  const GRACE_MS = 3000;
+  // a busy 2-core machine delays renewals: the grace time leaves room for that
+  const GRACE_MS = 6000;
   // node 2 forwards but does not de-identify, then stops: its raw instances are what a dead node leaves
   const cluster = useCluster({
     nodes: 2,
@@ -149,3 +158,150 @@ describe('cluster: a node that stops is taken over after the grace time (pipelin
     expect(inv.patients.length).to.equal(20);
   });
 });
+
+describe('cluster: dphiant serve child processes behind HAProxy, web and DICOM (pipeline.takeoverAfterMs)', function () {
+  this.timeout(900_000);
+  const GRACE_MS = 8000;
+  const cluster = useCluster({ nodes: 2, processes: true, env: { DPHIANT_PIPELINE_TAKEOVER_AFTER_MS: String(GRACE_MS), DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000' } });
+
+  it('the web UI behind the balancer: a login works on both nodes, and the dashboard shows both', async function () {
+    const c = cluster();
+    const base = `http://127.0.0.1:${c.webPort}`;
+    // a new connection per request, so HAProxy's round robin sends them to the nodes in turn
+    const call = (p: string, init: RequestInit = {}) => fetch(`${base}${p}`, { ...init, headers: { connection: 'close', ...(init.headers ?? {}) } });
+    const login = await call('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'demo', password: 'demo' }) });
+    expect(login.status).to.equal(200);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const answered: string[] = [];
+    let statuses: number[] = [];
+    let nodes: { node: string; live: boolean }[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await call('/api/nodes', { headers: { cookie } });
+      statuses.push(res.status);
+      const body = (await res.json()) as { me: string; nodes: { node: string; live: boolean }[] };
+      answered.push(body.me);
+      nodes = body.nodes;
+    }
+    let rows: string[] = [];
+    if (existsSync(CHROMIUM)) {
+      const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
+      try {
+        const page = await browser.newPage();
+        await page.goto(`${base}/`);
+        await page.fill('#username', 'demo');
+        await page.fill('#password', 'demo');
+        await Promise.all([page.waitForURL(`${base}/`, { timeout: 15_000 }), page.click('#submit')]);
+        await page.locator('#nodes tr').nth(1).waitFor({ timeout: 15_000 });
+        rows = await page.locator('#nodes tr').allTextContents();
+      } finally {
+        await browser.close();
+      }
+    } else console.log(`      ${CHROMIUM} missing: the dashboard is checked over its API only`);
+    statuses = [...new Set(statuses)];
+    console.log(`      login through the balancer: 200; /api/nodes with that cookie answered by ${answered.join(', ')} (HTTP ${statuses.join(', ')}); nodes listed: ${nodes.map((n) => `${n.node} ${n.live ? 'up' : 'down'}`).join(', ')}; dashboard rows: ${rows.join(' | ')}`);
+    expect(statuses, 'the session is known to every node').to.deep.equal([200]);
+    expect(new Set(answered), 'both nodes answered').to.have.property('size', 2);
+    expect(nodes.map((n) => n.node)).to.deep.equal([nodeAet(1), nodeAet(2)]);
+    expect(nodes.every((n) => n.live)).to.equal(true);
+    if (rows.length) {
+      expect(rows, 'a row per node on the dashboard').to.have.length(2);
+      for (const [i, r] of rows.entries()) expect(r).to.contain(nodeAet(i + 1)).and.to.contain('up');
+    }
+  });
+
+  it("the modality's failed store jobs resubmitted: every instance de-identified once, the dead node's unfinished ones taken over within the grace time, the node restarted with its journal resumes", async () => {
+    const c = cluster();
+    const [modHttp, modDicom] = (await freePorts(2)) as [number, number];
+    // the modality is an Orthanc calling DPHIANT at the balancer, as in make cluster
+    const modality = await startOrthanc({ role: 'modality', workDir: path.join(c.work, 'modality'), httpPort: modHttp, dicomPort: modDicom, middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: c.port } });
+    try {
+      const rest = new DevOrthanc({ url: modality.httpUrl, username: 'demo', password: 'demo' });
+      const manifest = await generateStudies({ outDir: path.join(c.work, 'in'), patients: 40, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 10, rows: 64, cols: 64, seed: 14_400, modalities: ['CT'] });
+      for (const i of manifest.instances) await rest.upload(readFileSync(i.path));
+      const studies = [...new Set(manifest.instances.map((i) => orthancStudyId(i.patientId, i.studyInstanceUid)))];
+      // four store jobs (Orthanc runs two at once), one association each: the balancer spreads them over both nodes
+      const jobs = await Promise.all([0, 1, 2, 3].map((k) => rest.storeToModality(MIDDLEMAN_ENTRY, studies.filter((_, i) => i % 4 === k), { asynchronous: true })));
+      const [, victim] = c.processes as [NodeProcess, NodeProcess];
+      const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+      while (total(await victim.jobCounts()) < 40) await sleep(50);
+      await victim.kill('SIGKILL');
+      const killed = Date.now();
+      const atKill = journalCounts(victim.dataDir);
+      let resubmits = 0;
+      for (const j of jobs) {
+        for (let state = (await rest.job(j.ID)).State; state !== 'Success'; state = (await rest.job(j.ID)).State) {
+          if (Date.now() - killed > 300_000) throw new Error(`store job still ${state}`);
+          if (state === 'Failure') {
+            await rest.resubmitJob(j.ID);
+            resubmits++;
+          }
+          await sleep(250);
+        }
+      }
+      const acknowledgedSec = (Date.now() - killed) / 1000;
+      let inv = await pacsInventory(c.pacsRest);
+      const raw = () => inv.instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
+      while ((raw() > 0 || inv.instances.length < 400) && Date.now() - killed < 120_000) {
+        await sleep(500);
+        inv = await pacsInventory(c.pacsRest);
+      }
+      const cleanSec = (Date.now() - killed) / 1000;
+      const leases = await nodeRecords(c.crosswalkUrl);
+      const lease = leases.find((l) => l._id === nodeAet(2));
+      const one = await c.processes[0]!.jobCounts();
+
+      await victim.restart();
+      for (let t = Date.now(); Date.now() - t < 120_000; await sleep(250)) {
+        const n = await victim.jobCounts();
+        if ((n.RECEIVED ?? 0) + (n.IN_PACS ?? 0) + (n.DEIDENTIFIED ?? 0) === 0) break;
+      }
+      const two = await victim.jobCounts();
+      const back = (await nodeRecords(c.crosswalkUrl)).find((l) => l._id === nodeAet(2));
+      inv = await pacsInventory(c.pacsRest);
+      const uids = new Set(inv.instances.map((i) => i.sopInstanceUid));
+      console.log(
+        `      node 2 killed with ${atKill.RECEIVED} RECEIVED, ${atKill.IN_PACS} IN_PACS, ${atKill.DEIDENTIFIED} DEIDENTIFIED, ${atKill.DONE} DONE; ${resubmits} store jobs resubmitted, all acknowledged ${acknowledgedSec.toFixed(1)} s after the kill; ` +
+          `0 raw ${cleanSec.toFixed(1)} s after it (grace ${GRACE_MS / 1000} s), lease held by ${lease?.holder}, settled ${lease?.settled}; node 1: DONE ${one.DONE}, QUARANTINED ${one.QUARANTINED ?? 0}; ` +
+          `node 2 restarted: holder ${back?.holder}, DONE ${two.DONE}, QUARANTINED ${two.QUARANTINED ?? 0}, REJECTED ${two.REJECTED ?? 0}; PACS ${inv.instances.length} instances (${uids.size} UIDs), ${raw()} raw, ${inv.patients.length} patients`,
+      );
+      expect(atKill.IN_PACS + atKill.RECEIVED + atKill.DEIDENTIFIED, 'node 2 died with unfinished instances').to.be.greaterThan(0);
+      expect(inv.instances.length, 'every instance once').to.equal(400);
+      expect(uids.size).to.equal(400);
+      expect(raw(), 'no raw instance left').to.equal(0);
+      expect(inv.patients.length).to.equal(40);
+      expect(cleanSec, "the dead node's instances taken over within the grace time and a margin").to.be.below(GRACE_MS / 1000 + 60);
+      expect(lease?.holder).to.equal(nodeAet(1));
+      expect(one.QUARANTINED ?? 0).to.equal(0);
+      expect(back?.holder, 'node 2 holds its lease again').to.equal(nodeAet(2));
+      expect(two.QUARANTINED ?? 0, "node 2's jobs end by the takeover records, none quarantined").to.equal(0);
+    } finally {
+      await modality.stop();
+    }
+  });
+});
+
+const CHROMIUM = '/usr/bin/chromium';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Jobs per state in a stopped node's journal, read without opening it for writing. */
+function journalCounts(dataDir: string): Record<string, number> {
+  const db = new Database(journalPath(dataDir), { readonly: true });
+  try {
+    const rows = db.prepare('SELECT state, count(*) AS n FROM jobs GROUP BY state').all() as { state: string; n: number }[];
+    return { RECEIVED: 0, IN_PACS: 0, DEIDENTIFIED: 0, DONE: 0, ...Object.fromEntries(rows.map((r) => [r.state, r.n])) };
+  } finally {
+    db.close();
+  }
+}
+
+/** The nodes' records in the shared database (src/crosswalk/leases.ts). */
+async function nodeRecords(url: string): Promise<NodeLease[]> {
+  const client = new MongoClient(url, { serverSelectionTimeoutMS: 5000 });
+  try {
+    await client.connect();
+    return await new NodeLeases({ collection: (n: string) => client.db().collection(n) }, 1).list();
+  } finally {
+    await client.close();
+  }
+}
