@@ -60,7 +60,8 @@ describe("cluster: a node's unfinished instances wait for it, and it resumes the
   this.timeout(900_000);
   // node 2 forwards but does not de-identify (its pipeline is off): what a node that stopped mid-way leaves;
   // node 1's reconciler follows the PACS's change log every second
-  const cluster = useCluster({ nodes: 2, env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000' }, nodeEnv: [{}, { DPHIANT_PIPELINE_ENABLED: 'false' }] });
+  // takeover off (pipeline.takeoverAfterMs 0, the default outside the cluster stack)
+  const cluster = useCluster({ nodes: 2, env: { DPHIANT_PIPELINE_RECONCILE_INTERVAL_MS: '1000', DPHIANT_PIPELINE_TAKEOVER_AFTER_MS: '0' }, nodeEnv: [{}, { DPHIANT_PIPELINE_ENABLED: 'false' }] });
 
   it("node 1 never adopts node 2's raw instances; node 2 restarted with the same journal de-identifies them, each once", async () => {
     const c = cluster();

@@ -119,6 +119,9 @@ export function pacsClusterSettings(o: { nodes: number; ports: Pick<ClusterPorts
   };
 }
 
+/** pipeline.takeoverAfterMs of the stack's nodes: long enough for a busy 2-core machine's heartbeats, short enough to watch. */
+export const CLUSTER_TAKEOVER_MS = 30_000;
+
 /** The DPHIANT_* settings of node `index` (from 0): the dev stack's, its own ports, data directory and calling AE title, the shared crosswalk and keys. */
 export function clusterNodeEnv(o: { index: number; ports: ClusterPorts; dataDir: string; crosswalkUrl: string; siteKeyFile: string; crosswalkKeyFile: string }): Record<string, string> {
   return {
@@ -130,6 +133,8 @@ export function clusterNodeEnv(o: { index: number; ports: ClusterPorts; dataDir:
       crosswalkUrl: o.crosswalkUrl,
     }),
     DPHIANT_PACS_CALLING_AET: nodeAet(o.index + 1),
+    // a node that dies is taken over by the other after this grace time (src/pipeline/cluster.ts)
+    DPHIANT_PIPELINE_TAKEOVER_AFTER_MS: String(CLUSTER_TAKEOVER_MS),
     DPHIANT_KEY_FILE: o.siteKeyFile,
     DPHIANT_CROSSWALK_KEY_FILE: o.crosswalkKeyFile,
   };
