@@ -43,7 +43,8 @@ interface Takeover {
   settled: boolean;
 }
 
-const TERMINAL: Record<string, TakeoverOutcome | undefined> = { DONE: 'DONE', QUARANTINED: 'QUARANTINED', PURGED: 'QUARANTINED' };
+/** A finished job's outcome for the owner's record; REJECTED (a resend of the instance the PACS refused) has none. */
+const FINISHED: Record<string, TakeoverOutcome | null | undefined> = { DONE: 'DONE', QUARANTINED: 'QUARANTINED', PURGED: 'QUARANTINED', REJECTED: null };
 
 /** How often a node without takeover writes its counts. */
 const REPORT_MS = 5000;
@@ -51,6 +52,8 @@ const REPORT_MS = 5000;
 export class ClusterMember {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
+  /** The takeovers' walks, beside the heartbeats: a long walk must not hold up a renewal. */
+  private working: Promise<void> | undefined;
   private held = false;
   /** Fences this node half the grace time after its last renewal, whatever a heartbeat waiting on the database does. */
   private fenceTimer: NodeJS.Timeout | undefined;
@@ -76,6 +79,7 @@ export class ClusterMember {
     clearInterval(this.timer);
     clearTimeout(this.fenceTimer);
     await this.ticking;
+    await this.working;
   }
 
   /** Whether this node holds its own lease now. */
@@ -111,8 +115,20 @@ export class ClusterMember {
       if (lease) this.gain(lease, now);
       else this.d.log.warn({ node: me }, 'node lease held by another node (a takeover of this node): waiting until it is settled');
     }
-    for (const [owner, t] of this.taken) await this.advance(owner, t);
-    if (this.d.takeOver) for (const lease of await leases.takeExpired(me)) await this.begin(lease);
+    for (const [owner, t] of this.taken) {
+      if (await leases.renew(owner, me, {})) continue;
+      this.taken.delete(owner);
+      this.d.log.info({ node: owner }, t.settled ? 'taken-over node claimed its lease back' : 'lease of a taken-over node lost');
+    }
+    this.working ??= this.takeovers()
+      .catch((e: Error) => this.d.log.warn({ err: e.message }, 'takeover pass failed'))
+      .finally(() => (this.working = undefined));
+  }
+
+  /** Walks on with each takeover not settled, then takes over any node whose lease expired. */
+  private async takeovers(): Promise<void> {
+    for (const [owner, t] of this.taken) if (!t.settled && this.taken.has(owner)) await this.advance(owner, t);
+    if (this.d.takeOver) for (const lease of await this.d.leases.takeExpired(this.d.me)) await this.begin(lease);
   }
 
   /** Renewed at `now` (before the database was asked): no renewal for half the grace time from then fences this node. */
@@ -144,29 +160,25 @@ export class ClusterMember {
     await this.advance(lease._id, t);
   }
 
-  /** Renews a taken lease, walks the owner's new raw instances, and settles once nothing is left. */
+  /** Walks the owner's new raw instances (the heartbeat renews its lease meanwhile), and settles once nothing is left. */
   private async advance(owner: string, t: Takeover): Promise<void> {
     const { leases, me, journal, reconciler } = this.d;
-    if (!(await leases.renew(owner, me, {}))) {
-      this.taken.delete(owner);
-      return this.d.log.info({ node: owner }, t.settled ? 'taken-over node claimed its lease back' : 'lease of a taken-over node lost');
-    }
-    if (t.settled) return;
     const walk = await reconciler.takeOver(owner, t.position, (rawId) => leases.recordTakeover(owner, journal.rawKey(rawId), me));
     const fresh = walk.jobs.filter((j) => !t.jobs.has(j.id));
     for (const j of walk.jobs) t.jobs.set(j.id, journal.rawKey(j.rawId));
     t.position = walk.position;
-    await leases.renew(owner, me, { mark: t.position });
+    if (!(await leases.renew(owner, me, { mark: t.position }))) return; // lost meanwhile: the heartbeat drops it
     if (fresh.length) return this.d.log.warn({ node: owner, adopted: fresh.length, total: t.jobs.size }, 'raw instances of a taken-over node taken in');
     const outcomes: [string, TakeoverOutcome][] = [];
     for (const [id, rawKey] of t.jobs) {
       const job = journal.get(id);
-      const outcome = job && TERMINAL[job.state];
-      if (!outcome) return; // unfinished yet: asked again at the next heartbeat
-      outcomes.push([rawKey, outcome]);
+      // a job pruned from the journal was finished (retention keeps QUARANTINED ones): no outcome to record
+      const outcome = job ? FINISHED[job.state] : null;
+      if (outcome === undefined) return; // unfinished yet: asked again at the next heartbeat
+      if (outcome) outcomes.push([rawKey, outcome]);
     }
     for (const [rawKey, outcome] of outcomes) await leases.recordOutcome(owner, rawKey, outcome);
-    await leases.renew(owner, me, { settled: true });
+    if (!(await leases.renew(owner, me, { settled: true }))) return;
     t.settled = true;
     this.d.log.warn({ node: owner, instances: t.jobs.size }, 'takeover settled: every raw instance of the node is finished; it may claim its lease back');
   }
