@@ -27,6 +27,8 @@ import type { ReasonCode } from './reasons.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
+import { auditSource } from './audit/messages.js';
+import { AuditTrail } from './audit/trail.js';
 import { MongoSessionStore } from './web/sessions.js';
 import { DataDirBusyError, ServeLock } from './serve-lock.js';
 import type { PacsTarget } from './scu/store.js';
@@ -54,6 +56,25 @@ export function pacsTarget(config: Config): PacsTarget {
 
 export function pacsRestClient(config: Config): OrthancClient {
   return new OrthancClient({ url: config.pacs.url, username: config.pacs.username, password: config.pacs.password });
+}
+
+/**
+ * The audit trail of audit.repository, spooled in the data directory; undefined when none is configured. `command`:
+ * a command's own, in a spool of its own that hands what it could not send to the middleman's.
+ */
+export function auditTrail(config: Config, command = false): AuditTrail | undefined {
+  const a = config.audit;
+  if (!a.repository) return undefined;
+  const spool = path.join(config.dataDir, 'audit');
+  return new AuditTrail({
+    repository: a.repository,
+    ca: a.ca,
+    cert: a.cert,
+    key: a.key,
+    spoolDir: command ? path.join(spool, `command-${process.pid}`) : spool,
+    ...(command ? { handOver: spool } : {}),
+    source: auditSource(a.sourceId, config.scp.aet),
+  });
 }
 
 /** How long the start-up check waits for the PACS REST API. */
@@ -205,7 +226,8 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
   });
-  const web = createWebServer({ config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log, sessions: shared ? new MongoSessionStore(shared) : undefined, nodes: leases && (() => leases.list()) });
+  const audit = auditTrail(config);
+  const web = createWebServer({ audit, config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log, sessions: shared ? new MongoSessionStore(shared) : undefined, nodes: leases && (() => leases.list()) });
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
@@ -215,8 +237,10 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     await pool.close();
     journal.close();
     await crosswalk.close();
+    await audit?.close();
     throw e;
   }
+  audit?.record({ kind: 'application', action: 'start' });
   const prune = () => {
     try {
       const n = journal.pruneFinished(p.retainFinishedDays);
@@ -253,6 +277,8 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
       await worker.stop();
       await crosswalk.close();
       journal.close();
+      audit?.record({ kind: 'application', action: 'stop' });
+      await audit?.close();
       lock.release();
     },
   };

@@ -11,13 +11,14 @@ const MAY_IMPORT: Record<string, string[]> = {
   dicom: [],
   anonymize: ['dicom', 'config'],
   crosswalk: ['dicom', 'config'],
+  audit: ['dicom', 'config'],
   scp: ['dicom', 'config'],
   scu: ['dicom', 'config'],
   pacs: ['dicom', 'config'],
-  pipeline: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs'],
-  web: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline'],
-  'middleman.ts': ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline', 'web'],
-  cli: ['dicom', 'config', 'anonymize', 'crosswalk', 'scp', 'scu', 'pacs', 'pipeline', 'web', 'middleman.ts'],
+  pipeline: ['dicom', 'config', 'anonymize', 'crosswalk', 'audit', 'scp', 'scu', 'pacs'],
+  web: ['dicom', 'config', 'anonymize', 'crosswalk', 'audit', 'scp', 'scu', 'pacs', 'pipeline'],
+  'middleman.ts': ['dicom', 'config', 'anonymize', 'crosswalk', 'audit', 'scp', 'scu', 'pacs', 'pipeline', 'web'],
+  cli: ['dicom', 'config', 'anonymize', 'crosswalk', 'audit', 'scp', 'scu', 'pacs', 'pipeline', 'web', 'middleman.ts'],
 };
 /** Helpers at the root of src/ that depend on nothing of the product: every layer may use them. */
 const SHARED = new Set(['paths.ts', 'log.ts', 'metrics.ts', 'keys.ts', 'datadir.ts', 'serve-lock.ts', 'reasons.ts']);

@@ -158,6 +158,19 @@ export interface Config {
     /** Orthanc Explorer of the modality, linked from the dashboard (the PACS's comes from pacs.url). */
     modalityExplorerUrl: string;
   };
+  /** IHE ATNA audit records (src/audit): PS3.15 A.5 messages over syslog to the hospital's audit record repository. */
+  audit: {
+    /** '' = none; tls://host:port (RFC 5425, the ATNA default) or udp://host:port (RFC 5426). */
+    repository: string;
+    /** PEM file of the CA that signed the repository's certificate (needed over TLS). */
+    ca: string;
+    /** PEM file of this node's client certificate, when the repository asks for one. */
+    cert: string;
+    /** PEM file of its private key. */
+    key: string;
+    /** AuditSourceID of the messages; '' = the host name. */
+    sourceId: string;
+  };
   /** Site key file (64 hex characters) behind UID remapping and keyed hashes; '' = the data directory's development key. */
   keyFile: string;
   pipeline: {
@@ -291,6 +304,7 @@ export const DEFAULT_CONFIG: Config = {
     password: 'demo',
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
+  audit: { repository: '', ca: '', cert: '', key: '', sourceId: '' },
   keyFile: '',
   pipeline: { enabled: true, concurrency: 4, threads: 0, stuckAfterAttempts: 10, backpressureAfterMs: 60_000, maxBacklog: 10_000, retryBaseMs: 1000, retryMaxMs: 30_000, handoffMaxBytes: 256 * 1024 ** 2, handoffMaxInstanceBytes: 64 * 1024 ** 2, reconcileIntervalMs: 30_000, reconcileAdopt: 'own', retainFinishedDays: 30, takeoverAfterMs: 0 },
   crosswalk: { url: '', keyFile: '', key: '', matchKey: 'id', unidentified: 'per-study', aliasPattern: 'random', aliasPrefix: 'DPH', dateOffsetMinDays: -3650, dateOffsetMaxDays: -365 },
@@ -427,6 +441,14 @@ const SCHEMA: Record<string, Check> = {
   'web.tls.cert': isOptionalString,
   'web.tls.key': isOptionalString,
   'web.modalityExplorerUrl': isUrl,
+  'audit.repository': (v, k) => {
+    isOptionalString(v, k);
+    if (v && !/^(tls|udp):\/\/[^/:]+:\d{1,5}$/.test(v as string)) throw new ConfigError(k, 'must be empty, tls://host:port or udp://host:port');
+  },
+  'audit.ca': isOptionalString,
+  'audit.cert': isOptionalString,
+  'audit.key': isOptionalString,
+  'audit.sourceId': isOptionalString,
   keyFile: isOptionalString,
   'pipeline.enabled': isBoolean,
   'pipeline.concurrency': intIn(1, 64),
@@ -603,6 +625,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (!config.devStack && !config.keyFile) throw new ConfigError('keyFile', 'outside the dev stack a site key file is required (dphiant keygen)');
   if (!config.devStack && !opts.offline && config.web.users.some((u) => DEV_USERS.some((d) => d.passwordHash === u.passwordHash)))
     throw new ConfigError('web.users', 'the dev stack passwords (demo, viewer) are allowed only in the dev stack');
+  if (config.audit.repository.startsWith('tls:') && !config.audit.ca)
+    throw new ConfigError('audit.ca', 'audit over TLS needs the CA that signed the repository certificate');
+  if (!config.audit.cert !== !config.audit.key) throw new ConfigError('audit.cert', 'audit.cert and audit.key go together');
   if (config.pipeline.takeoverAfterMs > 0 && !config.crosswalk.url)
     throw new ConfigError('pipeline.takeoverAfterMs', 'needs a crosswalk shared by the nodes (crosswalk.url): the leases live there');
   checkTimeouts(config);

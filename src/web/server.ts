@@ -17,9 +17,12 @@ import { REASONS } from '../reasons.js';
 import { Auth, cookie, SESSION_COOKIE, type Role, type Session } from './auth.js';
 import { SessionStoreUnavailable, type SessionStore } from './sessions.js';
 import type { NodeLease } from '../crosswalk/leases.js';
+import type { AuditTrail } from '../audit/trail.js';
 
 export interface WebDeps {
   config: Config;
+  /** Logins and re-identifications go there too (src/audit), when audit.repository is set. */
+  audit?: AuditTrail;
   journal: Journal;
   crosswalk: CrosswalkStore;
   pacs: OrthancClient;
@@ -118,6 +121,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     if (typeof username !== 'string' || typeof password !== 'string') return reply.code(400).send({ error: 'username and password required' });
     const address = req.ip;
     const s = await auth.login(username, password, address);
+    if (s === 'throttled' || !s) d.audit?.record({ kind: 'login', user: username, address, outcome: 4 });
     if (s === 'throttled') {
       d.log.warn({ user: username, from: address }, 'login refused: too many failures');
       return reply.code(429).send({ error: 'too many failed logins; wait a few minutes' });
@@ -127,11 +131,13 @@ export function createWebServer(d: WebDeps): FastifyInstance {
       return reply.code(401).send({ error: 'wrong user name or password' });
     }
     d.log.info({ user: s.username, role: s.role, from: address }, 'login');
+    d.audit?.record({ kind: 'login', user: s.username, address, outcome: 0 });
     reply.header('set-cookie', `${SESSION_COOKIE}=${s.token}; ${cookieAttributes}; Max-Age=${Math.ceil(w.sessionMaxAgeMs / 1000)}`);
     return { username: s.username, role: s.role, csrf: s.csrf };
   });
-  app.post('/api/logout', api('any', async (req, reply) => {
+  app.post('/api/logout', api('any', async (req, reply, s) => {
     await auth.logout(cookie(req.headers.cookie, SESSION_COOKIE));
+    d.audit?.record({ kind: 'login', action: 'logout', user: s.username, address: req.ip, outcome: 0 });
     reply.header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes}; Max-Age=0`);
     return { ok: true };
   }));
@@ -191,6 +197,8 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     const alias = (req.params as { alias: string }).alias;
     try {
       const revealed = await d.crosswalk.reveal(alias, `${s.username} (web)`, typeof reason === 'string' ? reason : '');
+      // the ATNA record is spooled before the identity is shown (a spool that cannot be written refuses the reveal)
+      d.audit?.record({ kind: 'reveal', user: s.username, address: req.ip, aliasId: alias });
       d.log.warn({ user: s.username, alias }, 'identity revealed (audited)');
       return revealed;
     } catch (e) {
