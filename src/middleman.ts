@@ -174,7 +174,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     settings: p,
     log,
     health,
-    ...(leases && takeover ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)) } : {}),
+    ...(leases && takeover ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)), removed: (rawId, outcome) => cluster?.removed(rawId, outcome) } : {}),
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: me, adopt: p.reconcileAdopt, metrics });
   const cluster = leases
@@ -187,6 +187,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
         reconciler,
         log,
         takeOver: p.enabled,
+        retainRecordsDays: p.retainFinishedDays || 30,
         fence: (held) => {
           backpressure.setLeaseHeld(held);
           if (!p.enabled) return;

@@ -67,14 +67,17 @@ describe('node leases on a MongoDB-wire server', function () {
     expect(takerRenews, 'the taker let go').to.equal(false);
   });
 
-  it('a takeover record tells the owner who took its raw instance and how it ended', async () => {
+  it('a takeover record tells the owner who took in or removed its raw instance, and how it ended', async () => {
     const leases = leasesOf(1000);
     expect(await leases.takenOver('NODE1', 'k1')).to.equal(null);
-    await leases.recordTakeover('NODE1', 'k1', 'NODE2');
+    await leases.recordTakeover('k1', 'NODE2');
     expect(await leases.takenOver('NODE1', 'k1')).to.deep.equal({ by: 'NODE2' });
-    await leases.recordOutcome('NODE1', 'k1', 'QUARANTINED');
+    await leases.recordOutcomes([['k1', 'QUARANTINED'], ['k2', 'DONE']], 'NODE2');
+    await leases.recordOutcomes([['k3', 'DONE']], 'NODE1');
     expect(await leases.takenOver('NODE1', 'k1')).to.deep.equal({ by: 'NODE2', outcome: 'QUARANTINED' });
-    expect(await leases.takenOver('NODE3', 'k1'), "another owner's key").to.equal(null);
+    expect(await leases.takenOver('NODE1', 'k2')).to.deep.equal({ by: 'NODE2', outcome: 'DONE' });
+    expect(await leases.takenOver('NODE1', 'k3'), 'its own removal is no other node\'s record').to.equal(null);
+    expect(await leases.pruneRecords(1), 'records younger than a day stay').to.equal(0);
   });
 
   it('a node that cannot renew stops working within half the grace time, and works again once it holds its lease', async () => {
@@ -94,6 +97,7 @@ describe('node leases on a MongoDB-wire server', function () {
       reconciler: new Reconciler(journal, pacs, log, () => undefined, { callingAet: 'NODE1', adopt: 'own' }),
       log,
       takeOver: true,
+      retainRecordsDays: 30,
       fence: (held) => fences.push({ held, at: Date.now() }),
     });
     try {

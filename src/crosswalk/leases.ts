@@ -5,8 +5,10 @@
 // other node, which becomes the holder, adopts the dead node's raw instances and marks the lease settled once each
 // of them is finished; the owner, back, claims its lease again only once it has expired or is settled. Every change
 // is one conditional update on the document, so two nodes never hold one lease at once.
-// Takeover records say which of an owner's raw instances another node took in, by keyed hash of the Orthanc ID
-// (no identifier of the instance in the shared database), and how they ended there.
+// Takeover records say which raw instances a node took in or removed from the PACS, by keyed hash of the Orthanc
+// ID (no identifier of the instance in the shared database), and how they ended there: the owner, back, finds
+// there what became of its raw copies that are gone (adopted in a takeover, or a resend of the same instance that
+// another node de-identified).
 import type { Collection } from 'mongodb';
 import type { SharedDatabase } from './open.js';
 
@@ -30,9 +32,8 @@ export interface NodeLease {
 export type TakeoverOutcome = 'DONE' | 'QUARANTINED';
 
 interface TakeoverRecord {
-  /** `${owner}:${keyed hash of the raw instance's Orthanc ID}` */
+  /** The keyed hash of the raw instance's Orthanc ID. */
   _id: string;
-  owner: string;
   by: string;
   at: string;
   outcome?: TakeoverOutcome;
@@ -106,18 +107,27 @@ export class NodeLeases {
     return this.leases.find({}).sort({ _id: 1 }).toArray();
   }
 
-  /** Before adopting one of `owner`'s raw instances: the record its owner will find. */
-  async recordTakeover(owner: string, rawKey: string, by: string): Promise<void> {
-    await this.records.updateOne({ _id: `${owner}:${rawKey}` }, { $set: { owner, by, at: new Date().toISOString() } }, { upsert: true });
+  /** Before adopting another node's raw instance: the record its owner will find. */
+  async recordTakeover(rawKey: string, by: string): Promise<void> {
+    await this.records.updateOne({ _id: rawKey }, { $set: { by, at: new Date().toISOString() } }, { upsert: true });
   }
 
-  async recordOutcome(owner: string, rawKey: string, outcome: TakeoverOutcome): Promise<void> {
-    await this.records.updateOne({ _id: `${owner}:${rawKey}` }, { $set: { outcome } });
+  /** How raw instances `by` removed from the PACS ended (one write for many). */
+  async recordOutcomes(outcomes: [rawKey: string, outcome: TakeoverOutcome][], by: string): Promise<void> {
+    if (!outcomes.length) return;
+    const at = new Date().toISOString();
+    await this.records.bulkWrite(outcomes.map(([rawKey, outcome]) => ({ updateOne: { filter: { _id: rawKey }, update: { $set: { by, at, outcome } }, upsert: true } })), { ordered: false });
   }
 
-  /** Whether (and by whom, how) another node took in this raw instance of `owner`. */
+  /** Whether (and by whom, how) a node other than `owner` took in or removed this raw instance. */
   async takenOver(owner: string, rawKey: string): Promise<{ by: string; outcome?: TakeoverOutcome } | null> {
-    const r = await this.records.findOne({ _id: `${owner}:${rawKey}` });
-    return r ? { by: r.by, ...(r.outcome ? { outcome: r.outcome } : {}) } : null;
+    const r = await this.records.findOne({ _id: rawKey });
+    return r && r.by !== owner ? { by: r.by, ...(r.outcome ? { outcome: r.outcome } : {}) } : null;
+  }
+
+  /** Records older than `days` go: an owner back after that long finds its gone raw copies quarantined as absent. */
+  async pruneRecords(days: number): Promise<number> {
+    const r = await this.records.deleteMany({ at: { $lt: new Date(Date.now() - days * 86_400_000).toISOString() } });
+    return r.deletedCount;
   }
 }

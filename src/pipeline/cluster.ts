@@ -8,8 +8,9 @@
 //   other node may take over (a timer, not the heartbeat: the database may hold a heartbeat for seconds).
 //   Taking over node X: the change log from X's mark to its end, adopting X's raw instances (RemoteAET X) after a
 //   takeover record each; walked again at every heartbeat until nothing new appears and each adopted job is finished;
-//   then the outcomes go into the records and the lease is marked settled, for X to claim back. X, back, ends the
-//   jobs whose raw copy is gone by those records (src/pipeline/worker.ts rawAbsent).
+//   then the lease is marked settled, for X to claim back. Every raw copy a node removes from the PACS (de-identified
+//   or quarantined: its own, adopted, or a resend of another node's) goes into the records with its outcome, so X,
+//   back, ends each job whose raw copy is gone by them (src/pipeline/worker.ts rawAbsent).
 // The mark: a change-log Seq read before the oldest unfinished job of this node was received, so each of its raw
 // instances has its NewInstance entry after it (sampled at every heartbeat; a restart keeps the stored one until
 // the jobs of before it are finished).
@@ -33,6 +34,8 @@ export interface ClusterMemberDeps {
   fence(held: boolean): void;
   /** Whether it takes over nodes whose lease expired (false with the pipeline off: nothing would finish their jobs). */
   takeOver: boolean;
+  /** Days the takeover records are kept (pipeline.retainFinishedDays, at least one). */
+  retainRecordsDays: number;
 }
 
 interface Takeover {
@@ -43,8 +46,10 @@ interface Takeover {
   settled: boolean;
 }
 
-/** A finished job's outcome for the owner's record; REJECTED (a resend of the instance the PACS refused) has none. */
-const FINISHED: Record<string, TakeoverOutcome | null | undefined> = { DONE: 'DONE', QUARANTINED: 'QUARANTINED', PURGED: 'QUARANTINED', REJECTED: null };
+const FINISHED = new Set(['DONE', 'QUARANTINED', 'PURGED', 'REJECTED']);
+
+/** Outcomes waiting for the database, at most (about 100 bytes each). */
+const MAX_OUTCOMES = 200_000;
 
 /** How often a node without takeover writes its counts. */
 const REPORT_MS = 5000;
@@ -60,6 +65,9 @@ export class ClusterMember {
   private mark = 0;
   private samples: { at: number; seq: number }[] = [];
   private readonly taken = new Map<string, Takeover>();
+  /** Raw copies this node removed from the PACS, written to the takeover records at the next heartbeat. */
+  private outcomes: [rawKey: string, outcome: TakeoverOutcome][] = [];
+  private prunedAt = 0;
 
   constructor(private readonly d: ClusterMemberDeps) {}
 
@@ -80,6 +88,7 @@ export class ClusterMember {
     clearTimeout(this.fenceTimer);
     await this.ticking;
     await this.working;
+    await this.writeOutcomes().catch(() => undefined); // what is not written now the owner finds quarantined as absent
   }
 
   /** Whether this node holds its own lease now. */
@@ -114,6 +123,11 @@ export class ClusterMember {
       const lease = await leases.claimOwn(me, counts, now);
       if (lease) this.gain(lease, now);
       else this.d.log.warn({ node: me }, 'node lease held by another node (a takeover of this node): waiting until it is settled');
+    }
+    await this.writeOutcomes();
+    if (now - this.prunedAt > 3_600_000) {
+      this.prunedAt = now;
+      await leases.pruneRecords(Math.max(1, this.d.retainRecordsDays));
     }
     for (const [owner, t] of this.taken) {
       if (await leases.renew(owner, me, {})) continue;
@@ -163,24 +177,38 @@ export class ClusterMember {
   /** Walks the owner's new raw instances (the heartbeat renews its lease meanwhile), and settles once nothing is left. */
   private async advance(owner: string, t: Takeover): Promise<void> {
     const { leases, me, journal, reconciler } = this.d;
-    const walk = await reconciler.takeOver(owner, t.position, (rawId) => leases.recordTakeover(owner, journal.rawKey(rawId), me));
+    const walk = await reconciler.takeOver(owner, t.position, (rawId) => leases.recordTakeover(journal.rawKey(rawId), me));
     const fresh = walk.jobs.filter((j) => !t.jobs.has(j.id));
     for (const j of walk.jobs) t.jobs.set(j.id, journal.rawKey(j.rawId));
     t.position = walk.position;
     if (!(await leases.renew(owner, me, { mark: t.position }))) return; // lost meanwhile: the heartbeat drops it
     if (fresh.length) return this.d.log.warn({ node: owner, adopted: fresh.length, total: t.jobs.size }, 'raw instances of a taken-over node taken in');
-    const outcomes: [string, TakeoverOutcome][] = [];
-    for (const [id, rawKey] of t.jobs) {
+    for (const id of t.jobs.keys()) {
       const job = journal.get(id);
-      // a job pruned from the journal was finished (retention keeps QUARANTINED ones): no outcome to record
-      const outcome = job ? FINISHED[job.state] : null;
-      if (outcome === undefined) return; // unfinished yet: asked again at the next heartbeat
-      if (outcome) outcomes.push([rawKey, outcome]);
+      // unfinished yet: asked again at the next heartbeat (a job pruned from the journal was finished)
+      if (job && !FINISHED.has(job.state)) return;
     }
-    for (const [rawKey, outcome] of outcomes) await leases.recordOutcome(owner, rawKey, outcome);
+    // their outcomes in the records before the owner may come back to read them
+    await this.writeOutcomes();
     if (!(await leases.renew(owner, me, { settled: true }))) return;
     t.settled = true;
     this.d.log.warn({ node: owner, instances: t.jobs.size }, 'takeover settled: every raw instance of the node is finished; it may claim its lease back');
+  }
+
+  /** This node removed a raw copy from the PACS (src/pipeline/worker.ts): its owner may be another node. */
+  removed(rawId: string, outcome: TakeoverOutcome): void {
+    if (!this.d.graceMs) return;
+    // bounded while the database is down: the oldest go, and their owners find those quarantined as absent
+    if (this.outcomes.length >= MAX_OUTCOMES) this.outcomes.shift();
+    this.outcomes.push([this.d.journal.rawKey(rawId), outcome]);
+  }
+
+  private async writeOutcomes(): Promise<void> {
+    while (this.outcomes.length) {
+      const batch = this.outcomes.slice(0, 1000);
+      await this.d.leases.recordOutcomes(batch, this.d.me);
+      this.outcomes = this.outcomes.slice(batch.length);
+    }
   }
 
   /** `at`: a time after the Seq was read: a job received after it has its instance's entry after the Seq. */

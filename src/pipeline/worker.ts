@@ -153,6 +153,8 @@ export interface WorkerDeps {
    * node's lease, and how it ended there.
    */
   takenOver?: (job: Job) => Promise<{ by: string; outcome?: 'DONE' | 'QUARANTINED' } | null>;
+  /** Under node leases: this worker removed a raw copy from the PACS, de-identified or quarantined (the record its owner may look for). */
+  removed?: (rawId: string, outcome: 'DONE' | 'QUARANTINED') => void;
 }
 
 /** Waiting jobs per instance de-identified at once (DeidentificationWorker.pace). */
@@ -357,7 +359,10 @@ export class DeidentificationWorker {
             toDeidentified();
             toDone();
           });
-        else await this.metrics.time('delete', () => this.rawDeletions.delete(job.rawId!, toDeidentified, toDone));
+        else {
+          await this.metrics.time('delete', () => this.rawDeletions.delete(job.rawId!, toDeidentified, toDone));
+          this.d.removed?.(job.rawId, 'DONE');
+        }
         this.metrics.inc('dphiant_instances_deidentified_total');
         this.d.log.info({ job: job.id, alias: upload?.aliasId ?? job.aliasId }, 'de-identified in the PACS');
         this.settled(job.id);
@@ -614,6 +619,7 @@ export class DeidentificationWorker {
     if (uploadedId) await this.pacsCall(() => this.d.pacs.deleteInstance(uploadedId));
     await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
     this.quarantined(job, why, 'quarantined');
+    this.d.removed?.(job.rawId, 'QUARANTINED');
   }
 
   private backoff(attempt: number): number {
