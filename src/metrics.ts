@@ -33,6 +33,7 @@ export class Metrics {
     this.define('dphiant_failures_total', 'counter', 'failed pipeline steps, by kind (transient: retried; permanent: quarantined) and reason code');
     this.define('dphiant_stage_seconds', 'histogram', 'time spent in each pipeline stage');
     this.define('dphiant_scp_connections_dropped_total', 'counter', 'DICOM connections closed before or instead of associating, by reason (pending-limit, protocol, association-timeout)');
+    this.define('dphiant_tls_refused_total', 'counter', 'DICOM TLS callers refused, by reason (protocol-version, no-certificate, untrusted-certificate, subject-mismatch, handshake)');
     this.define('dphiant_reconciler_considered_total', 'counter', 'new instances of the PACS change log the reconciler looked at');
     this.define('dphiant_reconciler_adopted_total', 'counter', 'raw instances no job covered, taken into the pipeline by the reconciler');
     this.define('dphiant_reconciler_foreign_total', 'counter', 'raw instances another system stored in the PACS, reported and left alone');

@@ -31,7 +31,7 @@ import { auditSource } from './audit/messages.js';
 import { AuditTrail } from './audit/trail.js';
 import { MongoSessionStore } from './web/sessions.js';
 import { DataDirBusyError, ServeLock } from './serve-lock.js';
-import type { PacsTarget } from './scu/store.js';
+import { pacsTls, type PacsTarget } from './scu/store.js';
 import { AssociationPool } from './scu/pool.js';
 
 export interface Middleman {
@@ -44,6 +44,8 @@ export interface Middleman {
   backpressure: Backpressure;
   pacsRest: OrthancClient;
   dicom: AddressInfo;
+  /** The DICOM TLS listener's address (scp.tls.port), when there is one. */
+  dicomTls?: AddressInfo;
   /** On a shared crosswalk: this node's record there (and its lease, under pipeline.takeoverAfterMs > 0). */
   cluster?: ClusterMember;
   close(): Promise<void>;
@@ -51,7 +53,8 @@ export interface Middleman {
 
 export function pacsTarget(config: Config): PacsTarget {
   const { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs } = config.pacs;
-  return { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs };
+  const tls = pacsTls(config.pacs.tls);
+  return { host, port, aet, callingAet, connectTimeoutMs, noProgressTimeoutMs, storeTimeoutMs, ...(tls ? { tls } : {}) };
 }
 
 export function pacsRestClient(config: Config): OrthancClient {
@@ -257,7 +260,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     worker.start(); // jobs a previous run left unfinished resume here
     if (!takeover) void reconciler.start(p.reconcileIntervalMs);
   } else log.warn('pipeline disabled: instances are forwarded and left raw in the PACS');
-  log.info({ host: dicom.address, port: dicom.port, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}`, crosswalk: crosswalk.backend }, 'DICOM server listening');
+  log.info({ host: dicom.address, port: dicom.port, ...(server.tlsAddress ? { tlsPort: server.tlsAddress.port } : {}), plain: config.scp.tls.plain, pacsTls: config.pacs.tls.enabled, aet: config.scp.aet, pacs: `${config.pacs.aet}@${config.pacs.host}:${config.pacs.port}`, crosswalk: crosswalk.backend }, 'DICOM server listening');
   return {
     journal,
     metrics,
@@ -267,6 +270,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     backpressure,
     pacsRest,
     dicom,
+    ...(server.tlsAddress ? { dicomTls: server.tlsAddress } : {}),
     ...(cluster ? { cluster } : {}),
     async close() {
       clearInterval(retention);

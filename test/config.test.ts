@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, DEFAULT_CONFIG, envName, loadConfig } from '../src/config/index.js';
 import { crosswalkSettings, loadKeys } from '../src/crosswalk/open.js';
+import { devCertificates } from '../tools/devstack/tls.js';
 import { DEV_STACK_ENV } from './support/cli.js';
 import { run } from './support/dcmtk.js';
 
@@ -177,6 +178,62 @@ describe('configuration', () => {
     const file = path.join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ scp: { prot: 1 } }));
     expect(() => loadConfig({ file, env: dev() })).to.throw(ConfigError, 'scp.prot: unknown setting');
+  });
+
+  it('DICOM TLS (scp.tls, pacs.tls, callers bound to a subject): off by default, TLS 1.2 at least, each file checked at load', async () => {
+    const certs = await devCertificates(path.join(mkdtempSync(path.join(tmpdir(), 'dphiant-cfg-tls-')), 'certs'));
+    const c = loadConfig({ env: dev() });
+    expect(c.scp.tls).to.deep.equal({ port: 0, cert: '', key: '', ca: '', requireClientCert: true, minVersion: 'TLSv1.2', plain: true });
+    expect(c.pacs.tls).to.deep.equal({ enabled: false, ca: '', cert: '', key: '', minVersion: 'TLSv1.2', servername: '' });
+    const listener = { DPHIANT_SCP_TLS_PORT: '11113', DPHIANT_SCP_TLS_CERT: certs.middleman.cert, DPHIANT_SCP_TLS_KEY: certs.middleman.key, DPHIANT_SCP_TLS_CA: certs.ca.cert };
+    const callers = loadConfig({ env: dev({ ...listener, DPHIANT_SCP_CALLERS: 'CT1@10.1.2.3#O=Hospital/CN=ct1,MR,US@10.1.2.4#/CN=us 1' }) }).scp.callers;
+    expect(callers).to.deep.equal([
+      { aet: 'CT1', host: '10.1.2.3', subject: 'O=Hospital/CN=ct1' },
+      { aet: 'MR', host: '*' },
+      { aet: 'US', host: '10.1.2.4', subject: '/CN=us 1' },
+    ]);
+    const pacs = { DPHIANT_PACS_TLS_ENABLED: 'true', DPHIANT_PACS_TLS_CA: certs.ca.cert, DPHIANT_PACS_TLS_CERT: certs.middleman.cert, DPHIANT_PACS_TLS_KEY: certs.middleman.key };
+    expect(loadConfig({ env: dev({ ...listener, ...pacs, DPHIANT_SCP_TLS_MIN_VERSION: 'TLSv1.3', DPHIANT_SCP_TLS_PLAIN: 'false' }) }).scp.tls).to.include({ port: 11113, minVersion: 'TLSv1.3', plain: false });
+    const refusal = (env: Record<string, string>) => {
+      try {
+        loadConfig({ env: dev(env) });
+      } catch (e) {
+        expect(e).to.be.instanceOf(ConfigError);
+        return `${(e as ConfigError).key}: ${(e as ConfigError).reason}`;
+      }
+      return 'accepted';
+    };
+    const refusals = {
+      'TLS 1.1': refusal({ ...listener, DPHIANT_SCP_TLS_MIN_VERSION: 'TLSv1.1' }),
+      'TLS 1.0 to the PACS': refusal({ ...pacs, DPHIANT_PACS_TLS_MIN_VERSION: 'TLSv1' }),
+      'no certificate': refusal({ ...listener, DPHIANT_SCP_TLS_CERT: '' }),
+      'no CA': refusal({ ...listener, DPHIANT_SCP_TLS_CA: '' }),
+      'a CA file that is a key': refusal({ ...listener, DPHIANT_SCP_TLS_CA: certs.ca.key }),
+      "another certificate's key": refusal({ ...listener, DPHIANT_SCP_TLS_KEY: certs.pacs.key }),
+      'a missing file': refusal({ ...listener, DPHIANT_SCP_TLS_CERT: '/nonexistent.crt' }),
+      'the plain port': refusal({ ...listener, DPHIANT_SCP_TLS_PORT: '11112' }),
+      'no listener at all': refusal({ DPHIANT_SCP_TLS_PLAIN: 'false' }),
+      'a binding without TLS': refusal({ DPHIANT_SCP_CALLERS: 'CT1@10.1.2.3#CN=ct1' }),
+      'a binding that is not attribute=value': refusal({ ...listener, DPHIANT_SCP_CALLERS: 'CT1@10.1.2.3#ct1' }),
+      'TLS to the PACS without a CA': refusal({ ...pacs, DPHIANT_PACS_TLS_CA: '' }),
+      'a client certificate without its key': refusal({ ...pacs, DPHIANT_PACS_TLS_KEY: '' }),
+    };
+    console.log(Object.entries(refusals).map(([what, why]) => `      ${what} → ${why}`).join('\n'));
+    expect(Object.fromEntries(Object.entries(refusals).map(([what, why]) => [what, why.split(':')[0]]))).to.deep.equal({
+      'TLS 1.1': 'scp.tls.minVersion',
+      'TLS 1.0 to the PACS': 'pacs.tls.minVersion',
+      'no certificate': 'scp.tls.cert',
+      'no CA': 'scp.tls.ca',
+      'a CA file that is a key': 'scp.tls.ca',
+      "another certificate's key": 'scp.tls.key',
+      'a missing file': 'scp.tls.cert',
+      'the plain port': 'scp.tls.port',
+      'no listener at all': 'scp.tls.plain',
+      'a binding without TLS': 'scp.callers[0].subject',
+      'a binding that is not attribute=value': 'scp.callers[0].subject',
+      'TLS to the PACS without a CA': 'pacs.tls.ca',
+      'a client certificate without its key': 'pacs.tls.key',
+    });
   });
 
   it('`dphiant config show` prints every setting with its variable and masks the password', async () => {

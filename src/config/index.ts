@@ -26,7 +26,17 @@ export interface Caller {
   aet: string;
   /** IP address the association must come from; '*' accepts any host. */
   host: string;
+  /**
+   * Binds the AE to a certificate: attribute=value pairs separated by '/' (`CN=ct1` or `O=Hospital/CN=ct1`), each of
+   * which the subject of the caller's certificate must have. Such an AE is accepted over TLS only; unset: any
+   * trusted certificate, or none on the plain listener. Written `AET@host#O=Hospital/CN=ct1` in DPHIANT_SCP_CALLERS.
+   */
+  subject?: string;
 }
+
+/** The TLS versions DICOM TLS may be set to start at: BCP 195 (RFC 8996) forbids TLS 1.0 and 1.1. */
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
 
 export interface WebUser {
   username: string;
@@ -89,6 +99,23 @@ export interface Config {
      * (longestStoreAnswerMs: pacs.storeTimeoutMs + the REST identify bound + a margin); checked at start-up.
      */
     pduTimeoutMs: number;
+    /** DICOM TLS (README, DICOM TLS): a second listener beside the plain one, on scp.host. */
+    tls: {
+      /** Port of the TLS listener; 0 = none. */
+      port: number;
+      /** PEM file of its certificate (chain). */
+      cert: string;
+      /** PEM file of its private key (without a passphrase). */
+      key: string;
+      /** PEM file of the CA certificates (or the callers' own certificates) a caller's certificate must chain to. */
+      ca: string;
+      /** A caller without a certificate is refused at the handshake; false: let it associate, unless its AE is bound to a subject. */
+      requireClientCert: boolean;
+      /** The lowest TLS version accepted: TLSv1.2 or TLSv1.3 (BCP 195: never lower). */
+      minVersion: TlsVersion;
+      /** The plain listener (scp.port) stays on beside the TLS one; false: TLS only. */
+      plain: boolean;
+    };
   };
   pacs: {
     /** The PACS's AE title: where raw instances are forwarded over C-STORE. */
@@ -131,6 +158,21 @@ export interface Config {
     username: string;
     /** Its password; the dev stack's demo password is refused outside the dev stack. */
     password: string;
+    /** DICOM TLS to the PACS (README, DICOM TLS): every association to it, forwards and C-ECHO alike. */
+    tls: {
+      /** Associate with the PACS over TLS (its DICOM port must speak TLS: Orthanc's DicomTlsEnabled). */
+      enabled: boolean;
+      /** PEM file of the CA certificates (or the PACS's own certificate) the PACS's certificate must chain to. */
+      ca: string;
+      /** PEM file of our client certificate (chain), when the PACS asks for one (Orthanc: DicomTlsRemoteCertificateRequired). */
+      cert: string;
+      /** PEM file of its private key (without a passphrase). */
+      key: string;
+      /** The lowest TLS version accepted: TLSv1.2 or TLSv1.3. */
+      minVersion: TlsVersion;
+      /** The name the PACS's certificate must carry (subjectAltName), also sent as SNI; '' = pacs.host. */
+      servername: string;
+    };
   };
   web: {
     /** Address of the web UI, its REST API, /metrics, /healthz and /readyz. */
@@ -287,6 +329,7 @@ export const DEFAULT_CONFIG: Config = {
     spoolMinFreeBytes: 1024 ** 3,
     spoolMemoryMaxBytes: 256 * 1024 ** 2,
     pduTimeoutMs: 150_000,
+    tls: { port: 0, cert: '', key: '', ca: '', requireClientCert: true, minVersion: 'TLSv1.2', plain: true },
   },
   pacs: {
     aet: 'PACS',
@@ -302,6 +345,7 @@ export const DEFAULT_CONFIG: Config = {
     url: 'http://127.0.0.1:8042',
     username: 'demo',
     password: 'demo',
+    tls: { enabled: false, ca: '', cert: '', key: '', minVersion: 'TLSv1.2', servername: '' },
   },
   web: { host: '127.0.0.1', port: 8043, users: DEV_USERS, sessionIdleMs: 30 * 60_000, sessionMaxAgeMs: 8 * 3_600_000, trustProxy: false, tls: { cert: '', key: '' }, modalityExplorerUrl: 'http://127.0.0.1:8044/app/explorer.html' },
   audit: { repository: '', ca: '', cert: '', key: '', sourceId: '' },
@@ -373,8 +417,26 @@ const isCallers: Check = (v, k) => {
     if (typeof c !== 'object' || c === null) throw new ConfigError(`${k}[${i}]`, 'must be an object {aet, host}');
     isAet((c as Caller).aet, `${k}[${i}].aet`);
     if ((c as Caller).host !== '*') isHost((c as Caller).host, `${k}[${i}].host`);
+    const subject = (c as Caller).subject;
+    if (subject !== undefined && (typeof subject !== 'string' || subjectAttributes(subject) === undefined))
+      throw new ConfigError(`${k}[${i}].subject`, 'must be attribute=value pairs separated by / (CN=modality or O=Hospital/CN=ct1)');
   });
 };
+
+/**
+ * A caller's subject binding as [attribute, value] pairs, attribute names upper-cased (CN, O, OU, C…); undefined when
+ * it is not attribute=value pairs separated by '/' (a leading '/', as openssl's -subj writes it, is allowed).
+ */
+export function subjectAttributes(subject: string): [string, string][] | undefined {
+  const parts = subject.replace(/^\//, '').split('/');
+  const pairs: [string, string][] = [];
+  for (const part of parts) {
+    const m = /^\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*(\S(?:.*\S)?)\s*$/.exec(part);
+    if (!m) return undefined;
+    pairs.push([m[1]!.toUpperCase(), m[2]!]);
+  }
+  return pairs;
+}
 
 /** An entry of web.trustProxy as fastify (proxy-addr) reads it: an address, address/prefix, or a named range. */
 function isProxyAddress(a: unknown): boolean {
@@ -404,6 +466,13 @@ const SCHEMA: Record<string, Check> = {
   'scp.spoolMinFreeBytes': intIn(0, 1024 ** 5),
   'scp.spoolMemoryMaxBytes': intIn(0, Number.MAX_SAFE_INTEGER),
   'scp.pduTimeoutMs': intIn(100, 3_600_000),
+  'scp.tls.port': intIn(0, 65535),
+  'scp.tls.cert': isOptionalString,
+  'scp.tls.key': isOptionalString,
+  'scp.tls.ca': isOptionalString,
+  'scp.tls.requireClientCert': isBoolean,
+  'scp.tls.minVersion': oneOf([...TLS_VERSIONS]),
+  'scp.tls.plain': isBoolean,
   'pacs.aet': isAet,
   'pacs.host': isHost,
   'pacs.port': isPort,
@@ -417,6 +486,15 @@ const SCHEMA: Record<string, Check> = {
   'pacs.url': isUrl,
   'pacs.username': isString,
   'pacs.password': isString,
+  'pacs.tls.enabled': isBoolean,
+  'pacs.tls.ca': isOptionalString,
+  'pacs.tls.cert': isOptionalString,
+  'pacs.tls.key': isOptionalString,
+  'pacs.tls.minVersion': oneOf([...TLS_VERSIONS]),
+  'pacs.tls.servername': (v, k) => {
+    isOptionalString(v, k);
+    if (v) isHost(v, k);
+  },
   'web.host': isHost,
   'web.port': isPort,
   'web.users': (v, k) => {
@@ -540,13 +618,14 @@ function parseEnv(key: string, raw: string): unknown {
       });
   }
   if (key === 'scp.callers') {
-    // "MODALITY@127.0.0.1,CT1@10.1.2.3"
+    // "MODALITY@127.0.0.1,CT1@10.1.2.3#O=Hospital/CN=ct1"
     return raw
       .split(',')
       .filter((s) => s.trim())
       .map((s) => {
-        const [aet, host] = s.trim().split('@');
-        return { aet, host: host ?? '*' };
+        const [caller = '', subject] = s.trim().split(/#(.*)/s);
+        const [aet, host] = caller.split('@');
+        return { aet, host: host ?? '*', ...(subject !== undefined ? { subject } : {}) };
       });
   }
   return raw;
@@ -631,7 +710,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (config.pipeline.takeoverAfterMs > 0 && !config.crosswalk.url)
     throw new ConfigError('pipeline.takeoverAfterMs', 'needs a crosswalk shared by the nodes (crosswalk.url): the leases live there');
   checkTimeouts(config);
-  checkTls(config.web.tls);
+  checkKeyPair('web.tls', config.web.tls);
+  checkDicomTls(config);
   if (config.anonymize.retainLongFullDates && config.anonymize.retainLongModifiedDates)
     throw new ConfigError('anonymize.retainLongModifiedDates', 'cannot be on together with anonymize.retainLongFullDates (PS3.15 E.3.6)');
   return config;
@@ -667,36 +747,77 @@ function checkTimeouts(config: Config): void {
     );
 }
 
+/** A setting's file, read; a ConfigError naming the setting when it cannot be. */
+function readSettingFile(key: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(key, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
 /**
- * Both web.tls files or neither; each readable and PEM of its kind, and the key the certificate's. Read here so a
- * wrong path stops the start with the setting's name, not later as a web server error.
+ * `<prefix>.cert` and `<prefix>.key` both or neither; each readable and PEM of its kind, and the key the certificate's.
+ * Read here so a wrong path stops the start with the setting's name, not later as a server or connection error.
  */
-function checkTls(tls: Config['web']['tls']): void {
-  if (!tls.cert && !tls.key) return;
-  if (!tls.cert) throw new ConfigError('web.tls.cert', 'must be set together with web.tls.key');
-  if (!tls.key) throw new ConfigError('web.tls.key', 'must be set together with web.tls.cert');
-  const read = (key: string, file: string) => {
-    try {
-      return readFileSync(file);
-    } catch (e) {
-      throw new ConfigError(key, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  };
+function checkKeyPair(prefix: string, pair: { cert: string; key: string }): void {
+  if (!pair.cert && !pair.key) return;
+  if (!pair.cert) throw new ConfigError(`${prefix}.cert`, `must be set together with ${prefix}.key`);
+  if (!pair.key) throw new ConfigError(`${prefix}.key`, `must be set together with ${prefix}.cert`);
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(read('web.tls.cert', tls.cert));
+    cert = new X509Certificate(readSettingFile(`${prefix}.cert`, pair.cert));
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError('web.tls.cert', `${tls.cert} is not a PEM certificate`);
+    throw new ConfigError(`${prefix}.cert`, `${pair.cert} is not a PEM certificate`);
   }
   let key;
   try {
-    key = createPrivateKey(read('web.tls.key', tls.key));
+    key = createPrivateKey(readSettingFile(`${prefix}.key`, pair.key));
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError('web.tls.key', `${tls.key} is not a PEM private key (without a passphrase)`);
+    throw new ConfigError(`${prefix}.key`, `${pair.key} is not a PEM private key (without a passphrase)`);
   }
-  if (!cert.checkPrivateKey(key)) throw new ConfigError('web.tls.key', `${tls.key} is not the private key of ${tls.cert}`);
+  if (!cert.checkPrivateKey(key)) throw new ConfigError(`${prefix}.key`, `${pair.key} is not the private key of ${pair.cert}`);
+}
+
+/** The file of `key` holds PEM certificates (one at least), each of which parses: a CA bundle or peers' certificates. */
+function checkCaFile(key: string, file: string): void {
+  const pem = readSettingFile(key, file).toString('latin1');
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new ConfigError(key, `${file} holds no PEM certificate`);
+  blocks.forEach((block, i) => {
+    try {
+      new X509Certificate(block);
+    } catch {
+      throw new ConfigError(key, `certificate ${i + 1} of ${file} does not parse`);
+    }
+  });
+}
+
+/**
+ * DICOM TLS: a listener somewhere, the TLS one with its certificate, key and CA (without a CA of its own, Node would
+ * trust every certificate a public CA issued), AEs bound to a subject only with it; TLS to the PACS with its CA.
+ */
+function checkDicomTls(config: Config): void {
+  const { scp, pacs } = config;
+  const t = scp.tls;
+  if (t.port === 0) {
+    if (!t.plain) throw new ConfigError('scp.tls.plain', 'cannot be false without a TLS listener (scp.tls.port): the SCP would listen nowhere');
+    const bound = scp.callers.findIndex((c) => c.subject !== undefined);
+    if (bound >= 0) throw new ConfigError(`scp.callers[${bound}].subject`, 'binds the AE to a certificate, which needs the TLS listener (scp.tls.port)');
+  } else {
+    if (t.plain && t.port === scp.port) throw new ConfigError('scp.tls.port', 'must differ from scp.port while the plain listener is on (scp.tls.plain)');
+    if (!t.cert || !t.key) throw new ConfigError(t.cert ? 'scp.tls.key' : 'scp.tls.cert', 'the TLS listener (scp.tls.port) needs its certificate and private key');
+    checkKeyPair('scp.tls', t);
+    if (!t.ca) throw new ConfigError('scp.tls.ca', "the TLS listener needs the CA (or the peers' certificates) a caller's certificate must chain to");
+    checkCaFile('scp.tls.ca', t.ca);
+  }
+  if (pacs.tls.enabled) {
+    if (!pacs.tls.ca) throw new ConfigError('pacs.tls.ca', "TLS to the PACS needs the CA (or the PACS's certificate) its certificate must chain to");
+    checkCaFile('pacs.tls.ca', pacs.tls.ca);
+    checkKeyPair('pacs.tls', pacs.tls);
+  }
 }
 
 /** The effective configuration with secrets masked, for `dphiant config show`. */

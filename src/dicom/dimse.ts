@@ -18,8 +18,10 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import { open } from 'node:fs/promises';
 import net, { type Socket } from 'node:net';
+import tls, { type SecureVersion } from 'node:tls';
 import type { Writable } from 'node:stream';
 import type { ReceivedInstance } from './c-store.js';
+import { BCP195_CIPHERS } from './tls.js';
 
 dimse.log.setLevel('silent');
 
@@ -51,7 +53,7 @@ function assertDimseVersion(): void {
 }
 
 const { Scp, Dataset } = dimse;
-const { CStoreRequest } = dimse.requests;
+const { CStoreRequest, CEchoRequest } = dimse.requests;
 const { Association } = dimse.association;
 const { TransferSyntax, PresentationContextResult, AbortSource, AbortReason } = dimse.constants;
 
@@ -66,7 +68,7 @@ type NetworkOptions = NonNullable<ConstructorParameters<typeof Scp>[1]>;
 /** Network as 0.3.3 has it: its public methods (in the .d.ts, not exported) and the internals used here. */
 interface NetworkInstance extends EventEmitterLike {
   sendAssociationRequest(association: AssociationT): void;
-  sendRequests(requests: InstanceType<typeof CStoreRequest>[]): void;
+  sendRequests(requests: (InstanceType<typeof CStoreRequest> | InstanceType<typeof CEchoRequest>)[]): void;
   sendAssociationReleaseRequest(): void;
   sendAbort(source?: number, reason?: number): void;
   sendAssociationReleaseResponse(): void;
@@ -322,7 +324,44 @@ export interface StoreAssociationOptions {
   connectTimeout: number;
   associationTimeout: number;
   pduTimeout: number;
+  /** Associate over TLS: the certificate of the SCP is verified against `ca` (and its name against `servername`, else `host`). */
+  tls?: ClientTls;
 }
+
+/** TLS towards an SCP: whom to trust, our client certificate, the lowest version, the name its certificate must carry. */
+export interface ClientTls {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  minVersion: SecureVersion;
+  /** The name checked in the SCP's certificate and sent as SNI; unset: the host (an IP address is not sent as SNI). */
+  servername?: string;
+}
+
+/**
+ * The one place a connection to an SCP is opened (the store pool, cut-through and C-ECHO all come here): TCP, or TLS
+ * as `o.tls` says (BCP 195 cipher suites, the certificate verified). TCP_NODELAY either way: else each small PDU
+ * waits for the peer's delayed ACK (about 40 ms per round trip on Linux).
+ */
+function connectToScp(o: Pick<StoreAssociationOptions, 'host' | 'port' | 'tls'>): Socket {
+  const socket = o.tls
+    ? tls.connect({
+        host: o.host,
+        port: o.port,
+        ca: o.tls.ca,
+        ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : {}),
+        minVersion: o.tls.minVersion,
+        ciphers: BCP195_CIPHERS,
+        ...(o.tls.servername ? { servername: o.tls.servername } : {}),
+        rejectUnauthorized: true,
+      })
+    : net.connect({ host: o.host, port: o.port });
+  socket.setNoDelay(true);
+  return socket;
+}
+
+/** The Verification SOP class with implicit VR LE: the context of an association opened for C-ECHO. */
+export const VERIFICATION_CONTEXT: StorageContext = { sopClassUid: '1.2.840.10008.1.1', transferSyntaxUid: TransferSyntax.ImplicitVRLittleEndian };
 
 /** What the PACS said to one C-STORE: its status and ErrorComment (0000,0902), or that no accepted context fits. */
 export type StoreAnswer = { status: number; comment?: string } | 'not-accepted';
@@ -387,9 +426,12 @@ export class StoreAssociation extends EventEmitter<StoreAssociationEvents> {
     association.addTransferSyntaxToPresentationContext(exact, first.transferSyntaxUid);
     this.soleProposals.set(exact, contextKey(first));
 
-    const socket = net.connect({ host: o.host, port: o.port });
-    socket.setNoDelay(true); // else each small PDU waits for the peer's delayed ACK (about 40 ms per round trip on Linux)
+    const socket = connectToScp(o);
     socket.on('data', () => this.emit('progress'));
+    // the library reports a socket error as a sentence that drops its code (ECONNREFUSED, a TLS verification code):
+    // kept here, it is what the association fails with
+    let socketError: Error | undefined;
+    socket.once('error', (e) => (socketError = e));
     this.socket = socket;
     const network = new StreamingNetwork(socket, { connectTimeout: o.connectTimeout, associationTimeout: o.associationTimeout, pduTimeout: o.pduTimeout }, () =>
       this.emit('progress'),
@@ -430,7 +472,7 @@ export class StoreAssociation extends EventEmitter<StoreAssociationEvents> {
       end(new AssociationClosedError(), 'end');
     });
     network.on('abort', () => end(new AssociationClosedError(), 'destroy'));
-    network.on('networkError', (e: Error) => end(e, 'destroy'));
+    network.on('networkError', (e: Error) => end(socketError ?? e, 'destroy'));
     network.on('close', () => {
       end(new AssociationClosedError(), 'destroy');
       this.state = 'closed';
@@ -491,14 +533,26 @@ export class StoreAssociation extends EventEmitter<StoreAssociationEvents> {
     return this.request(new SpooledDataset(ctx, data));
   }
 
+  /**
+   * C-ECHO on an association opened for VERIFICATION_CONTEXT: resolves with the SCP's status, or 'not-accepted' when
+   * it refused the Verification context. Only while idle.
+   */
+  echo(): Promise<StoreAnswer> {
+    return this.exchange(new CEchoRequest(), VERIFICATION_CONTEXT);
+  }
+
   private request(dataset: SpooledDataset): Promise<StoreAnswer> {
-    if (!this.idle) return Promise.reject(new Error(this.state === 'open' ? 'a C-STORE is under way on this association' : 'association not open'));
+    return this.exchange(new CStoreRequest(dataset), dataset.context);
+  }
+
+  /** Sends one request in an accepted context of exactly `ctx` and resolves with its answer. */
+  private exchange(request: CStoreRequestT | InstanceType<typeof CEchoRequest>, ctx: StorageContext): Promise<StoreAnswer> {
+    if (!this.idle) return Promise.reject(new Error(this.state === 'open' ? 'a request is under way on this association' : 'association not open'));
     // the library would pick another context of the SOP class and transcode into it: refused here, never sent
-    if (this.acceptedContextFor(dataset.context) === undefined) return Promise.resolve('not-accepted');
-    const request = new CStoreRequest(dataset);
+    if (this.acceptedContextFor(ctx) === undefined) return Promise.resolve('not-accepted');
     return new Promise<StoreAnswer>((resolve, reject) => {
       this.current = { resolve, reject };
-      request.on('response', (rsp: CStoreResponseT) => {
+      request.on('response', (rsp: Pick<CStoreResponseT, 'getStatus' | 'getErrorComment'>) => {
         // the library keeps every request it sent in `pending` (it matches answers by message ID, which wraps)
         const pending = this.network.pending;
         const at = pending.indexOf(request);

@@ -1,11 +1,12 @@
 // Association negotiation: who may call, and which presentation contexts are accepted.
 import { ACCEPTED_TRANSFER_SYNTAXES } from '../dicom/transfer-syntax.js';
-import type { Caller } from '../config/index.js';
+import { subjectAttributes, type Caller } from '../config/index.js';
+import type { Subject } from '../dicom/tls.js';
 import { isStorageSopClass } from './storage-sop-classes.js';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
 
-export type CallerCheck = { ok: true } | { ok: false; why: 'calling-aet' | 'called-aet' | 'host' };
+export type CallerCheck = { ok: true } | { ok: false; why: 'calling-aet' | 'called-aet' | 'host' | 'subject' };
 
 /** Normalises '::ffff:127.0.0.1' to '127.0.0.1'. */
 export function plainAddress(address: string | undefined): string {
@@ -13,13 +14,27 @@ export function plainAddress(address: string | undefined): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
-export function checkCaller(callers: Caller[], ourAet: string, callingAet: string, calledAet: string, remoteAddress: string): CallerCheck {
+/**
+ * Whether the caller may associate: our AE called, its calling AE listed with its host, and, for an entry bound to a
+ * certificate subject, a certificate with that subject (`peer`: the subject of the verified certificate the caller
+ * presented over TLS; undefined on the plain listener or without a certificate).
+ */
+export function checkCaller(callers: Caller[], ourAet: string, callingAet: string, calledAet: string, remoteAddress: string, peer?: Subject): CallerCheck {
   if (calledAet.trim() !== ourAet) return { ok: false, why: 'called-aet' };
   const byAet = callers.filter((c) => c.aet === callingAet.trim());
   if (byAet.length === 0) return { ok: false, why: 'calling-aet' };
   const from = plainAddress(remoteAddress);
-  if (!byAet.some((c) => c.host === '*' || c.host === from)) return { ok: false, why: 'host' };
+  const byHost = byAet.filter((c) => c.host === '*' || c.host === from);
+  if (byHost.length === 0) return { ok: false, why: 'host' };
+  if (!byHost.some((c) => c.subject === undefined || subjectMatches(c.subject, peer))) return { ok: false, why: 'subject' };
   return { ok: true };
+}
+
+/** Every attribute=value of the binding is among the subject's values (attributes the binding does not name are free). */
+export function subjectMatches(binding: string, subject: Subject | undefined): boolean {
+  const wanted = subjectAttributes(binding);
+  if (!subject || !wanted) return false;
+  return wanted.every(([attribute, value]) => subject[attribute]?.includes(value) ?? false);
 }
 
 export type ContextDecision =

@@ -1,10 +1,14 @@
 // The DIMSE server the modalities call: dcmjs-dimse's Scp on a net.Server of our own (its Server cannot bind a
-// host and leaves Nagle on). Accepts C-ECHO and C-STORE, spools each data set to a file, and answers a C-STORE
-// only when the pipeline says what became of the instance. Before a connection has associated it is held to
-// little: a cap on such connections, a time limit, and small PDUs of three types (pdu-guard.ts).
+// host and leaves Nagle on), plain, over TLS on a second port (scp.tls), or both. Accepts C-ECHO and C-STORE, spools
+// each data set to a file, and answers a C-STORE only when the pipeline says what became of the instance. Before a
+// connection has associated it is held to little: a cap on such connections (TLS handshakes included), a time limit,
+// and small PDUs of three types (pdu-guard.ts). A TLS caller is refused at the handshake (a version below
+// scp.tls.minVersion, no certificate when one is required, one the CA did not sign), or at A-ASSOCIATE when its
+// certificate is not the one its AE is bound to; every such refusal goes through DicomServer.refusedTls.
 import dimse, { ServerScp, type StorageContext } from '../dicom/dimse.js';
 import net, { type AddressInfo, type Socket } from 'node:net';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import tls, { type TLSSocket } from 'node:tls';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
@@ -12,6 +16,7 @@ import { Metrics } from '../metrics.js';
 import { refusal, Status, type ReceivedInstance, type StoreReply } from '../dicom/c-store.js';
 import { checkCaller, decideContext, plainAddress } from './negotiation.js';
 import { PduGuard } from './pdu-guard.js';
+import { BCP195_CIPHERS, handshakeRefusal, peerSubject, subjectLine, type Subject, type TlsRefusal } from '../dicom/tls.js';
 import { SpoolBudget, SpoolFile } from './spool.js';
 
 const { Dataset, Implementation } = dimse;
@@ -47,6 +52,20 @@ export interface ScpOptions<F extends EarlyForward = EarlyForward> {
   log: Logger;
   /** Names a SOP Instance UID in the log (keyed: src/log.ts). */
   fingerprint: (uid: string) => string;
+  /** Told of every TLS caller refused, after the log and the metric (a hook for an audit trail's security alert). */
+  tlsRefused?: (refusal: TlsRefusalEvent) => void;
+}
+
+/** A TLS caller refused: why, from where, and what it presented (no patient data: a device's certificate). */
+export interface TlsRefusalEvent {
+  reason: TlsRefusal;
+  from: string;
+  /** The TLS error or certificate verification code (ERR_SSL_UNSUPPORTED_PROTOCOL, UNABLE_TO_VERIFY_LEAF_SIGNATURE…). */
+  code?: string;
+  /** The calling AE, when the refusal came at A-ASSOCIATE. */
+  callingAet?: string;
+  /** The subject of the certificate presented, when there was one. */
+  subject?: string;
 }
 
 Implementation.setImplementationVersion('DPHIANT_0_1');
@@ -69,6 +88,8 @@ class StoreScp<F extends EarlyForward> extends ServerScp {
   id = 0;
   accepted = false;
   guard!: PduGuard;
+  /** Over TLS: the subject of the verified certificate the caller presented (undefined: it presented none). */
+  tls: { subject?: Subject } | undefined;
   private spool: SpoolFile | undefined;
   private early: F | undefined;
 
@@ -79,10 +100,11 @@ class StoreScp<F extends EarlyForward> extends ServerScp {
     const calling = association.getCallingAeTitle();
     const called = association.getCalledAeTitle();
     const from = plainAddress(this.socket.remoteAddress);
-    const who = checkCaller(scp.callers, scp.aet, calling, called, from);
+    const who = checkCaller(scp.callers, scp.aet, calling, called, from, this.tls?.subject);
     if (!who.ok) {
       const reason = who.why === 'called-aet' ? RejectReason.CalledAeNotRecognized : RejectReason.CallingAeNotRecognized;
-      log.warn({ assoc: this.id, calling, called, from, why: who.why }, 'association rejected: caller not allowed');
+      log.warn({ assoc: this.id, calling, called, from, tls: !!this.tls, why: who.why }, 'association rejected: caller not allowed');
+      if (who.why === 'subject' && this.tls) this.server.refusedTls({ reason: 'subject-mismatch', from, callingAet: calling.trim(), subject: subjectLine(this.tls.subject) });
       this.reject(RejectResult.Permanent, RejectSource.ServiceUser, reason);
       return;
     }
@@ -110,7 +132,7 @@ class StoreScp<F extends EarlyForward> extends ServerScp {
     this.server.acceptedAssociations++;
     this.server.pendingConnections--;
     this.guard.accepted();
-    log.info({ assoc: this.id, calling, from, contexts: acceptedContexts }, 'association accepted');
+    log.info({ assoc: this.id, calling, from, tls: !!this.tls, contexts: acceptedContexts }, 'association accepted');
     this.sendAssociationAccept();
   }
 
@@ -241,7 +263,14 @@ const MAX_PDU_LENGTH = 2 * 1024 * 1024;
 const PENDING_LOG_MS = 5000;
 
 export class DicomServer<F extends EarlyForward = EarlyForward> {
-  private readonly server: net.Server;
+  /** The plain listener (scp.port), unless scp.tls.plain is false. */
+  private readonly server: net.Server | undefined;
+  /** The TLS listener's own TCP server (scp.tls.port): its connections are counted, then handed to `tlsServer`. */
+  private readonly tlsListener: net.Server | undefined;
+  /** Never listens: does the handshakes of the connections tlsListener hands it. */
+  private readonly tlsServer: tls.Server | undefined;
+  /** TLS connections whose handshake is under way: they count as connections not associated. */
+  private readonly handshaking = new Set<Socket>();
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
   private readonly metrics: Metrics;
@@ -261,23 +290,105 @@ export class DicomServer<F extends EarlyForward = EarlyForward> {
     this.metrics = opts.metrics ?? new Metrics();
     this.metrics.gauge('dphiant_scp_pending_connections', 'connections open that have not associated yet', () => this.pendingConnections);
     this.metrics.gauge('dphiant_spool_bytes', 'bytes of data sets in the spool (memory and files), received and not yet forwarded', () => this.spoolBudget.inFlight);
-    this.server = net.createServer((socket) => this.connection(socket));
+    const t = opts.scp.tls;
+    if (t.plain) this.server = net.createServer((socket) => !this.overPendingCap(socket) && this.connection(socket));
+    if (t.port > 0) {
+      // requestCert without rejectUnauthorized: Node would drop an untrusted caller after its handshake without a
+      // word; here secured() refuses it, and says why
+      this.tlsServer = tls.createServer(
+        {
+          cert: readFileSync(t.cert),
+          key: readFileSync(t.key),
+          ca: readFileSync(t.ca),
+          requestCert: true,
+          rejectUnauthorized: false,
+          minVersion: t.minVersion,
+          ciphers: BCP195_CIPHERS,
+          handshakeTimeout: opts.scp.associationTimeoutMs,
+        },
+        (socket) => this.secured(socket),
+      );
+      this.tlsServer.on('tlsClientError', (e: NodeJS.ErrnoException, socket: TLSSocket) => this.handshakeFailed(e, socket));
+      this.tlsListener = net.createServer((raw) => this.tlsConnection(raw));
+    }
   }
 
-  private connection(socket: Socket): void {
+  /** At the cap of connections not associated (handshakes included): `socket` is closed at once. */
+  private overPendingCap(socket: Socket): boolean {
     const { scp, log } = this.opts;
-    const from = plainAddress(socket.remoteAddress);
-    if (this.pendingConnections >= scp.maxPendingConnections) {
-      socket.destroy();
-      this.dropped('pending-limit');
-      const r = this.pendingRefusals;
-      if (Date.now() - r.loggedAt < PENDING_LOG_MS) r.unlogged++;
-      else {
-        log.warn({ from, limit: scp.maxPendingConnections, alsoRefused: r.unlogged }, 'connection refused: too many connections not associated');
-        this.pendingRefusals = { loggedAt: Date.now(), unlogged: 0 };
+    if (this.pendingConnections + this.handshaking.size < scp.maxPendingConnections) return false;
+    socket.destroy();
+    this.dropped('pending-limit');
+    const r = this.pendingRefusals;
+    if (Date.now() - r.loggedAt < PENDING_LOG_MS) r.unlogged++;
+    else {
+      log.warn({ from: plainAddress(socket.remoteAddress), limit: scp.maxPendingConnections, alsoRefused: r.unlogged }, 'connection refused: too many connections not associated');
+      this.pendingRefusals = { loggedAt: Date.now(), unlogged: 0 };
+    }
+    return true;
+  }
+
+  /** A TCP connection to the TLS port: counted while its handshake runs, which tlsServer does. */
+  private tlsConnection(raw: Socket): void {
+    if (this.overPendingCap(raw)) return;
+    raw.setNoDelay(true);
+    this.handshaking.add(raw);
+    this.sockets.add(raw);
+    raw.once('close', () => {
+      this.handshaking.delete(raw);
+      this.sockets.delete(raw);
+    });
+    this.tlsServer!.emit('connection', raw);
+  }
+
+  /** A handshake is done: the certificate is checked here (not by Node), then the caller may associate. */
+  private secured(socket: TLSSocket): void {
+    // from here on it counts as a connection not associated, as a plain one does (matched by its peer's address)
+    for (const raw of this.handshaking)
+      if (raw.remotePort === socket.remotePort && raw.remoteAddress === socket.remoteAddress) {
+        this.handshaking.delete(raw);
+        break;
       }
+    const from = plainAddress(socket.remoteAddress);
+    const subject = peerSubject(socket);
+    if (subject && !socket.authorized) {
+      this.refusedTls({ reason: 'untrusted-certificate', from, code: String(socket.authorizationError ?? ''), subject: subjectLine(subject) });
+      socket.destroy();
       return;
     }
+    if (!subject && this.opts.scp.tls.requireClientCert) {
+      this.refusedTls({ reason: 'no-certificate', from });
+      socket.destroy();
+      return;
+    }
+    this.connection(socket, { ...(subject ? { subject } : {}) });
+  }
+
+  private handshakeFailed(e: NodeJS.ErrnoException, socket: TLSSocket): void {
+    const from = plainAddress(socket.remoteAddress);
+    socket.destroy();
+    // a caller gone before its ClientHello (a port probe, a balancer's TCP check) was refused nothing
+    if (e.code === 'ECONNRESET') {
+      this.opts.log.debug({ from }, 'connection closed before the TLS handshake');
+      return;
+    }
+    this.refusedTls({ reason: handshakeRefusal(e.code), from, ...(e.code ? { code: e.code } : {}) });
+  }
+
+  /**
+   * The one place a TLS caller's refusal is reported: the log (no patient data: the address, the TLS code, the
+   * certificate's subject), dphiant_tls_refused_total{reason}, and the tlsRefused hook.
+   */
+  refusedTls(event: TlsRefusalEvent): void {
+    this.opts.log.warn({ ...event }, 'TLS caller refused');
+    this.metrics.inc('dphiant_tls_refused_total', { reason: event.reason });
+    this.opts.tlsRefused?.(event);
+  }
+
+  /** `tls`: the connection came over the TLS listener, with the subject of its certificate, if any. */
+  private connection(socket: Socket, tls?: { subject?: Subject }): void {
+    const { scp, log } = this.opts;
+    const from = plainAddress(socket.remoteAddress);
     this.pendingConnections++;
     socket.setNoDelay(true);
     this.sockets.add(socket);
@@ -304,6 +415,7 @@ export class DicomServer<F extends EarlyForward = EarlyForward> {
     assoc.server = this;
     assoc.id = id;
     assoc.guard = guard;
+    assoc.tls = tls;
     assoc.on('networkError', (e: Error) => {
       log.warn({ assoc: id, err: e.message }, 'association network error');
       socket.destroy();
@@ -319,22 +431,34 @@ export class DicomServer<F extends EarlyForward = EarlyForward> {
     this.metrics.inc('dphiant_scp_connections_dropped_total', { reason });
   }
 
-  listen(): Promise<AddressInfo> {
-    const { host, port } = this.opts.scp;
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
+  /** The TLS listener's address, once listening. */
+  tlsAddress: AddressInfo | undefined;
+
+  /** Opens the listeners; resolves with the plain one's address (the TLS one's when it is the only one). */
+  async listen(): Promise<AddressInfo> {
+    const { host, port, tls: t } = this.opts.scp;
+    const open = (server: net.Server, at: number) =>
+      new Promise<AddressInfo>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(at, host, () => {
+          server.off('error', reject);
+          resolve(server.address() as AddressInfo);
+        });
       });
-    });
+    const plain = this.server && (await open(this.server, port));
+    try {
+      if (this.tlsListener) this.tlsAddress = await open(this.tlsListener, t.port);
+    } catch (e) {
+      this.server?.close();
+      throw e;
+    }
+    return (plain ?? this.tlsAddress)!;
   }
 
   /** Stops accepting, then cuts open associations. */
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      for (const s of this.sockets) s.destroy();
-    });
+  async close(): Promise<void> {
+    const closing = [this.server, this.tlsListener].map((s) => s?.listening && new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(closing);
   }
 }

@@ -1,31 +1,30 @@
-// C-ECHO SCU: is the PACS there and does it accept us?
-import dimse from '../dicom/dimse.js';
+// C-ECHO SCU: is the PACS there and does it accept us? Over the same kind of association as the forwards (TCP or
+// TLS as pacs.tls says: src/dicom/dimse.ts opens every connection to the PACS).
+import { AssociationRejectedError, StoreAssociation, VERIFICATION_CONTEXT } from '../dicom/dimse.js';
 import type { PacsTarget } from './store.js';
 
-const { Client } = dimse;
-const { CEchoRequest } = dimse.requests;
-
 /** Resolves with the C-ECHO status, or rejects with a reason that holds no PHI. */
-export function echo(target: Pick<PacsTarget, 'host' | 'port' | 'aet' | 'callingAet' | 'connectTimeoutMs'>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (!settled) {
-        settled = true;
-        fn();
-      }
-    };
-    const client = new Client();
-    const request = new CEchoRequest();
-    request.on('response', (rsp) => settle(() => resolve(rsp.getStatus())));
-    request.on('done', () => settle(() => reject(new Error('C-ECHO ended without a response'))));
-    client.on('associationRejected', (rj: { reason: number }) => settle(() => reject(new Error(`association rejected (reason ${rj.reason})`))));
-    client.on('networkError', (e: Error) => settle(() => reject(new Error(e.message))));
-    client.on('closed', () => settle(() => reject(new Error('connection closed'))));
-    client.addRequest(request);
-    client.send(target.host, target.port, target.callingAet, target.aet, {
-      connectTimeout: target.connectTimeoutMs,
-      associationTimeout: target.connectTimeoutMs,
-    });
+export async function echo(target: Pick<PacsTarget, 'host' | 'port' | 'aet' | 'callingAet' | 'connectTimeoutMs' | 'tls'>): Promise<number> {
+  const association = new StoreAssociation(VERIFICATION_CONTEXT, {
+    host: target.host,
+    port: target.port,
+    callingAet: target.callingAet,
+    calledAet: target.aet,
+    connectTimeout: target.connectTimeoutMs,
+    associationTimeout: target.connectTimeoutMs,
+    pduTimeout: target.connectTimeoutMs,
+    ...(target.tls ? { tls: target.tls } : {}),
   });
+  try {
+    await association.accepted;
+    const answer = await association.echo();
+    if (answer === 'not-accepted') throw new Error('the PACS refused the Verification SOP class');
+    return answer.status;
+  } catch (e) {
+    if (e instanceof AssociationRejectedError) throw new Error(`association rejected (reason ${e.rejection.reason})`);
+    const { code, message } = e as NodeJS.ErrnoException;
+    throw new Error(code && !message.includes(code) ? `${code}: ${message}` : message);
+  } finally {
+    await association.release();
+  }
 }

@@ -3,8 +3,10 @@
 // own send path would re-encode the data set and could store a placeholder), within a bound, with one retry on a
 // fresh association. Where the association comes from is an AssociationSource: a new one per attempt here
 // (storeInstance), or the pool of open associations the middleman forwards over (src/scu/pool.ts).
-import { ArrivingData, AssociationClosedError, AssociationRejectedError, StoreAssociation, type StoreAnswer, type StorageContext } from '../dicom/dimse.js';
+import { ArrivingData, AssociationClosedError, AssociationRejectedError, StoreAssociation, type ClientTls, type StoreAnswer, type StorageContext } from '../dicom/dimse.js';
 import type { ReceivedInstance } from '../dicom/c-store.js';
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config/index.js';
 import { networkFailure, type Failure } from '../reasons.js';
 
 export interface PacsTarget {
@@ -18,6 +20,19 @@ export interface PacsTarget {
   noProgressTimeoutMs: number;
   /** Bound on the whole forward of one instance, its retry included. */
   storeTimeoutMs: number;
+  /** Associate over TLS (pacs.tls), else TCP. */
+  tls?: ClientTls;
+}
+
+/** pacs.tls as the connection takes it: its PEM files read (loadConfig checked them); undefined when it is off. */
+export function pacsTls(t: Config['pacs']['tls']): ClientTls | undefined {
+  if (!t.enabled) return undefined;
+  return {
+    ca: readFileSync(t.ca),
+    ...(t.cert && t.key ? { cert: readFileSync(t.cert), key: readFileSync(t.key) } : {}),
+    minVersion: t.minVersion,
+    ...(t.servername ? { servername: t.servername } : {}),
+  };
 }
 
 export type StoreOutcome = (
@@ -75,6 +90,7 @@ export function openAssociation(target: PacsTarget, first: StorageContext, idleM
     connectTimeout: target.storeTimeoutMs + idleMs,
     associationTimeout: target.connectTimeoutMs,
     pduTimeout: target.storeTimeoutMs + idleMs,
+    ...(target.tls ? { tls: target.tls } : {}),
   });
 }
 

@@ -69,6 +69,6 @@ export function storescu(files: string[], o: StoreScuOptions): Promise<RunResult
   return run('storescu', args, { timeoutMs: o.timeoutMs });
 }
 
-export function echoscu(o: { port: number; callingAet?: string; calledAet?: string }): Promise<RunResult> {
-  return run('echoscu', ['-aet', o.callingAet ?? 'MODALITY', '-aec', o.calledAet ?? 'DPHIANT', '127.0.0.1', String(o.port)]);
+export function echoscu(o: { port: number; callingAet?: string; calledAet?: string; extraArgs?: string[] }): Promise<RunResult> {
+  return run('echoscu', ['-aet', o.callingAet ?? 'MODALITY', '-aec', o.calledAet ?? 'DPHIANT', ...(o.extraArgs ?? []), '127.0.0.1', String(o.port)]);
 }

@@ -28,6 +28,9 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Write the middleman's log (debug level) to this file. */
   logFile?: string;
+  /** Other top-level keys of the PACS's and the modality's Orthanc configuration (e.g. their DICOM TLS). */
+  pacsConfig?: Record<string, unknown>;
+  modalityConfig?: Record<string, unknown>;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
@@ -42,13 +45,14 @@ export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
     middleman,
     // storescu as a second, direct sender: the benchmark's and tests' reference path
     extraModalities: { direct: { AET: 'STORESCU', Host: '127.0.0.1', Port: 1, AllowStore: true, AllowEcho: true } },
+    ...(opts.pacsConfig ? { configOverrides: opts.pacsConfig } : {}),
   };
   const stack: Partial<TestStack> & { work: string } = { work };
   try {
     stack.pacs = await startOrthanc(pacsOpts);
     stack.pacsRest = new DevOrthanc({ url: stack.pacs.httpUrl, username: 'demo', password: 'demo' });
     if (opts.modality) {
-      stack.modality = await startOrthanc({ role: 'modality', workDir: path.join(work, 'modality'), httpPort: modHttp, dicomPort: modDicom, middleman, extraModalities: opts.modalityPeers });
+      stack.modality = await startOrthanc({ role: 'modality', workDir: path.join(work, 'modality'), httpPort: modHttp, dicomPort: modDicom, middleman, extraModalities: opts.modalityPeers, ...(opts.modalityConfig ? { configOverrides: opts.modalityConfig } : {}) });
       stack.modalityRest = new DevOrthanc({ url: stack.modality.httpUrl, username: 'demo', password: 'demo' });
     }
     stack.mm = await startTestMiddleman(
