@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { generateStudies } from '../tools/synth/generate.js';
 import { storescu } from '../test/support/dcmtk.js';
-import { startStack } from '../test/support/stack.js';
+import { startStack, type TestStack } from '../test/support/stack.js';
 import { startTestMiddleman } from '../test/support/middleman.js';
 import { startAssociationProxy } from '../test/support/association-proxy.js';
 
@@ -24,24 +24,7 @@ export async function benchForwarding(opts: { instances: number; senders: number
     const files = manifest.instances.slice(0, opts.instances).map((i) => i.path);
     const mb = manifest.instances.slice(0, opts.instances).reduce((s, i) => s + i.bytes, 0) / 1e6;
 
-    const send = async (scpPort: number, aet: string, calledAet: string) => {
-      await stack.pacsRest.deleteAll();
-      const link = opts.linkBytesPerSecond ? await startAssociationProxy({ port: scpPort, bytesPerSecond: opts.linkBytesPerSecond }) : undefined;
-      const port = link?.port ?? scpPort;
-      const share = Math.ceil(files.length / opts.senders);
-      const started = process.hrtime.bigint();
-      const runs = await Promise.all(
-        Array.from({ length: opts.senders }, (_, k) => storescu(files.slice(k * share, (k + 1) * share), { port, callingAet: aet, calledAet, timeoutMs: 1_800_000 })),
-      );
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      await link?.close();
-      runs.forEach((r) => {
-        if (r.code !== 0) throw new Error(`storescu failed: ${r.stderr.slice(-300)}`);
-      });
-      const stored = (await stack.pacsRest.statistics()).CountInstances;
-      if (stored !== files.length) throw new Error(`PACS holds ${stored} of ${files.length}`);
-      return files.length / seconds;
-    };
+    const send = (scpPort: number, aet: string, calledAet: string) => sendTimed(stack, files, { port: scpPort, callingAet: aet, calledAet, senders: opts.senders, ...(opts.linkBytesPerSecond ? { linkBytesPerSecond: opts.linkBytesPerSecond } : {}) });
 
     const direct = await send(stack.pacs.dicomPort, 'STORESCU', 'PACS');
     const via = await send(stack.mm.port, 'MODALITY', 'DPHIANT');
@@ -61,4 +44,33 @@ export async function benchForwarding(opts: { instances: number; senders: number
     rmSync(stack.work, { recursive: true, force: true });
   }
   return lines;
+}
+
+/**
+ * Instances per second of `files` sent to `port` by `senders` storescu processes at once (each its share; `extraArgs`
+ * such as TLS options), into the emptied PACS of `stack`, which must hold them all after.
+ */
+export async function sendTimed(
+  stack: TestStack,
+  files: string[],
+  o: { port: number; callingAet: string; calledAet: string; senders: number; extraArgs?: string[]; linkBytesPerSecond?: number },
+): Promise<number> {
+  await stack.pacsRest.deleteAll();
+  const link = o.linkBytesPerSecond ? await startAssociationProxy({ port: o.port, bytesPerSecond: o.linkBytesPerSecond }) : undefined;
+  const port = link?.port ?? o.port;
+  const share = Math.ceil(files.length / o.senders);
+  const started = process.hrtime.bigint();
+  const runs = await Promise.all(
+    Array.from({ length: o.senders }, (_, k) =>
+      storescu(files.slice(k * share, (k + 1) * share), { port, callingAet: o.callingAet, calledAet: o.calledAet, timeoutMs: 1_800_000, ...(o.extraArgs ? { extraArgs: o.extraArgs } : {}) }),
+    ),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await link?.close();
+  runs.forEach((r) => {
+    if (r.code !== 0) throw new Error(`storescu failed: ${r.stderr.slice(-300)}`);
+  });
+  const stored = (await stack.pacsRest.statistics()).CountInstances;
+  if (stored !== files.length) throw new Error(`PACS holds ${stored} of ${files.length}`);
+  return files.length / seconds;
 }

@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark of DPHIANT, each printing rates measured in this one run.
-// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=journal-scale, BENCH=pipeline, BENCH=forwarding, BENCH=burned-in or
-// BENCH=cluster
+// BENCH=walker, BENCH=anonymize, BENCH=crosswalk, BENCH=journal-scale, BENCH=pipeline, BENCH=forwarding, BENCH=burned-in,
+// BENCH=cluster or BENCH=tls
 // runs one of them.
 import { benchAnonymize } from './anonymize.js';
 import { benchBurnedIn } from './burned-in.js';
@@ -9,6 +9,7 @@ import { benchCrosswalk } from './crosswalk.js';
 import { benchForwarding } from './forwarding.js';
 import { benchJournalScale } from './journal-scale.js';
 import { benchPipeline } from './pipeline.js';
+import { benchTls } from './tls.js';
 import { benchWalker } from './walker.js';
 
 const only = process.env.BENCH;
@@ -44,4 +45,7 @@ if (!only || only === 'burned-in') {
 }
 if (!only || only === 'cluster') {
   for (const line of await benchCluster({ instances: Number(process.env.BENCH_CLUSTER_INSTANCES ?? 500), senders: 4 })) console.log(line);
+}
+if (!only || only === 'tls') {
+  for (const senders of [1, 4]) for (const line of await benchTls({ instances: Number(process.env.BENCH_TLS_INSTANCES ?? 500), senders })) console.log(line);
 }

@@ -2,7 +2,6 @@
 // (DicomTlsEnabled, UseDicomTls) → the middleman's TLS listener → the PACS Orthanc over TLS, byte for byte; the plain
 // listener beside it; and the callers refused at the handshake or at A-ASSOCIATE, each counted by its reason.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -34,20 +33,8 @@ const failure = (r: RunResult) => (r.stdout + r.stderr).split('\n').filter((l) =
 
 /** openssl s_client offering only `version` (tls1, tls1_1), at security level 0 so that the client side permits it. */
 function sClient(port: number, version: string, certs: DevCertificates): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const args = ['s_client', '-connect', `127.0.0.1:${port}`, `-${version}`, '-cipher', 'DEFAULT@SECLEVEL=0', '-cert', certs.modality.cert, '-key', certs.modality.key, '-CAfile', certs.ca.cert];
-    const child = spawn('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  const args = ['s_client', '-connect', `127.0.0.1:${port}`, `-${version}`, '-cipher', 'DEFAULT@SECLEVEL=0', '-cert', certs.modality.cert, '-key', certs.modality.key, '-CAfile', certs.ca.cert];
+  return run('openssl', args, { timeoutMs: 20_000 });
 }
 
 describe('DICOM TLS: storescu and Orthanc with certificates → middleman → PACS over TLS', function () {

@@ -69,7 +69,7 @@ export interface Config {
     host: string;
     /** Port of the DICOM listener. */
     port: number;
-    /** Calling AEs (with their hosts) allowed to associate. */
+    /** Calling AEs (with their hosts, and the certificate subject an AE may be bound to: `AET@host#CN=ct1`) allowed to associate. */
     callers: Caller[];
     /** Associations served at once; more are rejected (transient, local limit exceeded). */
     maxAssociations: number;

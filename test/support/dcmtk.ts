@@ -8,10 +8,13 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a program with TCP_NODELAY=1 (DCMTK reads it at run time); never rejects on a non-zero exit. */
+/**
+ * Runs a program with TCP_NODELAY=1 (DCMTK reads it at run time) and nothing on its standard input (openssl s_client
+ * ends once its handshake is done); never rejects on a non-zero exit.
+ */
 export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1', ...opts.env } });
+    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
