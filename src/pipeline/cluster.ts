@@ -17,7 +17,7 @@
 import type { NodeLease, NodeLeases, TakeoverOutcome } from '../crosswalk/leases.js';
 import type { Logger } from '../log.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
-import type { Journal } from './journal.js';
+import { UNFINISHED, type Journal } from './journal.js';
 import type { Reconciler } from './reconciler.js';
 
 export interface ClusterMemberDeps {
@@ -45,8 +45,6 @@ interface Takeover {
   jobs: Map<number, string>;
   settled: boolean;
 }
-
-const FINISHED = new Set(['DONE', 'QUARANTINED', 'PURGED', 'REJECTED']);
 
 /** Outcomes waiting for the database, at most (about 100 bytes each). */
 const MAX_OUTCOMES = 200_000;
@@ -186,7 +184,7 @@ export class ClusterMember {
     for (const id of t.jobs.keys()) {
       const job = journal.get(id);
       // unfinished yet: asked again at the next heartbeat (a job pruned from the journal was finished)
-      if (job && !FINISHED.has(job.state)) return;
+      if (job && UNFINISHED.includes(job.state)) return;
     }
     // their outcomes in the records before the owner may come back to read them
     await this.writeOutcomes();
