@@ -1,6 +1,7 @@
 # DPHIANT: three commands for a newcomer on Debian 12, whatever Node.js it has (or none but curl).
 #   make demo   the dev stack: two Orthanc servers, the middleman, sample data flowing through (Ctrl-C stops it);
-#               installs only what it runs: Orthanc, gcc, tesseract, Node.js 24, npm ci (no FerretDB, no browser)
+#               installs only what it runs: Orthanc, gcc, tesseract, Node.js 24, npm ci (no FerretDB, no browser);
+#               make demo TLS=1: the same with DICOM TLS on both links (dev certificates in .stack/tls/)
 #   make cluster the same modality side in front of two middleman nodes behind HAProxy, the crosswalk on FerretDB and
 #               the PACS's index on PostgreSQL (Ctrl-C stops it); installs the demo's needs, PostgreSQL 15,
 #               orthanc-postgresql, haproxy, and builds FerretDB with Go
@@ -28,7 +29,7 @@ build: deps
 
 demo: build
 	@echo "==> demo with Node.js $$(node --version)"
-	@node dist/scripts/demo.js
+	@node dist/scripts/demo.js$(if $(filter 1 yes true,$(TLS)), --tls)
 
 cluster: cluster-deps build
 	@echo "==> cluster with Node.js $$(node --version)"
