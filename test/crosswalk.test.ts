@@ -356,6 +356,41 @@ contract(() => {
   return mongo;
 }, mongo?.name ?? 'MongoDB wire protocol (FerretDB v1.24.2)');
 
+describe('crosswalk on MongoDB: reconnect() (after a long outage)', function () {
+  this.timeout(120_000);
+  before(function () {
+    if (!mongo) {
+      console.log(`      (skipped: ${mongoSkip})`);
+      this.skip();
+    }
+  });
+
+  it('leaves the calls in flight on the replaced client to finish, and serves new calls on the new one', async () => {
+    const store = (await mongo!.open(settings())) as MongoCrosswalk;
+    const leases = store.collection<{ _id: string }>('nodes');
+    await leases.insertOne({ _id: 'x' });
+    // lease renewals and web session lookups keep going on the old client while the worker replaces it
+    let done = false;
+    let calls = 0;
+    let failed = 0;
+    const callers = Array.from({ length: 8 }, async () => {
+      while (!done) {
+        calls++;
+        await leases.findOne({ _id: 'x' }).catch(() => failed++);
+      }
+    });
+    await store.reconnect();
+    await new Promise((r) => setTimeout(r, 300));
+    done = true;
+    await Promise.all(callers);
+    const after = await store.patient(person(7));
+    console.log(`      ${calls} calls on the replaced client during and after reconnect(): ${failed} failed; a new call got ${after.aliasId}`);
+    expect(failed).to.equal(0);
+    expect(calls).to.be.greaterThan(8);
+    await store.close();
+  });
+});
+
 describe('crosswalk on SQLite: the audit table is append-only', () => {
   it('refuses UPDATE and DELETE on audit records', async () => {
     const dir = sqliteBackend.fresh();

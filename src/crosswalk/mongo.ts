@@ -40,12 +40,17 @@ const studyRecord = ({ _id, ...rest }: StudyDoc): StudyRecord => ({ matchHash: _
  */
 const CLIENT_OPTIONS = { serverSelectionTimeoutMS: 10_000, socketTimeoutMS: 60_000 };
 
+/** How long a client replaced by reconnect() stays open for its calls in flight (the workers bound theirs at 30 s). */
+const RETIRE_AFTER_MS = 35_000;
+
 export class MongoCrosswalk implements CrosswalkStore {
   readonly backend = 'mongodb';
   private patients!: Collection<PatientDoc>;
   private studies!: Collection<StudyDoc>;
   private audits!: Collection<AuditRecord>;
   private counters!: Collection<{ _id: string; value: number }>;
+  /** Clients replaced by reconnect(), closed once their calls in flight have had their time. */
+  private readonly retiring = new Set<MongoClient>();
 
   private constructor(
     private client: MongoClient,
@@ -226,10 +231,19 @@ export class MongoCrosswalk implements CrosswalkStore {
     }
     const old = this.client;
     this.bind(next);
-    await old.close(true).catch(() => undefined); // its calls in flight fail as transient and are retried
+    // closing a client fails its calls in flight, which may be working (a lease renewal, a web session): it gets
+    // the workers' call bound to finish them first
+    this.retiring.add(old);
+    setTimeout(() => void this.retire(old), RETIRE_AFTER_MS).unref();
+  }
+
+  private async retire(client: MongoClient): Promise<void> {
+    if (!this.retiring.delete(client)) return;
+    await client.close().catch(() => undefined);
   }
 
   async close(): Promise<void> {
+    await Promise.all([...this.retiring].map((c) => this.retire(c)));
     await this.client.close();
   }
 }
