@@ -167,7 +167,7 @@ function instanceCycle(j: JournalUnderTest): void {
   const raw = orthancId(`cycle ${j.journal.file} ${n}`);
   const id = j.journal.received({ sopInstanceUid: `1.2.826.0.1.3680043.11.${n}`, sopClassUid: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxUid: '1.2.840.10008.1.2.1', callingAet: 'MODALITY', bytes: 524288 });
   j.journal.inPacs(id, raw);
-  j.journal.deidentified(id, { aliasId: j.aliases[n % j.aliases.length]!, newSopInstanceUid: `2.25.9${n}`, deidentifiedId: orthancId(`cycle output ${n}`) });
+  j.journal.deidentified(id, { aliasId: j.aliases[n % j.aliases.length]!, newSopInstanceUid: `2.25.9${n}`, newStudyInstanceUid: `2.25.8${n % 10}`, deidentifiedId: orthancId(`cycle output ${n}`) });
   j.journal.transition(id, 'DEIDENTIFIED', 'DONE');
 }
 

@@ -16,18 +16,19 @@ import type { Logger } from './log.js';
 import { OrthancClient, OrthancHttpError } from './pacs/orthanc.js';
 import { Backpressure, DependencyHealth, HEALTH_META_KEY } from './pipeline/health.js';
 import { Ingest } from './pipeline/ingest.js';
-import { Journal, journalPath } from './pipeline/journal.js';
+import { Journal, journalPath, type Job } from './pipeline/journal.js';
 import { Quarantine, quarantineDir } from './pipeline/quarantine.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
-import { DicomServer } from './scp/server.js';
+import { DicomServer, type CallerRefusalEvent } from './scp/server.js';
 import { checkDimseVersion } from './dicom/dimse.js';
 import { Metrics } from './metrics.js';
-import type { ReasonCode } from './reasons.js';
+import { REASONS, type ReasonCode } from './reasons.js';
 import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
-import { auditSource } from './audit/messages.js';
+import { AuditBatcher } from './audit/batcher.js';
+import { auditSource, type Peer } from './audit/messages.js';
 import { AuditTrail } from './audit/trail.js';
 import { MongoSessionStore } from './web/sessions.js';
 import { DataDirBusyError, ServeLock } from './serve-lock.js';
@@ -59,6 +60,30 @@ export function pacsTarget(config: Config): PacsTarget {
 
 export function pacsRestClient(config: Config): OrthancClient {
   return new OrthancClient({ url: config.pacs.url, username: config.pacs.username, password: config.pacs.password });
+}
+
+/** The phrase of an audit record for each reason an association is refused for who called. */
+const CALLER_REFUSALS: Record<CallerRefusalEvent['why'], string> = {
+  'called-aet': 'called AE title is not ours',
+  'calling-aet': 'calling AE title not allowed',
+  host: 'calling AE title not allowed from this address',
+  subject: 'AE title bound to a certificate called without TLS',
+};
+
+/**
+ * The audit records of a raw copy the worker removed from the PACS: de-identified, its study transferred and its raw
+ * copy deleted (by new study UID and alias); quarantined, its deletion (by keyed hash) and, for a gate hit, an alert.
+ */
+function auditRemoval(events: AuditBatcher, pacs: Peer, job: Job, outcome: 'DONE' | 'QUARANTINED'): void {
+  if (outcome === 'DONE') {
+    // a job journalled before the new study UID was kept (an upgrade mid-job) has no record: nothing to name it by
+    if (!job.aliasId || !job.newStudyInstanceUid) return;
+    events.transferred({ aet: job.callingAet }, pacs, job.newStudyInstanceUid, job.aliasId, job.sopClassUid);
+    events.rawDeleted(pacs, job.newStudyInstanceUid, job.aliasId);
+    return;
+  }
+  events.rawQuarantined(pacs, job.callingAet, job.sopUidHash.slice(0, 12));
+  if (job.reasonCode === 'gate-hit') events.alert({ type: 'gate', peer: job.callingAet, address: '', why: REASONS['gate-hit'] });
 }
 
 /**
@@ -161,6 +186,8 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   );
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
   quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
+  const audit = auditTrail(config);
+  const auditEvents = audit && new AuditBatcher((e) => audit.record(e));
   const me = config.pacs.callingAet;
   const shared = sharedDatabase(crosswalk);
   // every node of a shared crosswalk reports there; loadConfig allows takeover only with one
@@ -177,7 +204,11 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     settings: p,
     log,
     health,
-    ...(leases && takeover ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)), removed: (rawId, outcome) => cluster?.removed(rawId, outcome) } : {}),
+    ...(leases && takeover ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)) } : {}),
+    removed: (job, outcome) => {
+      if (takeover) cluster?.removed(job.rawId, outcome);
+      if (auditEvents) auditRemoval(auditEvents, { aet: config.pacs.aet, address: config.pacs.host }, job, outcome);
+    },
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: me, adopt: p.reconcileAdopt, metrics });
   const cluster = leases
@@ -229,8 +260,13 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     metrics,
     log,
     fingerprint: (uid) => fingerprint(keys.site, uid),
+    ...(auditEvents
+      ? {
+          tlsRefused: (r) => auditEvents.alert({ type: 'node', peer: r.callingAet || r.subject || '-', address: r.from, why: `TLS refused: ${r.reason}${r.code ? ` (${r.code})` : ''}` }),
+          callerRefused: (r) => auditEvents.alert({ type: 'node', peer: r.callingAet || '-', address: r.from, why: `association rejected: ${CALLER_REFUSALS[r.why]}` }),
+        }
+      : {}),
   });
-  const audit = auditTrail(config);
   const web = createWebServer({ audit, config, journal, crosswalk, pacs: pacsRest, worker, backpressure, quarantine, metrics, log, sessions: shared ? new MongoSessionStore(shared) : undefined, nodes: leases && (() => leases.list()) });
   let dicom: AddressInfo;
   try {
@@ -253,6 +289,7 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
       log.warn({ err: (e as Error).message }, 'journal retention: prune failed, retried in an hour');
     }
   };
+  let closing: Promise<void> | undefined;
   const retention = p.retainFinishedDays > 0 ? (prune(), setInterval(prune, 3_600_000).unref()) : undefined;
   // under leases the worker runs and the reconciler starts only while this node holds its own
   await cluster?.start();
@@ -272,19 +309,24 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     dicom,
     ...(server.tlsAddress ? { dicomTls: server.tlsAddress } : {}),
     ...(cluster ? { cluster } : {}),
-    async close() {
-      clearInterval(retention);
-      await cluster?.stop(); // its lease is left to expire: after the grace time another node takes over what is left
-      await server.close();
-      await pool.close(); // no sender is left to forward for: A-RELEASE for every association to the PACS
-      await web.close();
-      reconciler.stop();
-      await worker.stop();
-      await crosswalk.close();
-      journal.close();
-      audit?.record({ kind: 'application', action: 'stop' });
-      await audit?.close();
-      lock.release();
+    close() {
+      return (closing ??= stop());
     },
   };
+  /** Once only: a second close() gets the first one's promise (no second Application Stop record). */
+  async function stop(): Promise<void> {
+    clearInterval(retention);
+    await cluster?.stop(); // its lease is left to expire: after the grace time another node takes over what is left
+    await server.close();
+    await pool.close(); // no sender is left to forward for: A-RELEASE for every association to the PACS
+    await web.close();
+    reconciler.stop();
+    await worker.stop();
+    await crosswalk.close();
+    journal.close();
+    auditEvents?.flush();
+    audit?.record({ kind: 'application', action: 'stop' });
+    await audit?.close();
+    lock.release();
+  }
 }

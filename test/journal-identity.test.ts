@@ -276,7 +276,7 @@ describe('journal retention (pipeline.retainFinishedDays): finished jobs past th
         if (state === 'PURGED') journal.transition(id, 'QUARANTINED', 'PURGED', 'purged by test');
         return id;
       }
-      journal.deidentified(id, { aliasId: `DPHRETAIN${id}`, newSopInstanceUid: `2.25.${id}`, deidentifiedId: `deid-${id}` });
+      journal.deidentified(id, { aliasId: `DPHRETAIN${id}`, newSopInstanceUid: `2.25.${id}`, newStudyInstanceUid: `2.25.1${id}`, deidentifiedId: `deid-${id}` });
       if (state === 'DONE') journal.transition(id, 'DEIDENTIFIED', 'DONE');
       return id;
     });
@@ -369,7 +369,7 @@ describe('journal: a finished job keeps only a keyed hash of its raw copy\'s Ort
       const journal = new Journal(file, key);
       const first = journal.received({ sopInstanceUid: '1.2.3', rawId, sopClassUid: '1.2', transferSyntaxUid: '1.2', callingAet: 'MOD', bytes: 1 });
       journal.inPacs(first, rawId);
-      journal.deidentified(first, { aliasId: 'DPHX', newSopInstanceUid: '2.25.1', deidentifiedId: 'out-id' });
+      journal.deidentified(first, { aliasId: 'DPHX', newSopInstanceUid: '2.25.1', newStudyInstanceUid: '2.25.2', deidentifiedId: 'out-id' });
       journal.transition(first, 'DEIDENTIFIED', 'DONE');
       expect(journal.get(first)!.rawId, 'a DONE job no longer names its raw copy').to.equal(null);
       const second = journal.received({ sopInstanceUid: '1.2.3', rawId, sopClassUid: '1.2', transferSyntaxUid: '1.2', callingAet: 'MOD', bytes: 1 });

@@ -40,7 +40,7 @@ describe('journal and crosswalk indexes (issue 13, item 5)', () => {
         journal.transition(id, 'IN_PACS', 'QUARANTINED', 'verification gate hit', 'gate-hit');
         continue;
       }
-      journal.deidentified(id, { aliasId: `DPHALIAS${n % 2}`, newSopInstanceUid: `2.25.${n}`, deidentifiedId: `out-${n}` });
+      journal.deidentified(id, { aliasId: `DPHALIAS${n % 2}`, newSopInstanceUid: `2.25.${n}`, newStudyInstanceUid: `2.25.7${n % 10}`, deidentifiedId: `out-${n}` });
       journal.transition(id, 'DEIDENTIFIED', 'DONE');
     }
     return { journal, inPacs: journal.byState('IN_PACS')[0]!.id };

@@ -14,6 +14,12 @@ const EV = {
   patientRecord: ['110110', 'DCM', 'Patient Record'],
   export: ['110106', 'DCM', 'Export'],
   securityAlert: ['110113', 'DCM', 'Security Alert'],
+  instancesTransferred: ['110104', 'DCM', 'DICOM Instances Transferred'],
+  studyDeleted: ['110105', 'DCM', 'DICOM Study Deleted'],
+  restrictedFunction: ['110132', 'DCM', 'Use of Restricted Function'],
+  studyInstanceUid: ['110180', 'DCM', 'Study Instance UID'],
+  // no DCM code names it: a code of this application's own, as RFC 3881 allows
+  quarantineEntry: ['quarantine-entry', 'DPHIANT', 'Keyed hash of a quarantined SOP Instance UID'],
   applicationStart: ['110120', 'DCM', 'Application Start'],
   applicationStop: ['110121', 'DCM', 'Application Stop'],
   login: ['110122', 'DCM', 'Login'],
@@ -35,8 +41,29 @@ export type AuditEvent =
   | { kind: 'reveal'; user: string; address: string; aliasId: string }
   /** The crosswalk's whole mapping exported (or re-sealed: `rekey`) by `user`. */
   | { kind: 'export'; user: string; address: string; what: 'mapping' | 'rekey' }
-  /** An association or connection refused: `why` a fixed phrase, `peer` the calling AE title and address. */
-  | { kind: 'security-alert'; peer: string; address: string; why: string };
+  /**
+   * An association or connection refused (`node`: unknown calling AE, certificate rejected, TLS version) or an
+   * instance stopped by the PHI gate (`gate`): `why` a fixed phrase, `peer` the calling AE title (or the TLS
+   * subject, `-` when unknown) and address; `repeats`: further alerts of the same peer and kind folded into this one.
+   */
+  | { kind: 'security-alert'; peer: string; address: string; why: string; type?: 'node' | 'gate'; repeats?: number }
+  /**
+   * De-identified instances of one study stored in the PACS, received from the modality `from` (DICOM Instances
+   * Transferred, action C): the study by its new UID and the patient by alias.
+   */
+  | { kind: 'transfer'; from: Peer; to: Peer; studyUid: string; aliasId: string; sopClasses: Record<string, number> }
+  /**
+   * Raw copies deleted from the PACS: once de-identified, the copies of one study, named by the new study UID and
+   * alias of their de-identified copies; once quarantined (sealed in the local quarantine first), by the keyed
+   * hashes of their SOP Instance UIDs, which the quarantine list shows.
+   */
+  | ({ kind: 'raw-deleted'; pacs: Peer; instances: number } & ({ reason: 'deidentified'; studyUid: string; aliasId: string } | { reason: 'quarantined'; quarantined: string[] }));
+
+/** A network peer: AE title and, when known, its address. */
+export interface Peer {
+  aet: string;
+  address?: string;
+}
 
 export interface AuditSource {
   /** AuditSourceID (audit.sourceId, else the host name). */
@@ -75,6 +102,19 @@ function participant(p: Participant): string {
   return p.role ? `<ActiveParticipant${a}>${coded('RoleIDCode', p.role)}</ActiveParticipant>` : `<ActiveParticipant${a}/>`;
 }
 
+/** ParticipantObjectIdentification of a patient by alias: type 1 (person), role 1 (patient). */
+function patientObject(aliasId: string): string {
+  return `<ParticipantObjectIdentification${attrs({ ParticipantObjectID: aliasId, ParticipantObjectTypeCode: 1, ParticipantObjectTypeCodeRole: 1 })}>${coded('ParticipantObjectIDTypeCode', EV.patientNumber)}</ParticipantObjectIdentification>`;
+}
+
+/** ParticipantObjectIdentification of a study: type 2 (system object), role 3 (report), its SOP classes and counts. */
+function studyObject(studyUid: string, sopClasses: Record<string, number>): string {
+  const sops = Object.entries(sopClasses)
+    .map(([uid, n]) => `<SOPClass${attrs({ UID: uid, NumberOfInstances: n })}/>`)
+    .join('');
+  return `<ParticipantObjectIdentification${attrs({ ParticipantObjectID: studyUid, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 3 })}>${coded('ParticipantObjectIDTypeCode', EV.studyInstanceUid)}${sops ? `<ParticipantObjectDescription>${sops}</ParticipantObjectDescription>` : ''}</ParticipantObjectIdentification>`;
+}
+
 /** The PS3.15 A.5.1 message of one event; `at`: its time. */
 export function auditMessage(e: AuditEvent, source: AuditSource, at = new Date()): string {
   const self: Participant = { userId: source.aet, requestor: false, role: EV.application };
@@ -100,8 +140,7 @@ export function auditMessage(e: AuditEvent, source: AuditSource, at = new Date()
       id = EV.patientRecord;
       action = 'R';
       parts.push({ userId: e.user, requestor: true, address: e.address }, self);
-      // the patient by alias: ParticipantObjectTypeCode 1 (person), role 1 (patient)
-      objects.push(`<ParticipantObjectIdentification${attrs({ ParticipantObjectID: e.aliasId, ParticipantObjectTypeCode: 1, ParticipantObjectTypeCodeRole: 1 })}>${coded('ParticipantObjectIDTypeCode', EV.patientNumber)}</ParticipantObjectIdentification>`);
+      objects.push(patientObject(e.aliasId));
       break;
     case 'export':
       id = EV.export;
@@ -110,12 +149,34 @@ export function auditMessage(e: AuditEvent, source: AuditSource, at = new Date()
       // the crosswalk as a system object (type 2) in the role of a security resource (13)
       objects.push(`<ParticipantObjectIdentification${attrs({ ParticipantObjectID: `crosswalk ${e.what}`, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 13 })}>${coded('ParticipantObjectIDTypeCode', ['12', 'RFC-3881', 'URI'])}</ParticipantObjectIdentification>`);
       break;
-    case 'security-alert':
+    case 'security-alert': {
       id = EV.securityAlert;
-      type = EV.nodeAuthentication;
+      type = e.type === 'gate' ? EV.restrictedFunction : EV.nodeAuthentication;
       outcome = 4;
-      parts.push({ userId: e.peer, requestor: true, address: e.address }, self);
-      objects.push(`<ParticipantObjectIdentification${attrs({ ParticipantObjectID: e.peer, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 13 })}>${coded('ParticipantObjectIDTypeCode', ['12', 'RFC-3881', 'URI'])}<ParticipantObjectDetail type="Alert Description" value="${Buffer.from(e.why).toString('base64')}"/></ParticipantObjectIdentification>`);
+      if (e.type === 'gate') parts.push({ ...self, requestor: true });
+      else parts.push({ userId: e.peer, requestor: true, address: e.address }, self);
+      const why = e.repeats ? `${e.why} (and ${e.repeats} more like it)` : e.why;
+      objects.push(`<ParticipantObjectIdentification${attrs({ ParticipantObjectID: e.peer, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 13 })}>${coded('ParticipantObjectIDTypeCode', ['12', 'RFC-3881', 'URI'])}<ParticipantObjectDetail type="Alert Description" value="${Buffer.from(why).toString('base64')}"/></ParticipantObjectIdentification>`);
+      break;
+    }
+    case 'transfer':
+      id = EV.instancesTransferred;
+      action = 'C';
+      parts.push(
+        { userId: e.from.aet, requestor: false, address: e.from.address, role: EV.sourceRole },
+        { ...self, requestor: true },
+        { userId: e.to.aet, requestor: false, address: e.to.address, role: EV.destinationRole },
+      );
+      objects.push(studyObject(e.studyUid, e.sopClasses), patientObject(e.aliasId));
+      break;
+    case 'raw-deleted':
+      id = EV.studyDeleted;
+      action = 'D';
+      parts.push({ ...self, requestor: true }, { userId: e.pacs.aet, requestor: false, address: e.pacs.address });
+      if (e.reason === 'deidentified') objects.push(studyObject(e.studyUid, {}), patientObject(e.aliasId));
+      else
+        for (const q of e.quarantined)
+          objects.push(`<ParticipantObjectIdentification${attrs({ ParticipantObjectID: q, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 3 })}>${coded('ParticipantObjectIDTypeCode', EV.quarantineEntry)}</ParticipantObjectIdentification>`);
       break;
   }
   const event = `<EventIdentification${attrs({ EventActionCode: action, EventDateTime: at.toISOString(), EventOutcomeIndicator: outcome })}>${coded('EventID', id)}${type ? coded('EventTypeCode', type) : ''}</EventIdentification>`;

@@ -53,6 +53,7 @@ export class AuditTrail {
   private udp: dgram.Socket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private readonly url: URL;
 
   constructor(private readonly s: AuditTrailSettings) {
@@ -163,8 +164,12 @@ export class AuditTrail {
     this.socket = undefined;
   }
 
-  /** Sends what it can within `waitMs`; the rest stays spooled for the next start. */
-  async close(waitMs = 2000): Promise<void> {
+  /** Sends what it can within `waitMs`, then stops; what is left stays spooled (or is handed over). Once only. */
+  close(waitMs = 2000): Promise<void> {
+    return (this.closing ??= this.shut(waitMs));
+  }
+
+  private async shut(waitMs: number): Promise<void> {
     await Promise.race([this.sending, new Promise((r) => setTimeout(r, waitMs).unref())]);
     this.closed = true;
     clearTimeout(this.timer);

@@ -40,9 +40,11 @@ export interface Job {
   /** Failed attempts of the current step; the next one is not before nextAttemptAt (ms since the epoch). */
   attempts: number;
   nextAttemptAt: number;
-  /** Set once de-identified: the alias and the new SOP Instance UID and its id in the PACS. */
+  /** Set once de-identified: the alias, the new SOP and Study Instance UIDs, and its id in the PACS. */
   aliasId: string | null;
   newSopInstanceUid: string | null;
+  /** Null in jobs journalled before it was kept. */
+  newStudyInstanceUid: string | null;
   deidentifiedId: string | null;
 }
 
@@ -75,7 +77,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   next_attempt_at     INTEGER NOT NULL DEFAULT 0,
   alias_id            TEXT,
   new_sop_instance_uid TEXT,
-  deidentified_id     TEXT
+  deidentified_id     TEXT,
+  new_study_instance_uid TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
@@ -149,6 +152,7 @@ export class Journal {
     this.db.function('dphiant_key', { deterministic: true }, (v: unknown) => (v == null ? null : this.rawKey(String(v))));
     if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
     if (this.migrateFinishedRawIds()) warn(`${file}: raw Orthanc IDs of finished jobs replaced by keyed hashes`);
+    this.addColumn('new_study_instance_uid');
     const coded = this.migrateReasonCodes();
     if (coded) warn(`${file}: reason codes given to ${coded} jobs journalled by an older version`);
     this.db.exec(INDEXES);
@@ -182,6 +186,12 @@ export class Journal {
       for (const r of rows) set.run(legacyReasonCode(r.reason), r.id);
       return rows.length;
     })();
+  }
+
+  /** A column of SCHEMA that a journal written by an older version lacks: added, empty (TEXT, nullable). */
+  private addColumn(name: string): void {
+    const columns = (this.sql(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
+    if (!columns.includes(name)) this.db.exec(`ALTER TABLE jobs ADD COLUMN ${name} TEXT`);
   }
 
   /** A journal written before finished jobs kept only raw_key: hash their raw IDs (adding the column if needed). */
@@ -275,12 +285,12 @@ export class Journal {
   }
 
   /** IN_PACS → DEIDENTIFIED, with what identifies the de-identified copy. */
-  deidentified(id: number, d: { aliasId: string; newSopInstanceUid: string; deidentifiedId: string }): void {
+  deidentified(id: number, d: { aliasId: string; newSopInstanceUid: string; newStudyInstanceUid: string; deidentifiedId: string }): void {
     const r = this.sql(
-        `UPDATE jobs SET state = 'DEIDENTIFIED', reason = NULL, reason_code = NULL, attempts = 0, next_attempt_at = 0, alias_id = ?, new_sop_instance_uid = ?, deidentified_id = ?, updated_at = ?
+        `UPDATE jobs SET state = 'DEIDENTIFIED', reason = NULL, reason_code = NULL, attempts = 0, next_attempt_at = 0, alias_id = ?, new_sop_instance_uid = ?, new_study_instance_uid = ?, deidentified_id = ?, updated_at = ?
          WHERE id = ? AND state = 'IN_PACS'`,
       )
-      .run(d.aliasId, d.newSopInstanceUid, d.deidentifiedId, new Date().toISOString(), id);
+      .run(d.aliasId, d.newSopInstanceUid, d.newStudyInstanceUid, d.deidentifiedId, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not IN_PACS`);
   }
 
@@ -474,6 +484,7 @@ function toJob(r: Record<string, unknown>): Job {
     nextAttemptAt: (r.next_attempt_at as number) ?? 0,
     aliasId: (r.alias_id as string | null) ?? null,
     newSopInstanceUid: (r.new_sop_instance_uid as string | null) ?? null,
+    newStudyInstanceUid: (r.new_study_instance_uid as string | null) ?? null,
     deidentifiedId: (r.deidentified_id as string | null) ?? null,
   };
 }

@@ -153,8 +153,11 @@ export interface WorkerDeps {
    * node's lease, and how it ended there.
    */
   takenOver?: (job: Job) => Promise<{ by: string; outcome?: 'DONE' | 'QUARANTINED' } | null>;
-  /** Under node leases: this worker removed a raw copy from the PACS, de-identified or quarantined (the record its owner may look for). */
-  removed?: (rawId: string, outcome: 'DONE' | 'QUARANTINED') => void;
+  /**
+   * This worker removed a job's raw copy from the PACS, de-identified (`job` with its alias and new UIDs) or
+   * quarantined (with its reason code): for the audit trail, and under node leases the record its owner may look for.
+   */
+  removed?: (job: Job & { rawId: string }, outcome: 'DONE' | 'QUARANTINED') => void;
 }
 
 /** Waiting jobs per instance de-identified at once (DeidentificationWorker.pace). */
@@ -361,7 +364,7 @@ export class DeidentificationWorker {
           });
         else {
           await this.metrics.time('delete', () => this.rawDeletions.delete(job.rawId!, toDeidentified, toDone));
-          this.d.removed?.(job.rawId, 'DONE');
+          this.d.removed?.({ ...job, ...upload, rawId: job.rawId }, 'DONE');
         }
         this.metrics.inc('dphiant_instances_deidentified_total');
         this.d.log.info({ job: job.id, alias: upload?.aliasId ?? job.aliasId }, 'de-identified in the PACS');
@@ -570,7 +573,7 @@ export class DeidentificationWorker {
       const ours = up.ID && up.ID !== job.rawId && !this.d.journal.knows(up.ID) ? up.ID : null;
       throw new UploadMismatch(`PACS stored the de-identified instance as ${up.ID} (${up.Status}), expected ${expected}`, ours);
     }
-    return { aliasId: d.aliasId, newSopInstanceUid: d.sopInstanceUid, deidentifiedId: up.ID };
+    return { aliasId: d.aliasId, newSopInstanceUid: d.sopInstanceUid, newStudyInstanceUid: d.studyInstanceUid, deidentifiedId: up.ID };
   }
 
   private async failed(job: Job, e: PipelineError, raw: Buffer | undefined): Promise<void> {
@@ -619,7 +622,7 @@ export class DeidentificationWorker {
     if (uploadedId) await this.pacsCall(() => this.d.pacs.deleteInstance(uploadedId));
     await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
     this.quarantined(job, why, 'quarantined');
-    this.d.removed?.(job.rawId, 'QUARANTINED');
+    this.d.removed?.({ ...job, rawId: job.rawId, reason: why.message, reasonCode: why.code }, 'QUARANTINED');
   }
 
   private backoff(attempt: number): number {

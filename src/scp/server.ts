@@ -54,6 +54,19 @@ export interface ScpOptions<F extends EarlyForward = EarlyForward> {
   fingerprint: (uid: string) => string;
   /** Told of every TLS caller refused, after the log and the metric (a hook for an audit trail's security alert). */
   tlsRefused?: (refusal: TlsRefusalEvent) => void;
+  /** Told of every association refused because of who called (a TLS subject mismatch goes to tlsRefused instead). */
+  callerRefused?: (refusal: CallerRefusalEvent) => void;
+}
+
+/**
+ * An A-ASSOCIATE-RQ rejected for its AE titles or host, or an AE bound to a certificate calling without TLS
+ * (`subject`): AE titles and an address, no patient data.
+ */
+export interface CallerRefusalEvent {
+  why: 'called-aet' | 'calling-aet' | 'host' | 'subject';
+  from: string;
+  callingAet: string;
+  calledAet: string;
 }
 
 /** A TLS caller refused: why, from where, and what it presented (no patient data: a device's certificate). */
@@ -105,6 +118,7 @@ class StoreScp<F extends EarlyForward> extends ServerScp {
       const reason = who.why === 'called-aet' ? RejectReason.CalledAeNotRecognized : RejectReason.CallingAeNotRecognized;
       log.warn({ assoc: this.id, calling, called, from, tls: !!this.tls, why: who.why }, 'association rejected: caller not allowed');
       if (who.why === 'subject' && this.tls) this.server.refusedTls({ reason: 'subject-mismatch', from, callingAet: calling.trim(), subject: subjectLine(this.tls.subject) });
+      else this.opts.callerRefused?.({ why: who.why, from, callingAet: calling.trim(), calledAet: called.trim() });
       this.reject(RejectResult.Permanent, RejectSource.ServiceUser, reason);
       return;
     }
