@@ -106,10 +106,15 @@ describe('ATNA audit trail (IHE ITI-20): syslog over TLS to an audit repository'
       { kind: 'reveal', user: 'demo', address: '127.0.0.1', aliasId: 'ANON1234' },
       { kind: 'export', user: 'demo', address: '127.0.0.1', what: 'mapping' },
       { kind: 'security-alert', peer: 'ROGUE', address: '10.0.0.8', why: 'calling AE not allowed' },
+      { kind: 'security-alert', peer: 'CN=intruder', address: '10.0.0.7', why: 'certificate not trusted', type: 'node', repeats: 3 },
+      { kind: 'security-alert', peer: 'STORESCU', address: '10.0.0.6', why: 'gate: text left in a private element', type: 'gate' },
+      { kind: 'transfer', from: { aet: 'CT1', address: '10.0.0.5' }, to: { aet: 'PACS', address: '10.0.0.4' }, studyUid: '2.25.1', aliasId: 'ANON1234', sopClasses: { '1.2.840.10008.5.1.4.1.1.2': 2 } },
+      { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 2, reason: 'deidentified', studyUid: '2.25.1', aliasId: 'ANON1234' },
+      { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 1, reason: 'quarantined', quarantined: ['k1'] },
     ];
     const ids = events.map((e) => checkMessage(`<85>1 2026-12-02T00:00:00.000Z host DPHIANT 1 IHE+RFC-3881 - \uFEFF${auditMessage(e, { sourceId: 'node1', aet: 'DPHIANT' })}`).eventId);
     console.log(`      EventIDs: ${ids.join(', ')}`);
-    expect(ids).to.deep.equal(['110100', '110100', '110114', '110114', '110114', '110110', '110106', '110113']);
+    expect(ids).to.deep.equal(['110100', '110100', '110114', '110114', '110114', '110110', '110106', '110113', '110113', '110113', '110104', '110105', '110105']);
     expect(auditMessage(events[3]!, { sourceId: 'n', aet: 'A' }), 'values escaped').to.contain('UserID="mallory &lt;x&gt;"');
   });
 
@@ -139,7 +144,13 @@ describe('ATNA audit trail (IHE ITI-20): syslog over TLS to an audit repository'
       const phi = [p.patientId, p.name, ...p.name.split('^').filter((x) => x.length > 2), p.birthDate, ...manifest.instances.map((i) => i.sopInstanceUid), p.studies[0]!.studyInstanceUid];
       const leaked = phi.filter((v) => repo.messages.some((m) => m.includes(v)));
       console.log(`      ${repo.messages.length} messages: ${parsed.map((x) => `${x.eventId}/${x.outcome}`).join(' ')}; the reveal's names alias ${alias}: ${parsed.some((x) => x.eventId === '110110' && x.xml.includes(alias))}; PHI values found: ${leaked.length}`);
-      expect(parsed.map((x) => `${x.eventId}/${x.outcome}`)).to.deep.equal(['110100/0', '110114/4', '110114/0', '110110/0', '110100/0']);
+      // the study's transfer and raw-copy deletion are folded per study and sent when it goes quiet (or at stop)
+      const kinds = parsed.map((x) => `${x.eventId}/${x.outcome}`);
+      expect([kinds[0], kinds.at(-1)], 'Application Start first, Stop last').to.deep.equal(['110100/0', '110100/0']);
+      expect(kinds.slice(1, -1).sort()).to.deep.equal(['110104/0', '110105/0', '110110/0', '110114/0', '110114/4']);
+      const transfer = parsed.find((x) => x.eventId === '110104')!.xml;
+      expect(transfer, 'the transfer names the alias').to.contain(alias);
+      expect(transfer, 'two instances of the study').to.match(/<SOPClass UID="[\d.]+" NumberOfInstances="2"\/>/);
       expect(leaked, 'no identity, original UID or reason text in any record').to.deep.equal([]);
     } finally {
       await stack?.stop();
