@@ -9,7 +9,8 @@
 #           orthanc-postgresql, haproxy, and FerretDB built with Go from tools/ferretdb (an error without Go)
 #   --test: also dcmtk (storescu, echoscu, dcmdump…), docker-compose (validates docker-compose.yml offline),
 #           chromium (the web UI's browser tests, driven by playwright-core), FerretDB (a MongoDB wire-protocol
-#           server for the crosswalk's MongoDB tests), built with Go from tools/ferretdb, and for the several-node
+#           server for the crosswalk's MongoDB tests), built with Go from tools/ferretdb, rsyslog with rsyslog-gnutls
+#           (a real syslog receiver for the audit trail's records, over TLS and UDP), and for the several-node
 #           tests PostgreSQL 15 (FerretDB's backend and the PACS's index), orthanc-postgresql and haproxy
 # `npm ci` runs when node_modules is missing, older than the lock file, or built by a Node.js of another ABI
 # (better-sqlite3 is a native module): .stack/node_modules.abi records the ABI it was built for.
@@ -33,6 +34,9 @@ if $test_deps; then
   command -v storescu >/dev/null || need+=(dcmtk)
   command -v docker-compose >/dev/null || need+=(docker-compose)
   command -v chromium >/dev/null || need+=(chromium)
+  [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+  # its TLS driver, a package of its own
+  ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need+=(rsyslog-gnutls)
 fi
 if $cluster_deps; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql-15)
@@ -44,7 +48,8 @@ if ((${#need[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "==> installing Debian packages: ${need[*]}"
-  # the orthanc, postgresql and haproxy packages start system services where they can; the dev stack runs its own
+  # the orthanc, postgresql, haproxy and rsyslog packages start system services where they can; the dev stack and
+  # the tests run their own
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d

@@ -12,6 +12,7 @@ import { auditMessage, type AuditEvent } from '../src/audit/messages.js';
 import { AuditTrail } from '../src/audit/trail.js';
 import { issue, makeCa, type CertifiedKey } from '../tools/devstack/tls.js';
 import { generateStudies } from '../tools/synth/generate.js';
+import { checkMessage } from './support/atna.js';
 import { storescu } from './support/dcmtk.js';
 import { waitUntilSettled } from './support/pipeline.js';
 import { freePort } from './support/ports.js';
@@ -61,28 +62,6 @@ class Repository {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** RFC 5424 header fields and the A.5.1 message's required parts; throws naming what is missing. */
-function checkMessage(m: string): { xml: string; eventId: string; outcome: string } {
-  const header = /^<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|\[.*?\]) \uFEFF(<\?xml.*)$/s.exec(m);
-  if (!header) throw new Error(`not an RFC 5424 message: ${m.slice(0, 120)}`);
-  const [, pri, time, , app, , msgid, , xml] = header;
-  expect(Number(pri) >> 3, 'facility authpriv (10)').to.equal(10);
-  expect(Date.parse(time!), 'RFC 3339 time').to.not.be.NaN;
-  expect(app).to.equal('DPHIANT');
-  expect(msgid).to.equal('IHE+RFC-3881');
-  const ev = /<EventIdentification EventActionCode="([CRUDE])" EventDateTime="([^"]+)" EventOutcomeIndicator="(0|4|8|12)"><EventID csd-code="(\d+)" codeSystemName="DCM" originalText="[^"]+"\/>/.exec(xml!);
-  if (!ev) throw new Error(`EventIdentification with EventID, EventActionCode, EventDateTime and EventOutcomeIndicator missing: ${xml}`);
-  expect(xml).to.match(/<ActiveParticipant UserID="[^"]+" UserIsRequestor="(true|false)"/);
-  expect(xml).to.match(/<AuditSourceIdentification AuditSourceID="[^"]+"><AuditSourceTypeCode csd-code="\d"\/><\/AuditSourceIdentification>/);
-  for (const po of xml!.matchAll(/<ParticipantObjectIdentification([^>]*)>(.*?)<\/ParticipantObjectIdentification>/g)) {
-    expect(po[1]).to.match(/ParticipantObjectID="[^"]+"/);
-    expect(po[1]).to.match(/ParticipantObjectTypeCode="\d"/);
-    expect(po[2]).to.match(/^<ParticipantObjectIDTypeCode csd-code="\d+" codeSystemName="[^"]+" originalText="[^"]+"\/>/);
-  }
-  expect(xml!.startsWith('<?xml version="1.0" encoding="UTF-8"?><AuditMessage>') && xml!.endsWith('</AuditMessage>')).to.equal(true);
-  return { xml: xml!, eventId: ev[4]!, outcome: ev[3]! };
-}
 
 describe('ATNA audit trail (IHE ITI-20): syslog over TLS to an audit repository', function () {
   this.timeout(180_000);
