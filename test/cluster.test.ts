@@ -247,8 +247,13 @@ describe('cluster: dphiant serve child processes behind HAProxy, web and DICOM (
         inv = await pacsInventory(c.pacsRest);
       }
       const cleanSec = (Date.now() - killed) / 1000;
-      const leases = await nodeRecords(c.crosswalkUrl);
-      const lease = leases.find((l) => l._id === nodeAet(2));
+      // the resent instances may all be done by node 1 before node 2's lease has expired
+      let lease = (await nodeRecords(c.crosswalkUrl)).find((l) => l._id === nodeAet(2));
+      while (!(lease?.holder === nodeAet(1) && lease.settled) && Date.now() - killed < GRACE_MS + 60_000) {
+        await sleep(250);
+        lease = (await nodeRecords(c.crosswalkUrl)).find((l) => l._id === nodeAet(2));
+      }
+      const takenSec = (Date.now() - killed) / 1000;
       const one = await c.processes[0]!.jobCounts();
 
       await victim.restart();
@@ -262,7 +267,7 @@ describe('cluster: dphiant serve child processes behind HAProxy, web and DICOM (
       const uids = new Set(inv.instances.map((i) => i.sopInstanceUid));
       console.log(
         `      node 2 killed with ${atKill.RECEIVED} RECEIVED, ${atKill.IN_PACS} IN_PACS, ${atKill.DEIDENTIFIED} DEIDENTIFIED, ${atKill.DONE} DONE; ${resubmits} store jobs resubmitted, all acknowledged ${acknowledgedSec.toFixed(1)} s after the kill; ` +
-          `0 raw ${cleanSec.toFixed(1)} s after it (grace ${GRACE_MS / 1000} s), lease held by ${lease?.holder}, settled ${lease?.settled}; node 1: DONE ${one.DONE}, QUARANTINED ${one.QUARANTINED ?? 0}; ` +
+          `0 raw ${cleanSec.toFixed(1)} s after it (grace ${GRACE_MS / 1000} s), lease held by ${lease?.holder}, settled ${lease?.settled} ${takenSec.toFixed(1)} s after it; node 1: DONE ${one.DONE}, QUARANTINED ${one.QUARANTINED ?? 0}; ` +
           `node 2 restarted: holder ${back?.holder}, DONE ${two.DONE}, QUARANTINED ${two.QUARANTINED ?? 0}, REJECTED ${two.REJECTED ?? 0}; PACS ${inv.instances.length} instances (${uids.size} UIDs), ${raw()} raw, ${inv.patients.length} patients`,
       );
       expect(atKill.IN_PACS + atKill.RECEIVED + atKill.DEIDENTIFIED, 'node 2 died with unfinished instances').to.be.greaterThan(0);
@@ -272,6 +277,8 @@ describe('cluster: dphiant serve child processes behind HAProxy, web and DICOM (
       expect(inv.patients.length).to.equal(40);
       expect(cleanSec, "the dead node's instances taken over within the grace time and a margin").to.be.below(GRACE_MS / 1000 + 60);
       expect(lease?.holder).to.equal(nodeAet(1));
+      expect(lease?.settled, 'the takeover settled').to.equal(true);
+      expect(takenSec, 'the lease taken within the grace time and a margin').to.be.below(GRACE_MS / 1000 + 60);
       expect(one.QUARANTINED ?? 0).to.equal(0);
       expect(back?.holder, 'node 2 holds its lease again').to.equal(nodeAet(2));
       expect(two.QUARANTINED ?? 0, "node 2's jobs end by the takeover records, none quarantined").to.equal(0);

@@ -14,6 +14,8 @@ import { Journal } from '../src/pipeline/journal.js';
 import { Reconciler } from '../src/pipeline/reconciler.js';
 import { startMongoServer, type MongoServer } from './support/ferretdb.js';
 import { freePort } from './support/ports.js';
+import { clusterMissing } from '../tools/devstack/cluster.js';
+import { startPostgres, type PostgresServer } from '../tools/devstack/postgres.js';
 
 describe('node leases on a MongoDB-wire server', function () {
   this.timeout(120_000);
@@ -120,5 +122,48 @@ describe('node leases on a MongoDB-wire server', function () {
       journal.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('node leases on FerretDB with its PostgreSQL backend (the several-node stack)', function () {
+  this.timeout(180_000);
+  let postgres: PostgresServer | undefined;
+  let server: MongoServer | undefined;
+  let client: MongoClient | undefined;
+
+  before(async function () {
+    const why = clusterMissing()[0];
+    if (why) {
+      console.log(`      skipped: ${why}`);
+      this.skip();
+    }
+    postgres = await startPostgres(await freePort());
+    postgres.createDatabase('ferretdb');
+    const s = await startMongoServer({ postgresqlUrl: postgres.url('ferretdb') });
+    if ('skip' in s) throw new Error(s.skip);
+    server = s;
+    client = new MongoClient(server.url, { serverSelectionTimeoutMS: 5000, socketTimeoutMS: 30_000 });
+    await client.connect();
+  });
+  after(async () => {
+    await client?.close();
+    await server?.stop();
+    await postgres?.stop();
+  });
+
+  it("1,000 outcomes of one heartbeat are written, and the database answers after them (FerretDB's pool is not exhausted)", async () => {
+    const leases = new NodeLeases({ collection: (n: string) => client!.db('outcomes').collection(n) }, 1000);
+    const outcomes = Array.from({ length: 1000 }, (_, i) => [`k${i}`, i % 10 ? 'DONE' : 'QUARANTINED'] as [string, 'DONE' | 'QUARANTINED']);
+    // written twice: the second time each update finds its record (a raw copy taken in, then removed)
+    await leases.recordOutcomes(outcomes, 'NODE3');
+    const t = Date.now();
+    await leases.recordOutcomes(outcomes, 'NODE2');
+    const writtenMs = Date.now() - t;
+    const ping = await client!.db('outcomes').command({ ping: 1 });
+    const [first, last] = [await leases.takenOver('NODE1', 'k0'), await leases.takenOver('NODE1', 'k999')];
+    console.log(`      1,000 outcomes written over existing records in ${writtenMs} ms; ping ok ${ping.ok}; k0 ${JSON.stringify(first)}, k999 ${JSON.stringify(last)}`);
+    expect(first).to.deep.equal({ by: 'NODE2', outcome: 'QUARANTINED' });
+    expect(last).to.deep.equal({ by: 'NODE2', outcome: 'DONE' });
+    expect(await client!.db('outcomes').collection('node_takeovers').countDocuments()).to.equal(1000);
   });
 });

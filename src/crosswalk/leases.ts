@@ -39,6 +39,14 @@ interface TakeoverRecord {
   outcome?: TakeoverOutcome;
 }
 
+/**
+ * Updates per update command. FerretDB 1.24 on PostgreSQL keeps the read of each update that finds its document
+ * open (a pooled connection) until the whole command ends, and takes another connection for each write: a command
+ * of as many such updates as its pool has connections (50) waits for ever, and so does every later call to that
+ * FerretDB (test/node-leases.test.ts).
+ */
+const UPDATES_PER_COMMAND = 16;
+
 export class NodeLeases {
   constructor(
     private readonly db: SharedDatabase,
@@ -114,9 +122,11 @@ export class NodeLeases {
 
   /** How raw instances `by` removed from the PACS ended (one write for many). */
   async recordOutcomes(outcomes: [rawKey: string, outcome: TakeoverOutcome][], by: string): Promise<void> {
-    if (!outcomes.length) return;
     const at = new Date().toISOString();
-    await this.records.bulkWrite(outcomes.map(([rawKey, outcome]) => ({ updateOne: { filter: { _id: rawKey }, update: { $set: { by, at, outcome } }, upsert: true } })), { ordered: false });
+    for (let i = 0; i < outcomes.length; i += UPDATES_PER_COMMAND) {
+      const part = outcomes.slice(i, i + UPDATES_PER_COMMAND);
+      await this.records.bulkWrite(part.map(([rawKey, outcome]) => ({ updateOne: { filter: { _id: rawKey }, update: { $set: { by, at, outcome } }, upsert: true } })), { ordered: false });
+    }
   }
 
   /** Whether (and by whom, how) a node other than `owner` took in or removed this raw instance. */
