@@ -12,30 +12,12 @@ import path from 'node:path';
 import { auditMessage, type AuditEvent, type AuditSource } from '../src/audit/messages.js';
 import { AuditTrail, type AuditTrailSettings } from '../src/audit/trail.js';
 import { issue, makeCa, type CertifiedKey } from '../tools/devstack/tls.js';
-import { checkMessage, checkRecord, type CheckedRecord } from './support/atna.js';
+import { checkMessage, checkRecord, EVENT_IDS, EVENTS, type CheckedRecord } from './support/atna.js';
 import { rsyslogMissing, startRsyslog, type ParsedSyslog, type Rsyslog } from './support/rsyslog.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const SOURCE: AuditSource = { sourceId: 'rsyslog-test', aet: 'DPHIANT' };
-
-/** Every event kind, as in test/audit.test.ts's first test, and the EventID of each. */
-const EVENTS: AuditEvent[] = [
-  { kind: 'application', action: 'start' },
-  { kind: 'application', action: 'stop' },
-  { kind: 'login', user: 'demo', address: '127.0.0.1', outcome: 0 },
-  { kind: 'login', user: 'mallory <x>', address: '10.0.0.9', outcome: 4 },
-  { kind: 'login', user: 'demo', address: '127.0.0.1', outcome: 0, action: 'logout' },
-  { kind: 'reveal', user: 'demo', address: '127.0.0.1', aliasId: 'ANON1234' },
-  { kind: 'export', user: 'demo', address: '127.0.0.1', what: 'mapping' },
-  { kind: 'security-alert', peer: 'ROGUE', address: '10.0.0.8', why: 'calling AE not allowed' },
-  { kind: 'security-alert', peer: 'CN=intruder', address: '10.0.0.7', why: 'certificate not trusted', type: 'node', repeats: 3 },
-  { kind: 'security-alert', peer: 'STORESCU', address: '10.0.0.6', why: 'gate: text left in a private element', type: 'gate' },
-  { kind: 'transfer', from: { aet: 'CT1', address: '10.0.0.5' }, to: { aet: 'PACS', address: '10.0.0.4' }, studyUid: '2.25.1', aliasId: 'ANON1234', sopClasses: { '1.2.840.10008.5.1.4.1.1.2': 2 } },
-  { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 2, reason: 'deidentified', studyUid: '2.25.1', aliasId: 'ANON1234' },
-  { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 1, reason: 'quarantined', quarantined: ['k1'] },
-];
-const EVENT_IDS = ['110100', '110100', '110114', '110114', '110114', '110110', '110106', '110113', '110113', '110113', '110104', '110105', '110105'];
 
 const BOM = '\uFEFF';
 

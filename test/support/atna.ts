@@ -2,6 +2,7 @@
 // PS3.15 A.5.1 audit message with its required elements. One validator for the raw message of a test's own listener
 // (checkMessage) and for the fields a real syslog receiver parsed out of it (checkRecord: rsyslog's).
 import { expect } from 'chai';
+import type { AuditEvent } from '../../src/audit/messages.js';
 
 /** An RFC 5424 message as its fields: what rsyslog's parser yields, or checkMessage's regular expression. */
 export interface SyslogRecord {
@@ -52,3 +53,21 @@ export function checkMessage(m: string): CheckedRecord {
   const [, pri, time, , appName, , msgId, structuredData, xml] = header;
   return checkRecord({ facility: Number(pri) >> 3, time: time!, appName: appName!, msgId: msgId!, structuredData: structuredData!, xml: xml! });
 }
+
+/** Every event kind (each variant of each), and the EventID each gives. */
+export const EVENTS: AuditEvent[] = [
+  { kind: 'application', action: 'start' },
+  { kind: 'application', action: 'stop' },
+  { kind: 'login', user: 'demo', address: '127.0.0.1', outcome: 0 },
+  { kind: 'login', user: 'mallory <x>', address: '10.0.0.9', outcome: 4 },
+  { kind: 'login', user: 'demo', address: '127.0.0.1', outcome: 0, action: 'logout' },
+  { kind: 'reveal', user: 'demo', address: '127.0.0.1', aliasId: 'ANON1234' },
+  { kind: 'export', user: 'demo', address: '127.0.0.1', what: 'mapping' },
+  { kind: 'security-alert', peer: 'ROGUE', address: '10.0.0.8', why: 'calling AE not allowed' },
+  { kind: 'security-alert', peer: 'CN=intruder', address: '10.0.0.7', why: 'certificate not trusted', type: 'node', repeats: 3 },
+  { kind: 'security-alert', peer: 'STORESCU', address: '10.0.0.6', why: 'gate: text left in a private element', type: 'gate' },
+  { kind: 'transfer', from: { aet: 'CT1', address: '10.0.0.5' }, to: { aet: 'PACS', address: '10.0.0.4' }, studyUid: '2.25.1', aliasId: 'ANON1234', sopClasses: { '1.2.840.10008.5.1.4.1.1.2': 2 } },
+  { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 2, reason: 'deidentified', studyUid: '2.25.1', aliasId: 'ANON1234' },
+  { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 1, reason: 'quarantined', quarantined: ['k1'] },
+];
+export const EVENT_IDS = ['110100', '110100', '110114', '110114', '110114', '110110', '110106', '110113', '110113', '110113', '110104', '110105', '110105'];
