@@ -72,18 +72,20 @@ const CALLER_REFUSALS: Record<CallerRefusalEvent['why'], string> = {
 
 /**
  * The audit records of a raw copy the worker removed from the PACS: de-identified, its study transferred and its raw
- * copy deleted (by new study UID and alias); quarantined, its deletion (by keyed hash) and, for a gate hit, an alert.
+ * copy deleted (by new study UID and alias); quarantined, its deletion (by keyed hash) and, for a gate hit, an alert
+ * (`alert`: not when a restart records it again: the alert went at once). False: nothing to record.
  */
-function auditRemoval(events: AuditBatcher, pacs: Peer, job: Job, outcome: 'DONE' | 'QUARANTINED'): void {
+function auditRemoval(events: AuditBatcher, pacs: Peer, job: Job, outcome: 'DONE' | 'QUARANTINED', alert = true): boolean {
   if (outcome === 'DONE') {
     // a job journalled before the new study UID was kept (an upgrade mid-job) has no record: nothing to name it by
-    if (!job.aliasId || !job.newStudyInstanceUid) return;
-    events.transferred({ aet: job.callingAet }, pacs, job.newStudyInstanceUid, job.aliasId, job.sopClassUid);
-    events.rawDeleted(pacs, job.newStudyInstanceUid, job.aliasId);
-    return;
+    if (!job.aliasId || !job.newStudyInstanceUid) return false;
+    events.transferred(job.id, { aet: job.callingAet }, pacs, job.newStudyInstanceUid, job.aliasId, job.sopClassUid);
+    events.rawDeleted(job.id, pacs, job.newStudyInstanceUid, job.aliasId);
+    return true;
   }
-  events.rawQuarantined(pacs, job.callingAet, job.sopUidHash.slice(0, 12));
-  if (job.reasonCode === 'gate-hit') events.alert({ type: 'gate', peer: job.callingAet, address: '', why: REASONS['gate-hit'] });
+  events.rawQuarantined(job.id, pacs, job.callingAet, job.sopUidHash.slice(0, 12));
+  if (alert && job.reasonCode === 'gate-hit') events.alert({ type: 'gate', peer: job.callingAet, address: '', why: REASONS['gate-hit'] });
+  return true;
 }
 
 /**
@@ -187,7 +189,13 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
   quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
   const audit = auditTrail(config);
-  const auditEvents = audit && new AuditBatcher((e) => audit.record(e));
+  const auditEvents = audit && new AuditBatcher((e) => audit.record(e), {}, (jobs) => journal.audited(jobs));
+  const pacsPeer: Peer = { aet: config.pacs.aet, address: config.pacs.host };
+  const auditRemoved = (job: Job, outcome: 'DONE' | 'QUARANTINED', alert = true) => {
+    if (auditEvents && !auditRemoval(auditEvents, pacsPeer, job, outcome, alert)) journal.audited([job.id]);
+  };
+  // removals a crash kept from their records (folded in memory for a few seconds): recorded now
+  for (const job of auditEvents ? journal.auditPending() : []) auditRemoved(job, job.state === 'DONE' ? 'DONE' : 'QUARANTINED', false);
   const me = config.pacs.callingAet;
   const shared = sharedDatabase(crosswalk);
   // every node of a shared crosswalk reports there; loadConfig allows takeover only with one
@@ -207,8 +215,9 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     ...(leases && takeover ? { takenOver: (job) => leases.takenOver(me, journal.rawKey(job.rawId!)) } : {}),
     removed: (job, outcome) => {
       if (takeover) cluster?.removed(job.rawId, outcome);
-      if (auditEvents) auditRemoval(auditEvents, { aet: config.pacs.aet, address: config.pacs.host }, job, outcome);
+      auditRemoved(job, outcome);
     },
+    auditsRemovals: !!auditEvents,
   });
   const reconciler = new Reconciler(journal, pacsRest, log, (id) => worker.enqueue(id), { callingAet: me, adopt: p.reconcileAdopt, metrics });
   const cluster = leases
@@ -323,8 +332,8 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
     reconciler.stop();
     await worker.stop();
     await crosswalk.close();
+    auditEvents?.flush(); // the journal hears which jobs' records are written
     journal.close();
-    auditEvents?.flush();
     audit?.record({ kind: 'application', action: 'stop' });
     await audit?.close();
     lock.release();

@@ -17,7 +17,11 @@ import { TS } from '../src/dicom/transfer-syntax.js';
 import { generateElements, generateStudies } from '../tools/synth/generate.js';
 import { storescu } from './support/dcmtk.js';
 import { waitUntilSettled } from './support/pipeline.js';
-import { freePort } from './support/ports.js';
+import { freePort, freePorts } from './support/ports.js';
+import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
+import { startOrthanc, type OrthancProcess } from '../tools/devstack/orthanc.js';
+import { Journal, journalPath } from '../src/pipeline/journal.js';
+import { devKeyPath, readKeyFile } from '../src/keys.js';
 import { startStack, type TestStack } from './support/stack.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -128,21 +132,84 @@ describe('ATNA records of transfers, raw-copy deletions and security alerts (a r
 });
 
 describe('AuditBatcher: folding per-instance events into records', () => {
-  it('one record per study once it is quiet, SOP classes counted; a full one goes at once; alerts folded per peer', async () => {
+  it('one record per study once it is quiet, SOP classes counted; a full one goes at once; alerts folded per peer; a job is written once all its records are', async () => {
     const out: AuditEvent[] = [];
-    const b = new AuditBatcher((e) => out.push(e), { quietMs: 50, maxInstances: 4, alertWindowMs: 80 });
+    const written: number[][] = [];
+    const b = new AuditBatcher((e) => out.push(e), { quietMs: 50, maxInstances: 4, alertWindowMs: 80 }, (jobs) => written.push(jobs));
     const from = { aet: 'CT1' };
     const pacs = { aet: 'PACS', address: '10.0.0.2' };
-    for (let i = 0; i < 3; i++) b.transferred(from, pacs, '2.25.1', 'DPHA', '1.2.840.10008.5.1.4.1.1.2');
-    b.transferred(from, pacs, '2.25.1', 'DPHA', '1.2.840.10008.5.1.4.1.1.7');
+    for (let i = 1; i <= 3; i++) b.transferred(i, from, pacs, '2.25.1', 'DPHA', '1.2.840.10008.5.1.4.1.1.2');
+    // job 1's raw copy deleted too: its deletion record is still to come when the transfer record goes
+    b.rawDeleted(1, pacs, '2.25.1', 'DPHA');
+    b.transferred(4, from, pacs, '2.25.1', 'DPHA', '1.2.840.10008.5.1.4.1.1.7');
     expect(out, 'the fourth instance fills it').to.have.length(1);
-    b.transferred(from, pacs, '2.25.2', 'DPHB', '1.2.840.10008.5.1.4.1.1.4');
+    expect(written, 'jobs 2 to 4 written; job 1 waits for its deletion record').to.deep.equal([[2, 3, 4]]);
+    b.transferred(5, from, pacs, '2.25.2', 'DPHB', '1.2.840.10008.5.1.4.1.1.4');
     for (let i = 0; i < 5; i++) b.alert({ type: 'node', peer: 'ROGUE', address: '10.0.0.9', why: 'association rejected' });
     expect(out, 'the first alert at once').to.have.length(2);
     await sleep(120);
-    expect(out.map((e) => e.kind)).to.deep.equal(['transfer', 'security-alert', 'transfer', 'security-alert']);
+    expect(out.map((e) => e.kind)).to.deep.equal(['transfer', 'security-alert', 'raw-deleted', 'transfer', 'security-alert']);
+    expect(written.flat().sort(), 'every job written once').to.deep.equal([1, 2, 3, 4, 5]);
     expect(out[0]).to.deep.include({ studyUid: '2.25.1', sopClasses: { '1.2.840.10008.5.1.4.1.1.2': 3, '1.2.840.10008.5.1.4.1.1.7': 1 } });
-    expect(out[3]).to.deep.include({ repeats: 4 });
+    expect(out[4]).to.deep.include({ repeats: 4 });
     for (const e of out) expect(auditMessage(e, { sourceId: 'n', aet: 'DPHIANT' })).to.match(/^<\?xml .*<\/AuditMessage>$/);
+  });
+});
+
+describe('ATNA records of a study de-identified just before a crash (dphiant serve killed with -9 within the fold window)', function () {
+  this.timeout(300_000);
+  let work: string;
+  let pacs: OrthancProcess | undefined;
+  let mm: MiddlemanProcess | undefined;
+  let repo: dgram.Socket | undefined;
+
+  after(async () => {
+    await mm?.stop();
+    await pacs?.stop();
+    repo?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("the restart records the study's Instances Transferred and Study Deleted, once: the journal kept them pending", async () => {
+    work = mkdtempSync(path.join(tmpdir(), 'dphiant-audit-crash-'));
+    const [mmPort, http, dicom, repoPort] = (await freePorts(4)) as [number, number, number, number];
+    const messages: string[] = [];
+    repo = dgram.createSocket('udp4');
+    repo.on('message', (b) => messages.push(b.toString('utf8')));
+    await new Promise<void>((r) => repo!.bind(repoPort, '127.0.0.1', () => r()));
+    pacs = await startOrthanc({ role: 'pacs', workDir: path.join(work, 'pacs'), httpPort: http, dicomPort: dicom, middleman: { aet: 'DPHIANT', host: '127.0.0.1', port: mmPort } });
+    const dataDir = path.join(work, 'data');
+    const env = { DPHIANT_DATA_DIR: dataDir, DPHIANT_PACS_PORT: String(dicom), DPHIANT_PACS_URL: pacs.httpUrl, DPHIANT_AUDIT_REPOSITORY: `udp://127.0.0.1:${repoPort}` };
+    const ids = () => messages.map((m) => parse(m).id);
+    mm = await spawnMiddleman(env, mmPort);
+    const manifest = await generateStudies({ outDir: path.join(work, 'in'), patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 3, rows: 32, cols: 32, seed: 15_200, modalities: ['CT'] });
+    const sent = await storescu(manifest.instances.map((i) => i.path), { port: mmPort });
+    expect(sent.code, sent.stderr).to.equal(0);
+    const journal = new Journal(journalPath(dataDir), readKeyFile(devKeyPath(dataDir, 'site')));
+    try {
+      for (const t = Date.now(); journal.counts().DONE < 3; await sleep(50)) if (Date.now() - t > 60_000) throw new Error(`not DONE: ${JSON.stringify(journal.counts())}`);
+      // within the 5 s a study's records wait for more of its instances
+      await mm.kill9();
+      const atKill = ids();
+      const pendingAtKill = journal.auditPending().length;
+      mm = await spawnMiddleman(env, mmPort);
+      for (const t = Date.now(); !(ids().includes('110104') && ids().includes('110105')); await sleep(100)) if (Date.now() - t > 30_000) throw new Error(`records: ${ids().join(' ')}`);
+      await mm.stop();
+      const pendingAfter = journal.auditPending().length;
+      // a third start records nothing of that study again
+      mm = await spawnMiddleman(env, mmPort);
+      await mm.stop();
+      const transfers = messages.map(parse).filter((m) => m.id === '110104');
+      const deletions = messages.map(parse).filter((m) => m.id === '110105');
+      console.log(`      killed with 3 DONE: records before the kill ${atKill.join(' ')}, ${pendingAtKill} jobs audit-pending; after the restarts: ${ids().join(' ')}; ${pendingAfter} pending after a clean stop`);
+      expect(atKill, 'the kill came before the study was recorded').to.not.include('110104');
+      expect(pendingAtKill).to.equal(3);
+      expect(transfers, 'one Instances Transferred').to.have.length(1);
+      expect(transfers[0]!.xml).to.match(/<SOPClass UID="[\d.]+" NumberOfInstances="3"\/>/);
+      expect(deletions, 'one Study Deleted').to.have.length(1);
+      expect(pendingAfter).to.equal(0);
+    } finally {
+      journal.close();
+    }
   });
 });

@@ -2,7 +2,8 @@
 // study transferred (or their raw copies deleted) make one record once the study has been quiet for a while, as
 // DICOM Instances Transferred counts instances per SOP class; a refused peer's alerts make one record at once and
 // one more at the end of its window with how many followed, so a caller retrying in a loop cannot flood the trail
-// (or fill its spool).
+// (or fill its spool). Each instance comes with its job: once every record it counts in is recorded (in the trail's
+// spool), `written` hears of it, so the journal stops keeping it audit-pending for a restart to record again.
 import type { AuditEvent, Peer } from './messages.js';
 
 export interface AuditBatcherSettings {
@@ -25,6 +26,7 @@ interface Pending<E> {
   event: E;
   count: number;
   timer: NodeJS.Timeout;
+  jobs: number[];
 }
 
 export class AuditBatcher {
@@ -34,34 +36,37 @@ export class AuditBatcher {
   private readonly quietMs: number;
   private readonly maxInstances: number;
   private readonly alertWindowMs: number;
+  /** Per job: how many pending records count it. */
+  private readonly unwritten = new Map<number, number>();
 
   constructor(
     private readonly record: (e: AuditEvent) => void,
     s: AuditBatcherSettings = {},
+    private readonly written: (jobs: number[]) => void = () => undefined,
   ) {
     this.quietMs = s.quietMs ?? 5_000;
     this.maxInstances = s.maxInstances ?? 10_000;
     this.alertWindowMs = s.alertWindowMs ?? 60_000;
   }
 
-  /** One de-identified instance of a study stored in the PACS. */
-  transferred(from: Peer, to: Peer, studyUid: string, aliasId: string, sopClassUid: string): void {
+  /** One de-identified instance of a study stored in the PACS (job `job`). */
+  transferred(job: number, from: Peer, to: Peer, studyUid: string, aliasId: string, sopClassUid: string): void {
     const key = `${from.aet}\0${studyUid}\0${aliasId}`;
-    this.add(this.transfers, key, () => ({ kind: 'transfer', from, to, studyUid, aliasId, sopClasses: {} as Record<string, number> }), (e) => {
+    this.add(job, this.transfers, key, () => ({ kind: 'transfer', from, to, studyUid, aliasId, sopClasses: {} as Record<string, number> }), (e) => {
       e.sopClasses[sopClassUid] = (e.sopClasses[sopClassUid] ?? 0) + 1;
     });
   }
 
   /** One raw copy deleted from the PACS once de-identified, named by the study and alias of its new copy. */
-  rawDeleted(pacs: Peer, studyUid: string, aliasId: string): void {
-    this.add(this.deletions, `${studyUid}\0${aliasId}`, () => ({ kind: 'raw-deleted', reason: 'deidentified', pacs, studyUid, aliasId, instances: 0 }), (e) => {
+  rawDeleted(job: number, pacs: Peer, studyUid: string, aliasId: string): void {
+    this.add(job, this.deletions, `${studyUid}\0${aliasId}`, () => ({ kind: 'raw-deleted', reason: 'deidentified', pacs, studyUid, aliasId, instances: 0 }), (e) => {
       e.instances++;
     });
   }
 
   /** One raw copy deleted from the PACS once quarantined, named by its keyed UID hash; folded per sender. */
-  rawQuarantined(pacs: Peer, callingAet: string, hash: string): void {
-    this.add(this.deletions, `\0quarantined\0${callingAet}`, () => ({ kind: 'raw-deleted', reason: 'quarantined', pacs, quarantined: [], instances: 0 }), (e) => {
+  rawQuarantined(job: number, pacs: Peer, callingAet: string, hash: string): void {
+    this.add(job, this.deletions, `\0quarantined\0${callingAet}`, () => ({ kind: 'raw-deleted', reason: 'quarantined', pacs, quarantined: [], instances: 0 }), (e) => {
       e.instances++;
       if (e.reason === 'quarantined') e.quarantined.push(hash);
     }, MAX_QUARANTINED);
@@ -77,7 +82,7 @@ export class AuditBatcher {
     }
     this.record({ kind: 'security-alert', ...e });
     const timer = setTimeout(() => this.flushAlert(key), this.alertWindowMs).unref();
-    this.alerts.set(key, { event: { kind: 'security-alert', ...e }, count: 0, timer });
+    this.alerts.set(key, { event: { kind: 'security-alert', ...e }, count: 0, timer, jobs: [] });
   }
 
   /** Everything pending recorded now (at a stop). */
@@ -88,12 +93,14 @@ export class AuditBatcher {
   }
 
   /** Counts one instance into the study's pending record (`count`), which goes when quiet or full. */
-  private add<E extends Transfer | RawDeleted>(map: Map<string, Pending<E>>, key: string, make: () => E, count: (e: E) => void, cap = this.maxInstances): void {
+  private add<E extends Transfer | RawDeleted>(job: number, map: Map<string, Pending<E>>, key: string, make: () => E, count: (e: E) => void, cap = this.maxInstances): void {
     const p = map.get(key);
     if (p) clearTimeout(p.timer);
-    const pending = p ?? { event: make(), count: 0, timer: undefined as unknown as NodeJS.Timeout };
+    const pending = p ?? { event: make(), count: 0, timer: undefined as unknown as NodeJS.Timeout, jobs: [] };
     map.set(key, pending);
     count(pending.event);
+    pending.jobs.push(job);
+    this.unwritten.set(job, (this.unwritten.get(job) ?? 0) + 1);
     if (++pending.count >= cap) this.flushStudy(map, key);
     else pending.timer = setTimeout(() => this.flushStudy(map, key), this.quietMs).unref();
   }
@@ -104,6 +111,16 @@ export class AuditBatcher {
     clearTimeout(p.timer);
     map.delete(key);
     this.record(p.event);
+    const done: number[] = [];
+    for (const job of p.jobs) {
+      const left = this.unwritten.get(job)! - 1;
+      if (left > 0) this.unwritten.set(job, left);
+      else {
+        this.unwritten.delete(job);
+        done.push(job);
+      }
+    }
+    if (done.length) this.written(done);
   }
 
   private flushAlert(key: string): void {

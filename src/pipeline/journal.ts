@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   alias_id            TEXT,
   new_sop_instance_uid TEXT,
   deidentified_id     TEXT,
-  new_study_instance_uid TEXT
+  new_study_instance_uid TEXT,
+  audit_pending       INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `;
@@ -94,6 +95,7 @@ CREATE INDEX IF NOT EXISTS jobs_deidentified ON jobs (deidentified_id);
 CREATE INDEX IF NOT EXISTS jobs_alias_state ON jobs (alias_id, state);
 CREATE INDEX IF NOT EXISTS jobs_alias_prefix ON jobs (alias_id COLLATE NOCASE);
 CREATE INDEX IF NOT EXISTS jobs_new_sop_prefix ON jobs (new_sop_instance_uid COLLATE NOCASE);
+CREATE INDEX IF NOT EXISTS jobs_audit_pending ON jobs (id) WHERE audit_pending = 1;
 DROP INDEX IF EXISTS jobs_state;
 DROP INDEX IF EXISTS jobs_new_sop_instance;
 `;
@@ -153,6 +155,7 @@ export class Journal {
     if (this.migratePlaintextUids()) warn(`${file}: original SOP Instance UIDs replaced by keyed hashes`);
     if (this.migrateFinishedRawIds()) warn(`${file}: raw Orthanc IDs of finished jobs replaced by keyed hashes`);
     this.addColumn('new_study_instance_uid');
+    this.addColumn('audit_pending', 'INTEGER NOT NULL DEFAULT 0');
     const coded = this.migrateReasonCodes();
     if (coded) warn(`${file}: reason codes given to ${coded} jobs journalled by an older version`);
     this.db.exec(INDEXES);
@@ -166,7 +169,8 @@ export class Journal {
     this.move = this.sql(
       `UPDATE jobs SET state = @to, reason = @reason, reason_code = @code, updated_at = @now,
          raw_key = CASE WHEN @to IN ${RAW_GONE_SQL} THEN coalesce(dphiant_key(raw_id), raw_key) ELSE raw_key END,
-         raw_id = CASE WHEN @to IN ${RAW_GONE_SQL} THEN NULL ELSE raw_id END
+         raw_id = CASE WHEN @to IN ${RAW_GONE_SQL} THEN NULL ELSE raw_id END,
+         audit_pending = CASE WHEN @audit THEN 1 ELSE audit_pending END
        WHERE id = @id AND state = @from`,
     );
   }
@@ -188,10 +192,10 @@ export class Journal {
     })();
   }
 
-  /** A column of SCHEMA that a journal written by an older version lacks: added, empty (TEXT, nullable). */
-  private addColumn(name: string): void {
+  /** A column of SCHEMA that a journal written by an older version lacks: added, empty (or its default). */
+  private addColumn(name: string, type = 'TEXT'): void {
     const columns = (this.sql(`PRAGMA table_info(jobs)`).all() as { name: string }[]).map((c) => c.name);
-    if (!columns.includes(name)) this.db.exec(`ALTER TABLE jobs ADD COLUMN ${name} TEXT`);
+    if (!columns.includes(name)) this.db.exec(`ALTER TABLE jobs ADD COLUMN ${name} ${type}`);
   }
 
   /** A journal written before finished jobs kept only raw_key: hash their raw IDs (adding the column if needed). */
@@ -278,9 +282,11 @@ export class Journal {
   /**
    * Moves a job from one state to the next; durable when it returns. Throws if the job was not in `from`.
    * `code`: the failure's code when `reason` is a failure (REJECTED, QUARANTINED, PURGED), else null.
+   * `auditPending`: the move removed the job's raw copy from the PACS, and its audit records are still to be written:
+   * kept with the move, so a crash before they are in the audit trail's spool loses none (auditPending()).
    */
-  transition(id: number, from: JobState, to: JobState, reason: string | null = null, code: ReasonCode | null = null): void {
-    const r = this.move.run({ to, reason, code, now: new Date().toISOString(), id, from });
+  transition(id: number, from: JobState, to: JobState, reason: string | null = null, code: ReasonCode | null = null, auditPending = false): void {
+    const r = this.move.run({ to, reason, code, now: new Date().toISOString(), id, from, audit: auditPending ? 1 : 0 });
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not ${from}`);
   }
 
@@ -292,6 +298,19 @@ export class Journal {
       )
       .run(d.aliasId, d.newSopInstanceUid, d.newStudyInstanceUid, d.deidentifiedId, new Date().toISOString(), id);
     if (r.changes !== 1) throw new Error(`journal: job ${id} is not IN_PACS`);
+  }
+
+  /** Finished jobs whose raw copy's removal has no audit record in the trail's spool yet (a crash came first). */
+  auditPending(limit = 100_000): Job[] {
+    return (this.sql(`SELECT * FROM jobs WHERE audit_pending = 1 ORDER BY id LIMIT ?`).all(limit) as Record<string, unknown>[]).map(toJob);
+  }
+
+  /** The audit records of these jobs' removals are in the trail's spool. */
+  audited(ids: readonly number[]): void {
+    const clear = this.sql(`UPDATE jobs SET audit_pending = 0 WHERE id = ?`);
+    this.db.transaction(() => {
+      for (const id of ids) clear.run(id);
+    })();
   }
 
   /** A failed attempt: its code and message (no PHI), and when to try again. */

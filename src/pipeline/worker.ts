@@ -158,6 +158,8 @@ export interface WorkerDeps {
    * quarantined (with its reason code): for the audit trail, and under node leases the record its owner may look for.
    */
   removed?: (job: Job & { rawId: string }, outcome: 'DONE' | 'QUARANTINED') => void;
+  /** The removals `removed` reports are audited: each job is journalled audit-pending with its move (Journal.transition). */
+  auditsRemovals?: boolean;
 }
 
 /** Waiting jobs per instance de-identified at once (DeidentificationWorker.pace). */
@@ -348,7 +350,7 @@ export class DeidentificationWorker {
       if (upload) this.d.journal.deidentified(job.id, upload);
       state = 'DEIDENTIFIED';
     };
-    const toDone = () => this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE');
+    const toDone = (removed = false) => this.d.journal.transition(job.id, 'DEIDENTIFIED', 'DONE', null, null, removed && !!this.d.auditsRemovals);
     try {
       try {
         const deidentifiedId = upload?.deidentifiedId ?? job.deidentifiedId;
@@ -363,7 +365,7 @@ export class DeidentificationWorker {
             toDone();
           });
         else {
-          await this.metrics.time('delete', () => this.rawDeletions.delete(job.rawId!, toDeidentified, toDone));
+          await this.metrics.time('delete', () => this.rawDeletions.delete(job.rawId!, toDeidentified, () => toDone(true)));
           this.d.removed?.({ ...job, ...upload, rawId: job.rawId }, 'DONE');
         }
         this.metrics.inc('dphiant_instances_deidentified_total');
@@ -544,8 +546,8 @@ export class DeidentificationWorker {
   }
 
   /** IN_PACS → QUARANTINED, counted and logged (the message names attribute paths and steps, never values). */
-  private quarantined(job: Job, why: Failure, msg: string, extra: Record<string, unknown> = {}): void {
-    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', why.message, why.code);
+  private quarantined(job: Job, why: Failure, msg: string, extra: Record<string, unknown> = {}, removed = false): void {
+    this.d.journal.transition(job.id, 'IN_PACS', 'QUARANTINED', why.message, why.code, removed && !!this.d.auditsRemovals);
     this.settled(job.id);
     this.metrics.inc('dphiant_instances_quarantined_total', { reason: why.code });
     this.d.log.warn({ job: job.id, uid: job.sopUidHash.slice(0, 12), ...extra, reason: why.message, code: why.code }, msg);
@@ -621,7 +623,7 @@ export class DeidentificationWorker {
     }
     if (uploadedId) await this.pacsCall(() => this.d.pacs.deleteInstance(uploadedId));
     await this.pacsCall(() => this.d.pacs.deleteInstance(job.rawId!));
-    this.quarantined(job, why, 'quarantined');
+    this.quarantined(job, why, 'quarantined', {}, true);
     this.d.removed?.({ ...job, rawId: job.rawId, reason: why.message, reasonCode: why.code }, 'QUARANTINED');
   }
 
