@@ -13,7 +13,7 @@
 
 export PATH := $(CURDIR)/.stack/node/bin:$(PATH)
 
-# the demo's needs; test-deps adds the tests' (dcmtk, docker-compose, chromium, FerretDB)
+# the demo's needs; test-deps adds the tests' (dcmtk, docker-compose, chromium, rsyslog, FerretDB)
 deps:
 	@scripts/install-deps.sh
 
