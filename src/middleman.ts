@@ -189,7 +189,14 @@ async function startLocked(config: Config, log: Logger, lock: ServeLock): Promis
   const quarantine = new Quarantine(quarantineDir(config.dataDir), keys.crosswalk);
   quarantine.removeTemps(); // a crash's half-written files; ours to remove under the lock
   const audit = auditTrail(config);
-  const auditEvents = audit && new AuditBatcher((e) => audit.record(e), {}, (jobs) => journal.audited(jobs));
+  const auditEvents =
+    audit &&
+    new AuditBatcher(
+      (e) => audit.record(e),
+      {},
+      (jobs) => journal.audited(jobs),
+      (e) => log.error({ err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'audit: a record could not be spooled; its instances stay audit-pending for the next start'),
+    );
   const pacsPeer: Peer = { aet: config.pacs.aet, address: config.pacs.host };
   const auditRemoved = (job: Job, outcome: 'DONE' | 'QUARANTINED', alert = true) => {
     if (auditEvents && !auditRemoval(auditEvents, pacsPeer, job, outcome, alert)) journal.audited([job.id]);

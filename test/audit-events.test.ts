@@ -154,6 +154,30 @@ describe('AuditBatcher: folding per-instance events into records', () => {
     expect(out[4]).to.deep.include({ repeats: 4 });
     for (const e of out) expect(auditMessage(e, { sourceId: 'n', aet: 'DPHIANT' })).to.match(/^<\?xml .*<\/AuditMessage>$/);
   });
+
+  it('a record that cannot be spooled (disk full) is reported, never thrown, and its jobs are never written', async () => {
+    const written: number[] = [];
+    const failures: string[] = [];
+    let full = true;
+    const b = new AuditBatcher(
+      (e) => {
+        if (full && e.kind === 'transfer') throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+      },
+      { quietMs: 20 },
+      (jobs) => written.push(...jobs),
+      (e) => failures.push((e as NodeJS.ErrnoException).code!),
+    );
+    const pacs = { aet: 'PACS' };
+    b.transferred(1, { aet: 'CT1' }, pacs, '2.25.1', 'DPHA', '1.2.840.10008.5.1.4.1.1.2');
+    b.rawDeleted(1, pacs, '2.25.1', 'DPHA');
+    await sleep(60);
+    full = false;
+    b.transferred(2, { aet: 'CT1' }, pacs, '2.25.2', 'DPHB', '1.2.840.10008.5.1.4.1.1.2');
+    b.rawDeleted(2, pacs, '2.25.2', 'DPHB');
+    b.flush();
+    expect(failures).to.deep.equal(['ENOSPC']);
+    expect(written, "job 1's transfer record was lost with the disk: it stays pending, though its deletion was spooled").to.deep.equal([2]);
+  });
 });
 
 describe('ATNA records of a study de-identified just before a crash (dphiant serve killed with -9 within the fold window)', function () {

@@ -43,6 +43,8 @@ export class AuditBatcher {
     private readonly record: (e: AuditEvent) => void,
     s: AuditBatcherSettings = {},
     private readonly written: (jobs: number[]) => void = () => undefined,
+    /** A record that could not be spooled (the disk full): its jobs stay unwritten, for the next start. */
+    private readonly failed: (e: unknown) => void = () => undefined,
   ) {
     this.quietMs = s.quietMs ?? 5_000;
     this.maxInstances = s.maxInstances ?? 10_000;
@@ -80,7 +82,7 @@ export class AuditBatcher {
       p.count++;
       return;
     }
-    this.record({ kind: 'security-alert', ...e });
+    this.spool({ kind: 'security-alert', ...e });
     const timer = setTimeout(() => this.flushAlert(key), this.alertWindowMs).unref();
     this.alerts.set(key, { event: { kind: 'security-alert', ...e }, count: 0, timer, jobs: [] });
   }
@@ -110,7 +112,11 @@ export class AuditBatcher {
     if (!p) return;
     clearTimeout(p.timer);
     map.delete(key);
-    this.record(p.event);
+    if (!this.spool(p.event)) {
+      // never written in this run, whatever else of theirs is: the next start records them again
+      for (const job of p.jobs) this.unwritten.set(job, Infinity);
+      return;
+    }
     const done: number[] = [];
     for (const job of p.jobs) {
       const left = this.unwritten.get(job)! - 1;
@@ -120,7 +126,12 @@ export class AuditBatcher {
         done.push(job);
       }
     }
-    if (done.length) this.written(done);
+    if (!done.length) return;
+    try {
+      this.written(done);
+    } catch (err) {
+      this.failed(err); // they stay pending in the journal: recorded again by the next start
+    }
   }
 
   private flushAlert(key: string): void {
@@ -128,6 +139,17 @@ export class AuditBatcher {
     if (!p) return;
     clearTimeout(p.timer);
     this.alerts.delete(key);
-    if (p.count > 0) this.record({ ...p.event, repeats: p.count });
+    if (p.count > 0) this.spool({ ...p.event, repeats: p.count });
+  }
+
+  /** Called from timers and from the pipeline's hooks: a failure is reported, never thrown at them. */
+  private spool(e: AuditEvent): boolean {
+    try {
+      this.record(e);
+      return true;
+    } catch (err) {
+      this.failed(err);
+      return false;
+    }
   }
 }
