@@ -56,7 +56,7 @@ describe('cluster stack: two `dphiant serve` child processes behind HAProxy', fu
   it("kill('SIGKILL') of node 1: the next storescu through the balancer succeeds at once, on node 2; restart() puts node 1 back on its data directory and ports", async () => {
     const c = cluster();
     const [one, two] = c.processes as [NodeProcess, NodeProcess];
-    const manifest = await generateStudies({ outDir: path.join(c.work, 'more'), patients: 2, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 5, rows: 64, cols: 64, seed: 14_401, modalities: ['CT'], prefix: 'KIL' });
+    const manifest = await generateStudies({ outDir: path.join(c.work, 'more'), patients: 2, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 15, rows: 64, cols: 64, seed: 14_401, modalities: ['CT'], prefix: 'KIL' });
     const files = manifest.instances.map((i) => i.path);
     const oneBefore = await one.jobCounts();
     const twoBefore = await two.jobCounts();
@@ -86,33 +86,39 @@ describe('cluster stack: two `dphiant serve` child processes behind HAProxy', fu
     expect([one.dataDir, one.dicomPort, one.webPort]).to.deep.equal([dataDir, ...ports]);
     const oneBack = await one.jobCounts();
     expect(oneBack.DONE, 'its journal, from the same data directory').to.equal(oneBefore.DONE);
-    // back in the rotation once HAProxy's check has seen it up (2 checks, a second apart)
+    // back in the rotation once HAProxy's check has seen it up (2 checks, a second apart; later on a busy machine)
     let backSec = NaN;
+    let sentAfter = 0;
     const t3 = Date.now();
-    for (const f of files.slice(5, 10)) {
+    for (const f of files.slice(5)) {
       const r = await storescu([f], { port: c.port, callingAet: 'MODALITY', calledAet: 'DPHIANT', timeoutMs: 60_000 });
       expect(r.code, r.stderr.slice(-300)).to.equal(0);
+      sentAfter++;
       if (total(await one.jobCounts()) > total(oneBack)) {
         backSec = (Date.now() - t3) / 1000;
         break;
       }
+      if (Date.now() - t3 > BACK_WITHIN_MS) break;
       await sleep(500);
     }
-    const final = await waitDone(c.processes, (oneBefore.DONE ?? 0) + (twoBefore.DONE ?? 0) + 5 + 1);
+    const final = await waitDone(c.processes, (oneBefore.DONE ?? 0) + (twoBefore.DONE ?? 0) + 5 + sentAfter);
     const inv = await pacsInventory(c.pacsRest);
     const raw = inv.instances.filter((i) => i.identityRemoved?.toUpperCase() !== 'YES').length;
     console.log(
       `      node 1 killed: 5 storescu runs through the balancer in ${sentSec.toFixed(1)} s, all exit 0, node 2 DONE ${twoBefore.DONE} → ${twoAfter[0]!.DONE}; ` +
-        `node 1 restarted in ${restartSec.toFixed(1)} s with its journal (DONE ${oneBack.DONE}), taking instances again ${backSec.toFixed(1)} s later; ` +
+        `node 1 restarted in ${restartSec.toFixed(1)} s with its journal (DONE ${oneBack.DONE}), taking instances again ${backSec.toFixed(1)} s later (${sentAfter} runs); ` +
         `per node DONE ${final.map((n) => n.DONE ?? 0).join(' + ')}; PACS ${inv.instances.length} instances, ${raw} raw`,
     );
     expect(runs).to.deep.equal([0, 0, 0, 0, 0]);
     expect(sentSec, 'no wait for the dead node').to.be.below(10);
     expect(twoAfter[0]!.DONE).to.equal((twoBefore.DONE ?? 0) + 5);
-    expect(backSec, 'node 1 took an instance again within 5 runs half a second apart').to.be.a('number').and.not.NaN;
+    expect(backSec, `node 1 took an instance again within ${BACK_WITHIN_MS / 1000} s of runs half a second apart`).to.be.a('number').and.not.NaN;
     expect(raw).to.equal(0);
   });
 });
+
+/** How long a restarted node may take to be back in HAProxy's rotation (its check: 2 good ones a second apart). */
+const BACK_WITHIN_MS = 20_000;
 
 /** The process IDs below `pid` (children, their children…), from /proc. */
 function descendants(pid: number): number[] {
