@@ -17,7 +17,7 @@ import { OrthancClient, OrthancHttpError } from './pacs/orthanc.js';
 import { Backpressure, DependencyHealth, HEALTH_META_KEY } from './pipeline/health.js';
 import { Ingest } from './pipeline/ingest.js';
 import { Journal, journalPath, type Job } from './pipeline/journal.js';
-import { Quarantine, quarantineDir } from './pipeline/quarantine.js';
+import { Quarantine, quarantineDir, quarantineEntry } from './pipeline/quarantine.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { DeidentificationWorker, Handoff } from './pipeline/worker.js';
 import { DicomServer, type CallerRefusalEvent } from './scp/server.js';
@@ -28,7 +28,7 @@ import { secureDataDir } from './datadir.js';
 import { fingerprint } from './log.js';
 import { createWebServer } from './web/server.js';
 import { AuditBatcher } from './audit/batcher.js';
-import { auditSource, type Peer } from './audit/messages.js';
+import { auditSource, type AuditEvent, type Peer } from './audit/messages.js';
 import { AuditTrail } from './audit/trail.js';
 import { MongoSessionStore } from './web/sessions.js';
 import { DataDirBusyError, ServeLock } from './serve-lock.js';
@@ -83,7 +83,7 @@ function auditRemoval(events: AuditBatcher, pacs: Peer, job: Job, outcome: 'DONE
     events.rawDeleted(job.id, pacs, job.newStudyInstanceUid, job.aliasId);
     return true;
   }
-  events.rawQuarantined(job.id, pacs, job.callingAet, job.sopUidHash.slice(0, 12));
+  events.rawQuarantined(job.id, pacs, job.callingAet, quarantineEntry(job));
   if (alert && job.reasonCode === 'gate-hit') events.alert({ type: 'gate', peer: job.callingAet, address: '', why: REASONS['gate-hit'] });
   return true;
 }
@@ -105,6 +105,14 @@ export function auditTrail(config: Config, command = false): AuditTrail | undefi
     ...(command ? { handOver: spool } : {}),
     source: auditSource(a.sourceId, config.scp.aet),
   });
+}
+
+/** One ATNA record of a command (`dphiant crosswalk …`, `quarantine …`): sent now, or handed to the middleman's spool. */
+export async function auditCommand(config: Config, e: AuditEvent): Promise<void> {
+  const trail = auditTrail(config, true);
+  if (!trail) return;
+  trail.record(e);
+  await trail.close(5000);
 }
 
 /** How long the start-up check waits for the PACS REST API. */

@@ -15,12 +15,13 @@ import { devCertificates, issue, makeCa } from '../tools/devstack/tls.js';
 import { part10 } from '../src/dicom/writer.js';
 import { TS } from '../src/dicom/transfer-syntax.js';
 import { generateElements, generateStudies } from '../tools/synth/generate.js';
+import { dphiant } from './support/cli.js';
 import { storescu } from './support/dcmtk.js';
 import { waitUntilSettled } from './support/pipeline.js';
 import { freePort, freePorts } from './support/ports.js';
 import { spawnMiddleman, type MiddlemanProcess } from './support/child.js';
 import { startOrthanc, type OrthancProcess } from '../tools/devstack/orthanc.js';
-import { Journal, journalPath } from '../src/pipeline/journal.js';
+import { Journal, journalPath, type Job } from '../src/pipeline/journal.js';
 import { devKeyPath, readKeyFile } from '../src/keys.js';
 import { startStack, type TestStack } from './support/stack.js';
 
@@ -68,18 +69,22 @@ describe('ATNA records of transfers, raw-copy deletions and security alerts (a r
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('one Instances Transferred and one Study Deleted per study, a gate hit and refused callers alerted, no PHI', async () => {
+  it('one Instances Transferred and one Study Deleted per study, gate hits and refused callers alerted, quarantine purges audited, no PHI', async () => {
     const s = stack as TestStack & { tlsPort: number; certs: Awaited<ReturnType<typeof devCertificates>> };
     const manifest = await generateStudies({ outDir: path.join(work, 'in'), patients: 2, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 3, rows: 32, cols: 32, seed: 15_100, modalities: ['CT', 'MR'] });
     const sent = await storescu(manifest.instances.map((i) => i.path), { port: s.mm.port });
     expect(sent.code, sent.stderr).to.equal(0);
-    // the gate's case of test/pipeline.test.ts: the patient ID in Manufacturer
-    const els = generateElements({ rows: 8, cols: 8, seed: 124, patientIndex: 41 });
-    const leakedId = String(els.find((e) => e.tag === 0x00100020)!.value);
-    els.find((e) => e.tag === 0x00080070)!.value = `scanner ${leakedId}`;
-    const leaky = path.join(work, 'leaky.dcm');
-    writeFileSync(leaky, part10(els, TS.ExplicitVRLittleEndian));
-    expect((await storescu([leaky], { port: s.mm.port })).code).to.equal(0);
+    // the gate's case of test/pipeline.test.ts: the patient ID in Manufacturer, in two instances
+    const leakedIds: string[] = [];
+    for (const seed of [124, 125]) {
+      const els = generateElements({ rows: 8, cols: 8, seed, patientIndex: 41 });
+      const leakedId = String(els.find((e) => e.tag === 0x00100020)!.value);
+      leakedIds.push(leakedId);
+      els.find((e) => e.tag === 0x00080070)!.value = `scanner ${leakedId}`;
+      const leaky = path.join(work, `leaky${seed}.dcm`);
+      writeFileSync(leaky, part10(els, TS.ExplicitVRLittleEndian));
+      expect((await storescu([leaky], { port: s.mm.port })).code).to.equal(0);
+    }
     await waitUntilSettled(s.mm.journal, 60_000);
     // a caller not allowed, three times; a TLS caller whose certificate another CA signed
     for (let i = 0; i < 3; i++) expect((await storescu([manifest.instances[0]!.path], { port: s.mm.port, callingAet: 'ROGUE' })).code).to.not.equal(0);
@@ -88,6 +93,15 @@ describe('ATNA records of transfers, raw-copy deletions and security alerts (a r
     const untrusted = await storescu([manifest.instances[0]!.path], { port: s.tlsPort, extraArgs: ['+tls', rogue.key, rogue.cert, '+cf', s.certs.ca.cert] });
     expect(untrusted.code).to.not.equal(0);
     const done = s.mm.journal.byState('DONE');
+    // operators purge the gate's quarantined instances, one from the command line, one from the web UI
+    const [gated, gatedToo] = s.mm.journal.byState('QUARANTINED') as [Job, Job];
+    const purge = await dphiant(['quarantine', 'purge', String(gated.id)], { DPHIANT_DATA_DIR: s.mm.config.dataDir, DPHIANT_PACS_URL: s.pacs.httpUrl, DPHIANT_AUDIT_REPOSITORY: s.mm.config.audit.repository });
+    expect(purge.code, purge.stderr).to.equal(0);
+    const web = `http://127.0.0.1:${s.mm.config.web.port}`;
+    const login = await fetch(`${web}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'demo', password: 'demo' }) });
+    const { csrf } = (await login.json()) as { csrf: string };
+    const webPurge = await fetch(`${web}/api/quarantine/${gatedToo.id}/purge`, { method: 'POST', headers: { cookie: login.headers.get('set-cookie')!.split(';')[0]!, 'x-csrf-token': csrf } });
+    expect(webPurge.status).to.equal(200);
     await s.mm.close(); // pending study records and folded alerts go at the stop
     for (let i = 0; i < 50 && !messages.some((m) => m.includes('Application Stop')); i++) await sleep(100);
 
@@ -112,9 +126,15 @@ describe('ATNA records of transfers, raw-copy deletions and security alerts (a r
       expect(t!.xml).to.contain(`NumberOfInstances="3"`);
       expect(deleted.some((p) => p.xml.includes(`ParticipantObjectID="${uid}"`)), `its raw copies' deletion`).to.equal(true);
     }
+    const purged = ofId('110103');
+    expect(purged, 'each purge: DICOM Instances Accessed, action D').to.have.length(2);
+    for (const [p, job, user] of [[purged[0]!, gated, /UserID="[^"]+" UserIsRequestor="true"/], [purged[1]!, gatedToo, /UserID="demo" UserIsRequestor="true" NetworkAccessPointID="127\.0\.0\.1"/]] as const) {
+      expect(p.xml).to.contain('EventActionCode="D"').and.to.contain(`ParticipantObjectID="${job.sopUidHash.slice(0, 12)}"`);
+      expect(p.xml).to.match(user);
+    }
     const quarantinedDeletion = deleted.filter((p) => p.xml.includes('csd-code="quarantine-entry"'));
-    expect(quarantinedDeletion, "the gate hit's raw copy deleted, named by keyed hash").to.have.length(1);
-    expect(alerts.filter((p) => p.type === '110132'), 'a gate hit: Use of Restricted Function').to.have.length(1);
+    expect(quarantinedDeletion.flatMap((p) => [...p.xml.matchAll(/csd-code="quarantine-entry"/g)]), "the gate hits' raw copies deleted, named by keyed hash").to.have.length(2);
+    expect(alerts.filter((p) => p.type === '110132'), 'gate hits: Use of Restricted Function, the first at once, the second folded').to.have.length(2);
     const rogueAlerts = alerts.filter((p) => p.xml.includes('UserID="ROGUE"'));
     expect(rogueAlerts.map((p) => Buffer.from(/value="([^"]+)"/.exec(p.xml)![1]!, 'base64').toString()), 'the first at once, the two retries folded').to.deep.equal([
       'association rejected: calling AE title not allowed',
@@ -125,7 +145,7 @@ describe('ATNA records of transfers, raw-copy deletions and security alerts (a r
     expect(tls[0]!.type).to.equal('110126');
 
     const phi = manifest.patients.flatMap((p) => [p.patientId, p.name, ...p.name.split('^').filter((x) => x.length > 2), ...p.studies.map((st) => st.studyInstanceUid)]);
-    phi.push(leakedId, ...manifest.instances.map((i) => i.sopInstanceUid));
+    phi.push(...leakedIds, ...manifest.instances.map((i) => i.sopInstanceUid));
     const leaked = phi.filter((v) => messages.some((m) => m.includes(v)));
     expect(leaked, 'no identity or original UID in any record').to.deep.equal([]);
   });

@@ -16,6 +16,7 @@ const EV = {
   securityAlert: ['110113', 'DCM', 'Security Alert'],
   instancesTransferred: ['110104', 'DCM', 'DICOM Instances Transferred'],
   studyDeleted: ['110105', 'DCM', 'DICOM Study Deleted'],
+  instancesAccessed: ['110103', 'DCM', 'DICOM Instances Accessed'],
   restrictedFunction: ['110132', 'DCM', 'Use of Restricted Function'],
   studyInstanceUid: ['110180', 'DCM', 'Study Instance UID'],
   // no DCM code names it: a code of this application's own, as RFC 3881 allows
@@ -57,7 +58,13 @@ export type AuditEvent =
    * alias of their de-identified copies; once quarantined (sealed in the local quarantine first), by the keyed
    * hashes of their SOP Instance UIDs, which the quarantine list shows.
    */
-  | ({ kind: 'raw-deleted'; pacs: Peer; instances: number } & ({ reason: 'deidentified'; studyUid: string; aliasId: string } | { reason: 'quarantined'; quarantined: string[] }));
+  | ({ kind: 'raw-deleted'; pacs: Peer; instances: number } & ({ reason: 'deidentified'; studyUid: string; aliasId: string } | { reason: 'quarantined'; quarantined: string[] }))
+  /**
+   * Quarantined instances an operator acted on, by the keyed hashes of their SOP Instance UIDs: `requeue` sends the
+   * sealed raw copies back to the PACS to be de-identified again (DICOM Instances Transferred, action C), `purge`
+   * deletes them for good (DICOM Instances Accessed, action D).
+   */
+  | { kind: 'quarantine'; action: 'requeue' | 'purge'; user: string; address: string; pacs: Peer; entries: string[] };
 
 /** A network peer: AE title and, when known, its address. */
 export interface Peer {
@@ -113,6 +120,11 @@ function studyObject(studyUid: string, sopClasses: Record<string, number>): stri
     .map(([uid, n]) => `<SOPClass${attrs({ UID: uid, NumberOfInstances: n })}/>`)
     .join('');
   return `<ParticipantObjectIdentification${attrs({ ParticipantObjectID: studyUid, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 3 })}>${coded('ParticipantObjectIDTypeCode', EV.studyInstanceUid)}${sops ? `<ParticipantObjectDescription>${sops}</ParticipantObjectDescription>` : ''}</ParticipantObjectIdentification>`;
+}
+
+/** ParticipantObjectIdentification of a quarantined instance by the keyed hash of its SOP Instance UID. */
+function quarantineObject(hash: string): string {
+  return `<ParticipantObjectIdentification${attrs({ ParticipantObjectID: hash, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 3 })}>${coded('ParticipantObjectIDTypeCode', EV.quarantineEntry)}</ParticipantObjectIdentification>`;
 }
 
 /** The PS3.15 A.5.1 message of one event; `at`: its time. */
@@ -174,9 +186,20 @@ export function auditMessage(e: AuditEvent, source: AuditSource, at = new Date()
       action = 'D';
       parts.push({ ...self, requestor: true }, { userId: e.pacs.aet, requestor: false, address: e.pacs.address });
       if (e.reason === 'deidentified') objects.push(studyObject(e.studyUid, {}), patientObject(e.aliasId));
-      else
-        for (const q of e.quarantined)
-          objects.push(`<ParticipantObjectIdentification${attrs({ ParticipantObjectID: q, ParticipantObjectTypeCode: 2, ParticipantObjectTypeCodeRole: 3 })}>${coded('ParticipantObjectIDTypeCode', EV.quarantineEntry)}</ParticipantObjectIdentification>`);
+      else objects.push(...e.quarantined.map(quarantineObject));
+      break;
+    case 'quarantine':
+      parts.push({ userId: e.user, requestor: true, address: e.address });
+      if (e.action === 'requeue') {
+        id = EV.instancesTransferred;
+        action = 'C';
+        parts.push({ ...self, role: EV.sourceRole }, { userId: e.pacs.aet, requestor: false, address: e.pacs.address, role: EV.destinationRole });
+      } else {
+        id = EV.instancesAccessed;
+        action = 'D';
+        parts.push(self);
+      }
+      objects.push(...e.entries.map(quarantineObject));
       break;
   }
   const event = `<EventIdentification${attrs({ EventActionCode: action, EventDateTime: at.toISOString(), EventOutcomeIndicator: outcome })}>${coded('EventID', id)}${type ? coded('EventTypeCode', type) : ''}</EventIdentification>`;

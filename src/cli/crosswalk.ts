@@ -3,8 +3,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { CommandModule } from 'yargs';
 import type { Config } from '../config/index.js';
-import type { AuditEvent } from '../audit/messages.js';
-import { auditTrail } from '../middleman.js';
+import { auditCommand } from '../middleman.js';
 import { Sealer } from '../crosswalk/crypto.js';
 import { loadKeys, openCrosswalk } from '../crosswalk/open.js';
 import { checkReason, type CrosswalkStore } from '../crosswalk/store.js';
@@ -15,14 +14,6 @@ import { DataDirBusyError, ServeLock, serveLockPath } from '../serve-lock.js';
 type LoadConfig = (argv: any) => Config;
 
 /** Who asks: the operating-system account, and the name given with --user if any. */
-/** One ATNA record of this command (src/audit): sent now, or handed to the middleman's spool to send later. */
-async function audited(cfg: Config, e: AuditEvent): Promise<void> {
-  const trail = auditTrail(cfg, true);
-  if (!trail) return;
-  trail.record(e);
-  await trail.close(5000);
-}
-
 function who(user: string | undefined): string {
   const account = os.userInfo().username;
   return user ? `${user} (os user ${account})` : account;
@@ -68,7 +59,7 @@ async function rekey(cfg: Config, newKeyFile: string | undefined, user: string, 
             '(if crosswalk.keyFile already names the new key after an interrupted rekey, set it back to the old key and run this again)',
         );
       const count = await store.rekey(new Sealer(next), user, reason);
-      await audited(cfg, { kind: 'export', user, address: '127.0.0.1', what: 'rekey' });
+      await auditCommand(cfg, { kind: 'export', user, address: '127.0.0.1', what: 'rekey' });
       console.log(`re-sealed ${count} values and ${q.resealed.length} quarantined instances; now point crosswalk.keyFile at ${newKeyFile}`);
     } finally {
       await store.close();
@@ -119,7 +110,7 @@ export function crosswalkCommands(loadConfig: LoadConfig): CommandModule<object,
           case 'reveal': {
             if (!argv.alias) throw new Error('reveal needs an alias');
             const r = await store.reveal(argv.alias, who(argv.user), argv.reason ?? '');
-            await audited(cfg, { kind: 'reveal', user: who(argv.user), address: '127.0.0.1', aliasId: argv.alias });
+            await auditCommand(cfg, { kind: 'reveal', user: who(argv.user), address: '127.0.0.1', aliasId: argv.alias });
             console.log(JSON.stringify(r, null, 2));
             console.error(`(recorded in the audit log: ${who(argv.user)}, "${argv.reason}")`);
             return;
@@ -130,7 +121,7 @@ export function crosswalkCommands(loadConfig: LoadConfig): CommandModule<object,
           case 'export': {
             if (!argv.out) throw new Error('export needs --out FILE');
             const rows = await store.exportMapping(who(argv.user), argv.reason ?? '');
-            await audited(cfg, { kind: 'export', user: who(argv.user), address: '127.0.0.1', what: 'mapping' });
+            await auditCommand(cfg, { kind: 'export', user: who(argv.user), address: '127.0.0.1', what: 'mapping' });
             const lines = ['alias_id,alias_name,patient_id,issuer_of_patient_id,patient_name,birth_date,sex,date_offset_days,accession_alias,study_instance_uid,accession_number'];
             for (const p of rows) {
               const base = [p.aliasId, p.aliasName, p.identity.patientId, p.identity.issuerOfPatientId, p.identity.name, p.identity.birthDate, p.identity.sex, String(p.dateOffsetDays)];

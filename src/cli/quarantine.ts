@@ -2,10 +2,10 @@
 import type { CommandModule } from 'yargs';
 import type { Config } from '../config/index.js';
 import { loadKeys } from '../crosswalk/open.js';
-import { pacsRestClient } from '../middleman.js';
+import { auditCommand, pacsRestClient } from '../middleman.js';
 import { Journal, journalPath } from '../pipeline/journal.js';
 import os from 'node:os';
-import { purgeQuarantined, Quarantine, quarantineDir, requeueQuarantined } from '../pipeline/quarantine.js';
+import { purgeQuarantined, Quarantine, quarantineDir, quarantineEntry, requeueQuarantined } from '../pipeline/quarantine.js';
 
 type LoadConfig = (argv: any) => Config;
 
@@ -35,16 +35,23 @@ export function quarantineCommand(loadConfig: LoadConfig): CommandModule<object,
         const ids: number[] = argv.jobs ?? [];
         if (ids.length === 0) throw new Error(`${argv.action} needs job ids (dphiant quarantine list)`);
         const pacs = pacsRestClient(cfg);
-        for (const id of ids) {
-          const job = journal.get(id);
-          if (job?.state !== 'QUARANTINED') throw new Error(`job ${id} is not quarantined`);
-          if (argv.action === 'requeue') {
-            await requeueQuarantined(job, { journal, quarantine, pacs });
-            console.log(`job ${id} requeued`);
-          } else {
-            purgeQuarantined(job, { journal, quarantine }, os.userInfo().username);
-            console.log(`job ${id} purged`);
+        const done: string[] = [];
+        try {
+          for (const id of ids) {
+            const job = journal.get(id);
+            if (job?.state !== 'QUARANTINED') throw new Error(`job ${id} is not quarantined`);
+            if (argv.action === 'requeue') {
+              await requeueQuarantined(job, { journal, quarantine, pacs });
+              console.log(`job ${id} requeued`);
+            } else {
+              purgeQuarantined(job, { journal, quarantine }, os.userInfo().username);
+              console.log(`job ${id} purged`);
+            }
+            done.push(quarantineEntry(job));
           }
+        } finally {
+          // what was done before a failure is audited too
+          if (done.length) await auditCommand(cfg, { kind: 'quarantine', action: argv.action, user: os.userInfo().username, address: '127.0.0.1', pacs: { aet: cfg.pacs.aet, address: cfg.pacs.host }, entries: done });
         }
       } finally {
         journal.close();

@@ -10,7 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { OrthancClient } from '../pacs/orthanc.js';
 import { findUp } from '../paths.js';
 import { JOB_STATES, type Job, type Journal } from '../pipeline/journal.js';
-import { purgeQuarantined, requeueQuarantined, type Quarantine } from '../pipeline/quarantine.js';
+import { purgeQuarantined, quarantineEntry, requeueQuarantined, type Quarantine } from '../pipeline/quarantine.js';
 import type { DeidentificationWorker } from '../pipeline/worker.js';
 import { DEPENDENCIES, type Backpressure } from '../pipeline/health.js';
 import { REASONS } from '../reasons.js';
@@ -180,6 +180,7 @@ export function createWebServer(d: WebDeps): FastifyInstance {
     if (action === 'requeue') await requeueQuarantined(job, d);
     else if (action === 'purge') purgeQuarantined(job, d, `${s.username} (web)`);
     else return reply.code(404).send({ error: 'unknown action' });
+    d.audit?.record({ kind: 'quarantine', action, user: s.username, address: req.ip, pacs: { aet: d.config.pacs.aet, address: d.config.pacs.host }, entries: [quarantineEntry(job)] });
     d.log.warn({ job: job.id, user: s.username, action }, 'quarantine action');
     return { ok: true };
   }));

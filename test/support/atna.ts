@@ -69,5 +69,7 @@ export const EVENTS: AuditEvent[] = [
   { kind: 'transfer', from: { aet: 'CT1', address: '10.0.0.5' }, to: { aet: 'PACS', address: '10.0.0.4' }, studyUid: '2.25.1', aliasId: 'ANON1234', sopClasses: { '1.2.840.10008.5.1.4.1.1.2': 2 } },
   { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 2, reason: 'deidentified', studyUid: '2.25.1', aliasId: 'ANON1234' },
   { kind: 'raw-deleted', pacs: { aet: 'PACS' }, instances: 1, reason: 'quarantined', quarantined: ['k1'] },
+  { kind: 'quarantine', action: 'requeue', user: 'demo', address: '127.0.0.1', pacs: { aet: 'PACS', address: '10.0.0.4' }, entries: ['k1', 'k2'] },
+  { kind: 'quarantine', action: 'purge', user: 'demo', address: '127.0.0.1', pacs: { aet: 'PACS' }, entries: ['k1'] },
 ];
-export const EVENT_IDS = ['110100', '110100', '110114', '110114', '110114', '110110', '110106', '110113', '110113', '110113', '110104', '110105', '110105'];
+export const EVENT_IDS = ['110100', '110100', '110114', '110114', '110114', '110110', '110106', '110113', '110113', '110113', '110104', '110105', '110105', '110104', '110103'];
