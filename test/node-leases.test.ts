@@ -69,6 +69,37 @@ describe('node leases on a MongoDB-wire server', function () {
     expect(takerRenews, 'the taker let go').to.equal(false);
   });
 
+  it('8 nodes taking one expired lease at once, 20 times over: one holder each time (the claim on its next epoch)', async () => {
+    const leases = leasesOf(1000);
+    const t0 = Date.now();
+    await leases.claimOwn('NODE1', {}, t0);
+    const winners: number[] = [];
+    let now = t0;
+    for (let round = 0; round < 20; round++) {
+      now += 1500; // the lease has expired
+      const takers = await Promise.all(Array.from({ length: 8 }, (_, k) => leases.takeExpired(`T${round}_${k}`, now)));
+      winners.push(takers.filter((t) => t.length > 0).length);
+    }
+    const lease = (await leases.list()).find((l) => l._id === 'NODE1')!;
+    console.log(`      holders per round: ${winners.join(' ')}; epoch ${lease.epoch}`);
+    expect(winners.every((w) => w === 1), 'one holder per round').to.equal(true);
+    expect(lease.epoch, 'one change of holder per round').to.equal(20);
+  });
+
+  it('a claim left by a node that died between its claim and its update is given up after the grace time', async () => {
+    const name = `leases_stale_${Date.now()}`;
+    const leases = new NodeLeases({ collection: (n: string) => client.db(name).collection(n) }, 1000);
+    const t0 = Date.now();
+    await leases.claimOwn('NODE1', {}, t0);
+    // what NODE9 left: its claim on the lease's next epoch, not followed by its update
+    await client.db(name).collection<{ _id: string; by: string; at: number }>('node_lease_claims').insertOne({ _id: 'NODE1#1', by: 'NODE9', at: t0 + 1000 });
+    const early = await leases.takeExpired('NODE2', t0 + 1500);
+    const late = await leases.takeExpired('NODE2', t0 + 2500);
+    console.log(`      with NODE9's claim left: taken ${early.length} before its claim is a grace time old, ${late.length} after`);
+    expect(early).to.have.length(0);
+    expect(late.map((l) => l.holder)).to.deep.equal(['NODE2']);
+  });
+
   it('a takeover record tells the owner who took in or removed its raw instance, and how it ended', async () => {
     const leases = leasesOf(1000);
     expect(await leases.takenOver('NODE1', 'k1')).to.equal(null);

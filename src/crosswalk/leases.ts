@@ -4,7 +4,9 @@
 // itself while it runs; a node whose lease has expired (no heartbeat for the grace time) is taken over by one
 // other node, which becomes the holder, adopts the dead node's raw instances and marks the lease settled once each
 // of them is finished; the owner, back, claims its lease again only once it has expired or is settled. Every change
-// is one conditional update on the document, so two nodes never hold one lease at once.
+// of holder is one conditional update on the document, made only by the node whose claim on the lease's next epoch
+// was inserted first (a unique _id): a MongoDB-wire server whose findAndModify is not atomic (FerretDB 1.24 reads,
+// then writes) lets two racing conditional updates both succeed, an insert of one _id never.
 // Takeover records say which raw instances a node took in or removed from the PACS, by keyed hash of the Orthanc
 // ID (no identifier of the instance in the shared database), and how they ended there: the owner, back, finds
 // there what became of its raw copies that are gone (adopted in a takeover, or a resend of the same instance that
@@ -27,6 +29,8 @@ export interface NodeLease {
   settled: boolean;
   /** The owner's journal counts per job state at its last heartbeat (dashboard). */
   counts: Record<string, number>;
+  /** How many times its holder has changed: the claim on epoch + 1 decides the next change (absent: 0). */
+  epoch?: number;
 }
 
 export type TakeoverOutcome = 'DONE' | 'QUARANTINED';
@@ -61,6 +65,33 @@ export class NodeLeases {
     return this.db.collection<TakeoverRecord>('node_takeovers');
   }
 
+  private get claims(): Collection<{ _id: string; by: string; at: number }> {
+    return this.db.collection('node_lease_claims');
+  }
+
+  /** `me` claims the change of `lease`'s holder to its next epoch; false: another node claimed it first. */
+  private async claimNext(lease: NodeLease, me: string, now: number): Promise<boolean> {
+    const _id = `${lease._id}#${(lease.epoch ?? 0) + 1}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await this.claims.insertOne({ _id, by: me, at: now });
+        return true;
+      } catch {
+        // another node won, or the database failed: asked again later; unless the claim is older than the grace
+        // time, left by a node that died between its claim and its update (one delete of it succeeds, then one insert)
+        const left = await this.claims.findOne({ _id }).catch(() => null);
+        if (!left || left.at >= now - this.graceMs) return false;
+        if ((await this.claims.deleteOne({ _id, at: left.at })).deletedCount !== 1) return false;
+      }
+    }
+    return false;
+  }
+
+  /** A claim whose conditional update then found the lease changed (renewed meanwhile): given back for a later try. */
+  private async unclaim(lease: NodeLease, me: string): Promise<void> {
+    await this.claims.deleteOne({ _id: `${lease._id}#${(lease.epoch ?? 0) + 1}`, by: me });
+  }
+
   /**
    * The owner takes its own lease: when it holds it already (a restart within the grace time), when it has expired,
    * or when a takeover of it is settled. Null while another node holds it (a takeover under way): wait and ask again.
@@ -77,7 +108,12 @@ export class NodeLeases {
       }
     }
     if (current.holder !== me && (current.expiresAt ?? 0) >= now && !current.settled) return null;
-    const r = await this.leases.findOneAndUpdate({ _id: me, holder: current.holder, expiresAt: current.expiresAt }, { $set: fresh }, { returnDocument: 'after' });
+    // its own lease still running (a restart within the grace time): no other node may take it, nothing to claim
+    const mine = current.holder === me && (current.expiresAt ?? 0) >= now;
+    if (!mine && !(await this.claimNext(current, me, now))) return null;
+    const epoch = (current.epoch ?? 0) + (mine ? 0 : 1);
+    const r = await this.leases.findOneAndUpdate({ _id: me, holder: current.holder, expiresAt: current.expiresAt }, { $set: { ...fresh, epoch } }, { returnDocument: 'after' });
+    if (!r && !mine) await this.unclaim(current, me);
     return r ?? null;
   }
 
@@ -91,12 +127,14 @@ export class NodeLeases {
   async takeExpired(me: string, now = Date.now()): Promise<NodeLease[]> {
     const taken: NodeLease[] = [];
     for (const l of await this.leases.find({ _id: { $ne: me }, expiresAt: { $lt: now } }).toArray()) {
+      if (!(await this.claimNext(l, me, now))) continue;
       const r = await this.leases.findOneAndUpdate(
         { _id: l._id, holder: l.holder, expiresAt: l.expiresAt },
-        { $set: { holder: me, expiresAt: now + this.graceMs, heartbeatAt: now, settled: false } },
+        { $set: { holder: me, expiresAt: now + this.graceMs, heartbeatAt: now, settled: false, epoch: (l.epoch ?? 0) + 1 } },
         { returnDocument: 'after' },
       );
       if (r) taken.push(r);
+      else await this.unclaim(l, me);
     }
     return taken;
   }
