@@ -51,6 +51,10 @@ interface TakeoverRecord {
  */
 const UPDATES_PER_COMMAND = 16;
 
+const nextEpoch = (lease: NodeLease) => (lease.epoch ?? 0) + 1;
+/** The claim on a lease's next change of holder. */
+const claimId = (lease: NodeLease) => `${lease._id}#${nextEpoch(lease)}`;
+
 export class NodeLeases {
   constructor(
     private readonly db: SharedDatabase,
@@ -71,7 +75,7 @@ export class NodeLeases {
 
   /** `me` claims the change of `lease`'s holder to its next epoch; false: another node claimed it first. */
   private async claimNext(lease: NodeLease, me: string, now: number): Promise<boolean> {
-    const _id = `${lease._id}#${(lease.epoch ?? 0) + 1}`;
+    const _id = claimId(lease);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         await this.claims.insertOne({ _id, by: me, at: now });
@@ -89,7 +93,7 @@ export class NodeLeases {
 
   /** A claim whose conditional update then found the lease changed (renewed meanwhile): given back for a later try. */
   private async unclaim(lease: NodeLease, me: string): Promise<void> {
-    await this.claims.deleteOne({ _id: `${lease._id}#${(lease.epoch ?? 0) + 1}`, by: me });
+    await this.claims.deleteOne({ _id: claimId(lease), by: me });
   }
 
   /**
@@ -111,7 +115,7 @@ export class NodeLeases {
     // its own lease still running (a restart within the grace time): no other node may take it, nothing to claim
     const mine = current.holder === me && (current.expiresAt ?? 0) >= now;
     if (!mine && !(await this.claimNext(current, me, now))) return null;
-    const epoch = (current.epoch ?? 0) + (mine ? 0 : 1);
+    const epoch = mine ? (current.epoch ?? 0) : nextEpoch(current);
     const r = await this.leases.findOneAndUpdate({ _id: me, holder: current.holder, expiresAt: current.expiresAt }, { $set: { ...fresh, epoch } }, { returnDocument: 'after' });
     if (!r && !mine) await this.unclaim(current, me);
     return r ?? null;
@@ -130,7 +134,7 @@ export class NodeLeases {
       if (!(await this.claimNext(l, me, now))) continue;
       const r = await this.leases.findOneAndUpdate(
         { _id: l._id, holder: l.holder, expiresAt: l.expiresAt },
-        { $set: { holder: me, expiresAt: now + this.graceMs, heartbeatAt: now, settled: false, epoch: (l.epoch ?? 0) + 1 } },
+        { $set: { holder: me, expiresAt: now + this.graceMs, heartbeatAt: now, settled: false, epoch: nextEpoch(l) } },
         { returnDocument: 'after' },
       );
       if (r) taken.push(r);

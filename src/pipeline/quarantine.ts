@@ -150,16 +150,16 @@ export interface QuarantineActions {
   pacs: OrthancClient;
 }
 
-/**
- * The raw instance goes back to the PACS and the job to IN_PACS; a running middleman picks it up within a second.
- * The sealed copy is removed last: a crash before leaves the file beside an IN_PACS job (the PACS has the instance).
- * Only the file that was uploaded is removed: a running middleman may already have quarantined the job again.
- */
 /** How audit records name a quarantined instance: the prefix of its SOP Instance UID's keyed hash that the worker logs as `uid`. */
 export function quarantineEntry(job: Job): string {
   return job.sopUidHash.slice(0, 12);
 }
 
+/**
+ * The raw instance goes back to the PACS and the job to IN_PACS; a running middleman picks it up within a second.
+ * The sealed copy is removed last: a crash before leaves the file beside an IN_PACS job (the PACS has the instance).
+ * Only the file that was uploaded is removed: a running middleman may already have quarantined the job again.
+ */
 export async function requeueQuarantined(job: Job, d: QuarantineActions): Promise<void> {
   const inode = d.quarantine.inode(job.id);
   const up = await d.pacs.upload(d.quarantine.get(job.id));
